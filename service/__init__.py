@@ -1,0 +1,1 @@
+"""The LURE update server: HTTP API, storage and dashboard (see DESIGN.md), plus the ``lure`` CLI."""

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny real data and models, so tests train for real in seconds on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lure_engine.data import load_digits_dataset, to_tensor
+from lure_engine.models import ModelSpec, build_model
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_digits_dataset()
+
+
+@pytest.fixture()
+def digits_tensors(digits):
+    return to_tensor(digits.train.x), torch.from_numpy(digits.train.y)
+
+
+@pytest.fixture()
+def cnn_spec() -> ModelSpec:
+    return ModelSpec("small_cnn", num_classes=10, channels=1, image_size=8, width=0.25)
+
+
+@pytest.fixture()
+def cnn(cnn_spec):
+    return build_model(cnn_spec, seed=0)
+
+
+@pytest.fixture()
+def resnet_spec() -> ModelSpec:
+    return ModelSpec("resnet18", num_classes=10, channels=3, image_size=16, width=0.125)

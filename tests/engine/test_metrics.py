@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from lure_engine.metrics import (
+    cumulative_error_rate,
+    evaluate_logits,
+    expected_calibration_error,
+    generalization_gap,
+    reliability_bins,
+)
+
+
+def test_cer_is_the_running_sum_of_test_errors():
+    assert cumulative_error_rate([5, 0, 3, 7]) == [5, 5, 8, 15]
+    assert cumulative_error_rate([]) == []
+
+
+def test_ece_matches_a_hand_computed_case():
+    # confidences 0.95 (right), 0.91 (wrong) share bin (0.9, 1.0]; 0.65 (right) and 0.75 (wrong)
+    # sit alone. ECE = sum over bins of |bin| / N * |accuracy - confidence|.
+    probs = torch.tensor([[0.95, 0.05], [0.09, 0.91], [0.65, 0.35], [0.25, 0.75]])
+    labels = torch.tensor([0, 0, 0, 0])
+    expected = 2 / 4 * abs(0.5 - 0.93) + 1 / 4 * abs(1 - 0.65) + 1 / 4 * abs(0 - 0.75)
+    assert expected_calibration_error(probs, labels, bins=10) == pytest.approx(expected, abs=1e-6)
+
+
+def test_evaluation_counts_errors_and_nll():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    result = evaluate_logits(logits, torch.tensor([0, 0, 0]))
+    assert result.errors == 1 and result.count == 3
+    assert result.accuracy == pytest.approx(2 / 3)
+    assert result.nll == pytest.approx(float(torch.nn.functional.cross_entropy(logits, torch.tensor([0, 0, 0]))))
+
+
+def test_generalization_gap_is_train_minus_validation():
+    assert generalization_gap(0.98, 0.9) == pytest.approx(0.08)
+
+
+def test_reliability_bins_partition_the_samples():
+    probs = torch.softmax(torch.randn(200, 5, generator=torch.Generator().manual_seed(0)), 1)
+    labels = torch.randint(0, 5, (200,), generator=torch.Generator().manual_seed(1))
+    bins = reliability_bins(probs, labels, bins=10)
+    assert sum(b["count"] for b in bins) == 200
+    for b in bins:
+        if b["count"]:
+            assert b["low"] <= b["confidence"] <= b["high"]

@@ -1,0 +1,1 @@
+"""Celery worker that runs LURE updates for sealed mega-batches (built in the server issue)."""
