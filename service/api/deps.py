@@ -1,0 +1,52 @@
+"""Shared request dependencies: the app's resources, a DB session, and lookups that 404 clearly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from celery import Celery
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.dispatcher import Dispatcher
+from service.inference import ModelCache
+from service.ingest import Ingestor
+from service.settings import ServerSettings
+from worker.storage.blobs import BlobStore
+from worker.storage.schema import ModelRow, VersionRow
+
+
+@dataclass
+class Resources:
+    settings: ServerSettings
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    celery: Celery
+    dispatcher: Dispatcher
+    ingestor: Ingestor
+    models: ModelCache
+
+
+def resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+def db_session(res: Resources = Depends(resources)) -> Iterator[Session]:
+    with res.sessions() as session:
+        yield session
+
+
+def model_or_404(session: Session, name: str) -> ModelRow:
+    model = session.scalar(select(ModelRow).where(ModelRow.name == name))
+    if model is None:
+        raise HTTPException(404, f"model {name!r} not found")
+    return model
+
+
+def version_or_404(session: Session, model: ModelRow, number: int) -> VersionRow:
+    version = session.scalar(select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.number == number))
+    if version is None:
+        raise HTTPException(404, f"model {model.name!r} has no version {number}")
+    return version

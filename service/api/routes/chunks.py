@@ -1,0 +1,147 @@
+"""Labelled data in: JSON (base64 images) or a bulk ``.npz`` body; and where a chunk went."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.api.deps import Resources, db_session, model_or_404, resources
+from service.api.presenters import megabatch_out
+from service.api.schemas import ChunkCreate, ChunkOut
+from service.images import ImageError, decode_base64_images, fit_array_images
+from service.ingest import open_megabatch
+from worker.storage.schema import ChunkRow, MegaBatchRow, ModelRow, VersionRow
+
+router = APIRouter(prefix="/v1/models/{name}/chunks", tags=["chunks"])
+NPZ_TYPES = ("application/octet-stream", "application/x-npz", "application/npz")
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ChunkCreate.model_json_schema()},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": ".npz with uint8 x (N,H,W,C) and int y (N,); pass ?split=train|test",
+            },
+        },
+    }
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    body = bytearray()
+    async for part in request.stream():
+        body.extend(part)
+        if len(body) > limit:
+            raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _parse_json(body: bytes, model: ModelRow, res: Resources) -> tuple[str, np.ndarray, np.ndarray]:
+    try:
+        chunk = ChunkCreate.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False, include_context=False)) from None
+    config = model.config
+    _check_count(len(chunk.images), res)
+    _check_labels(np.asarray(chunk.labels), config["num_classes"])
+    x = decode_base64_images(chunk.images, config["channels"], config["image_size"], res.settings.max_image_side)
+    return chunk.split, x, np.asarray(chunk.labels, dtype=np.int64)
+
+
+def _parse_npz(body: bytes, split: str | None, model: ModelRow, res: Resources):
+    if split is None:
+        raise HTTPException(422, "an .npz body needs the query parameter split=train or split=test")
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+            if "x" not in archive or "y" not in archive:
+                raise HTTPException(422, f".npz must hold arrays 'x' and 'y', found {sorted(archive.files)}")
+            x, y = archive["x"], archive["y"]
+    except HTTPException:
+        raise
+    except (ValueError, OSError, EOFError) as error:
+        raise HTTPException(422, f"body is not a readable .npz without pickled objects: {error}") from None
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise HTTPException(422, f"y must be a 1-d integer array, got {y.dtype} {y.shape}")
+    if len(x) != len(y):
+        raise HTTPException(422, f"x has {len(x)} images but y has {len(y)} labels")
+    _check_count(len(x), res)
+    _check_labels(y, model.config["num_classes"])
+    config = model.config
+    return split, fit_array_images(x, config["channels"], config["image_size"], res.settings.max_image_side), y
+
+
+def _check_count(n: int, res: Resources) -> None:
+    if n == 0:
+        raise HTTPException(422, "chunk is empty: send at least one image")
+    if n > res.settings.max_samples_per_chunk:
+        raise HTTPException(413, f"chunk has {n} samples; the limit is {res.settings.max_samples_per_chunk}")
+
+
+def _check_labels(labels: np.ndarray, num_classes: int) -> None:
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        i = int(bad[0])
+        raise HTTPException(422, f"labels[{i}] = {int(labels[i])} is outside 0..{num_classes - 1}")
+
+
+@router.post("", status_code=201, response_model=ChunkOut, openapi_extra=_BODY_DOC)
+async def post_chunk(
+    name: str, request: Request,
+    split: Literal["train", "test"] | None = Query(None, description="required for .npz bodies"),
+    res: Resources = Depends(resources),
+) -> ChunkOut:
+    """Store a chunk. 201 means its data and record are on disk; nothing is stored on a 4xx."""
+    with res.sessions() as session:
+        model = model_or_404(session, name)
+    body = await _read_body(request, res.settings.max_body_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            chunk_split, x, y = _parse_json(body, model, res)
+        elif content_type in NPZ_TYPES:
+            chunk_split, x, y = _parse_npz(body, split, model, res)
+        else:
+            raise HTTPException(415, f"content type {content_type or 'missing'!r}: send application/json "
+                                     "or application/octet-stream (.npz)")
+    except ImageError as error:
+        raise HTTPException(422, str(error)) from None
+    result = res.ingestor.add_chunk(model.id, chunk_split, x, y)
+    with res.sessions() as session:
+        model = session.get(ModelRow, model.id)
+        open_row = open_megabatch(session, model.id, create=False)
+        holder = session.get(MegaBatchRow, result.megabatch.id) if result.megabatch else None
+        return ChunkOut(
+            id=result.chunk.id, model=name, split=chunk_split, accepted=len(x),
+            megabatch=megabatch_out(session, model, holder) if holder else None,
+            open_megabatch=megabatch_out(session, model, open_row) if open_row else None,
+            sealed=[m.index for m in result.sealed], jobs=[j.id for j in result.jobs],
+        )
+
+
+@router.get("/{chunk_id}", response_model=ChunkOut)
+def get_chunk(name: str, chunk_id: int, session: Session = Depends(db_session)) -> ChunkOut:
+    """Which mega-batch holds the chunk and which version first trained on it (read-your-writes)."""
+    model = model_or_404(session, name)
+    chunk = session.get(ChunkRow, chunk_id)
+    if chunk is None or chunk.model_id != model.id:
+        raise HTTPException(404, f"model {name!r} has no chunk {chunk_id}")
+    holder = session.get(MegaBatchRow, chunk.megabatch_id) if chunk.megabatch_id else None
+    trained = None
+    if holder is not None:
+        trained = session.scalar(select(VersionRow.number).where(VersionRow.megabatch_id == holder.id))
+    return ChunkOut(id=chunk.id, model=name, split=chunk.split, accepted=chunk.n_samples,
+                    megabatch=megabatch_out(session, model, holder) if holder else None,
+                    trained_in_version=trained)

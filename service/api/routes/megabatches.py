@@ -1,0 +1,33 @@
+"""Mega-batches of a model, and sealing the open one early."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.api.deps import Resources, db_session, model_or_404, resources
+from service.api.presenters import megabatch_out
+from service.api.schemas import MegaBatchOut
+from worker.storage.schema import MegaBatchRow
+
+router = APIRouter(prefix="/v1/models/{name}/megabatches", tags=["megabatches"])
+
+
+@router.get("", response_model=list[MegaBatchOut])
+def list_megabatches(name: str, session: Session = Depends(db_session)) -> list[MegaBatchOut]:
+    model = model_or_404(session, name)
+    rows = session.scalars(select(MegaBatchRow).where(MegaBatchRow.model_id == model.id).order_by(MegaBatchRow.index))
+    return [megabatch_out(session, model, row) for row in rows]
+
+
+@router.post("/seal", response_model=MegaBatchOut)
+def seal_open(name: str, res: Resources = Depends(resources)) -> MegaBatchOut:
+    """Seal the open mega-batch now (fewer samples than megabatch_size) and queue its update."""
+    with res.sessions() as session:
+        model = model_or_404(session, name)
+    sealed = res.ingestor.seal_open(model.id)
+    if sealed is None:
+        raise HTTPException(409, f"model {name!r} has no open mega-batch with samples to seal")
+    with res.sessions() as session:
+        return megabatch_out(session, session.get(type(model), model.id), session.get(MegaBatchRow, sealed[0].id))

@@ -1,0 +1,51 @@
+"""Create, list and read models; their metrics series for plotting."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.api.deps import Resources, db_session, model_or_404, resources
+from service.api.presenters import METRIC_FIELDS, model_out
+from service.api.schemas import ModelCreate, ModelOut
+from worker.storage.schema import MetricsRow, ModelRow, VersionRow
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.post("", status_code=201, response_model=ModelOut)
+def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> ModelOut:
+    config = body.model_dump(exclude={"name"})
+    try:
+        with res.sessions.begin() as session:
+            session.add(ModelRow(name=body.name, config=config))
+    except IntegrityError:
+        raise HTTPException(409, f"model {body.name!r} already exists") from None
+    with res.sessions() as session:
+        return model_out(session, model_or_404(session, body.name))
+
+
+@router.get("", response_model=list[ModelOut])
+def list_models(session: Session = Depends(db_session)) -> list[ModelOut]:
+    return [model_out(session, m) for m in session.scalars(select(ModelRow).order_by(ModelRow.name))]
+
+
+@router.get("/{name}", response_model=ModelOut)
+def get_model(name: str, session: Session = Depends(db_session)) -> ModelOut:
+    return model_out(session, model_or_404(session, name))
+
+
+@router.get("/{name}/metrics")
+def metrics_series(name: str, session: Session = Depends(db_session)) -> dict:
+    """Per version, in publication order: the anytime metrics, ready to plot."""
+    model = model_or_404(session, name)
+    rows = session.execute(
+        select(VersionRow, MetricsRow).join(MetricsRow, MetricsRow.version_id == VersionRow.id)
+        .where(VersionRow.model_id == model.id).order_by(VersionRow.number)).all()
+    series: dict = {"model": name, "live_version": model.live_version,
+                    "versions": [v.number for v, _ in rows], "parents": [v.parent_number for v, _ in rows]}
+    for field in METRIC_FIELDS:
+        series[field] = [getattr(m, field) for _, m in rows]
+    return series

@@ -1,0 +1,144 @@
+"""HTTP request and response bodies (pydantic v2). Validation errors name the field at fault."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lure_engine.forgetting import STRATEGIES
+from lure_engine.importance import ESTIMATORS
+from lure_engine.models import ARCHITECTURES
+
+Architecture = Literal[tuple(ARCHITECTURES)]  # type: ignore[valid-type]
+Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
+Importance = Literal[tuple(ESTIMATORS)]  # type: ignore[valid-type]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class ModelCreate(BaseModel):
+    """A model and its update recipe; the optimiser defaults are the paper's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits, '-' and '_'")
+    architecture: Architecture = "resnet18"
+    width: float = Field(1.0, gt=0, le=8)
+    num_classes: int = Field(ge=2, le=10_000)
+    image_size: int = Field(32, ge=4, le=512)
+    channels: Literal[1, 3] = 3
+    strategy: Strategy = "lure"
+    replay: Literal["full", "buffer", "none"] = "full"
+    buffer_size: int | None = Field(None, ge=1)
+    megabatch_size: int = Field(1000, ge=10, le=10_000_000)
+    epochs: int = Field(50, ge=1, le=1000)
+    keep_fraction: float = Field(0.8, gt=0, lt=1)
+    importance: Importance = "snip"
+    lr: float = Field(0.1, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
+    batch_size: int = Field(64, ge=2, le=4096)
+    hflip: bool = Field(True, description="flip augmentation; turn off where a mirror changes the label")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _buffer_size_with_buffer(self) -> "ModelCreate":
+        if self.replay == "buffer" and self.buffer_size is None:
+            raise ValueError("replay 'buffer' needs buffer_size")
+        if self.replay != "buffer" and self.buffer_size is not None:
+            raise ValueError("buffer_size is only valid with replay 'buffer'")
+        return self
+
+
+class ModelOut(BaseModel):
+    name: str
+    config: dict
+    live_version: int | None
+    created_at: datetime
+    open_megabatch: dict | None = None
+
+
+class ChunkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    split: Literal["train", "test"] = "train"
+    images: list[str] = Field(min_length=1, description="base64 PNG or JPEG")
+    labels: list[int] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "ChunkCreate":
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        return self
+
+
+class MegaBatchOut(BaseModel):
+    index: int
+    state: str
+    n_samples: int
+    size: int
+    n_train: int | None = None
+    n_val: int | None = None
+    split_seed: int | None = None
+    job_id: int | None = None
+    version: int | None = None
+    sealed_at: datetime | None = None
+
+
+class ChunkOut(BaseModel):
+    id: int
+    model: str
+    split: str
+    accepted: int
+    megabatch: MegaBatchOut | None = Field(None, description="the mega-batch holding this chunk")
+    open_megabatch: MegaBatchOut | None = None
+    sealed: list[int] = Field(default_factory=list, description="mega-batches this request sealed")
+    jobs: list[int] = Field(default_factory=list, description="update jobs this request queued")
+    trained_in_version: int | None = None
+
+
+class JobOut(BaseModel):
+    id: int
+    model: str
+    megabatch: int
+    state: str
+    attempts: int
+    progress: dict
+    timings: dict
+    error: str | None
+    version: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class VersionOut(BaseModel):
+    number: int
+    model: str
+    live: bool
+    megabatch: int
+    parent: int | None
+    strategy: str
+    seeds: dict
+    sha256: str
+    mask_sha256: str | None
+    replay_size: int
+    created_at: datetime
+    metrics: dict
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    images: list[str] = Field(min_length=1, description="base64 PNG or JPEG")
+
+
+class Prediction(BaseModel):
+    label: int
+    probabilities: list[float]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    predictions: list[Prediction]

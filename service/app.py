@@ -1,0 +1,52 @@
+"""The FastAPI application factory: migrations on start, resources on app.state, routers mounted."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.deps import Resources
+from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
+from service.dispatcher import Dispatcher
+from service.inference import ModelCache
+from service.ingest import Ingestor
+from service.settings import ServerSettings
+from worker.celery_app import make_celery
+from worker.storage.blobs import BlobStore
+from worker.storage.database import make_engine, make_session_factory, upgrade_database
+
+log = logging.getLogger("lure.api")
+
+
+def build_resources(settings: ServerSettings) -> Resources:
+    settings.ensure_dirs()
+    upgrade_database(settings.resolved_database_url)
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    blobs = BlobStore(settings.blob_dir)
+    celery = make_celery(settings)
+    dispatcher = Dispatcher(sessions, celery, settings.dispatch_interval_seconds)
+    return Resources(settings, sessions, blobs, celery, dispatcher,
+                     Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
+                     ModelCache(blobs, settings.model_cache_size))
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        resources = build_resources(settings)
+        app.state.resources = resources
+        resources.dispatcher.start()
+        log.info("LURE API ready: database %s, broker %s", settings.resolved_database_url,
+                 settings.resolved_broker_url)
+        yield
+        resources.dispatcher.stop()
+
+    app = FastAPI(title="LURE update server", version="0.1.0", lifespan=lifespan,
+                  description="Online model updates with Learn, Unlearn, Relearn.")
+    for module in (health, models, chunks, megabatches, jobs, versions, predict):
+        app.include_router(module.router)
+    return app

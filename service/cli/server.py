@@ -1,0 +1,89 @@
+"""``lure up`` (API + embedded worker), ``lure api`` and ``lure worker`` (one process each)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import typer
+
+from service.settings import ServerSettings
+
+
+
+def _settings(host: str | None, port: int | None, data_dir: Path | None) -> ServerSettings:
+    overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None}
+    return ServerSettings(**overrides)
+
+
+def _worker_command(concurrency: int = 1) -> list[str]:
+    from worker.celery_app import UPDATE_QUEUE
+
+    pool = ["--pool=solo"] if concurrency == 1 else [f"--concurrency={concurrency}"]
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", *pool,
+            "--loglevel=INFO", "-Q", UPDATE_QUEUE, "--without-gossip", "--without-mingle"]
+
+
+def _child_env(settings: ServerSettings) -> dict[str, str]:
+    env = os.environ.copy()
+    env["LURE_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["LURE_DATABASE_URL"] = settings.resolved_database_url
+    env["LURE_BROKER_URL"] = settings.resolved_broker_url
+    return env
+
+
+def up(
+    host: str = typer.Option(None, help="Interface to listen on (LURE_HOST, default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (LURE_PORT, default 8000)."),
+    data_dir: Path = typer.Option(None, help="Database, blobs and queue folder (LURE_DATA_DIR)."),
+    demo: bool = typer.Option(False, help="Create a model and stream scikit-learn's digits into it."),
+) -> None:
+    """Run the API and a real Celery worker; SQLite and a filesystem queue unless told otherwise."""
+    import uvicorn
+
+    from service.app import create_app
+    from worker.storage.database import upgrade_database
+
+    settings = _settings(host, port, data_dir)
+    settings.ensure_dirs()
+    upgrade_database(settings.resolved_database_url)  # before the worker opens the database
+    worker = subprocess.Popen(_worker_command(), env=_child_env(settings))
+    base_url = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"LURE server on {base_url} (docs {base_url}/docs); data in {settings.data_dir.resolve()}")
+    if demo:
+        from service.demo import run_demo
+
+        threading.Thread(target=run_demo, args=(base_url,), daemon=True, name="lure-demo").start()
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def api(
+    host: str = typer.Option(None), port: int = typer.Option(None), data_dir: Path = typer.Option(None),
+) -> None:
+    """Run only the API (production: workers run elsewhere, on the same database and broker)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = _settings(host, port, data_dir)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+def worker(
+    concurrency: int = typer.Option(1, help="Parallel updates (of different models) in this worker."),
+    data_dir: Path = typer.Option(None),
+) -> None:
+    """Run only a Celery worker for update jobs."""
+    settings = _settings(None, None, data_dir)
+    settings.ensure_dirs()
+    raise typer.Exit(subprocess.call(_worker_command(concurrency), env=_child_env(settings)))

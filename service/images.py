@@ -1,0 +1,75 @@
+"""Decode client images into the model's uint8 (N, H, W, C) layout, or say exactly what is wrong.
+
+Base64 PNG/JPEG go through Pillow; arrays from ``.npz`` bodies are converted with the same rules:
+resized to the model's size, grayscale ↔ RGB converted, anything else refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+class ImageError(ValueError):
+    """Input that cannot become model images; the message names the item and the problem."""
+
+
+def _fit(image: Image.Image, channels: int, size: int) -> np.ndarray:
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if channels == 1 else array
+
+
+def decode_base64_images(items: list[str], channels: int, size: int, max_side: int) -> np.ndarray:
+    out = []
+    for position, item in enumerate(items):
+        try:
+            raw = base64.b64decode(item, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageError(f"images[{position}] is not valid base64") from None
+        try:
+            image = Image.open(io.BytesIO(raw))
+            if image.format not in ("PNG", "JPEG"):
+                raise ImageError(f"images[{position}] is {image.format}, expected PNG or JPEG")
+            if max(image.size) > max_side:
+                raise ImageError(f"images[{position}] is {image.size[0]}x{image.size[1]}, "
+                                 f"larger than the limit of {max_side} pixels a side")
+            image.load()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+            raise ImageError(f"images[{position}] could not be decoded as PNG or JPEG") from None
+        if image.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "CMYK", "YCbCr"):
+            raise ImageError(f"images[{position}] has unsupported mode {image.mode}")
+        out.append(_fit(image, channels, size))
+    return np.stack(out)
+
+
+def fit_array_images(x: np.ndarray, channels: int, size: int, max_side: int) -> np.ndarray:
+    """uint8 (N, H, W, C) or (N, H, W) → the model's (N, size, size, channels)."""
+    if x.dtype != np.uint8:
+        raise ImageError(f"x must be uint8, got {x.dtype}")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ImageError(f"x must have shape (N, H, W, C), got {x.shape}")
+    if max(x.shape[1:3]) > max_side:
+        raise ImageError(f"images are {x.shape[2]}x{x.shape[1]}, larger than the limit of {max_side} pixels a side")
+    have = x.shape[3]
+    if have not in (1, 3):
+        raise ImageError(f"images have {have} channels; only 1 (grayscale) or 3 (RGB) can be converted")
+    if have == channels and x.shape[1:3] == (size, size):
+        return np.ascontiguousarray(x)
+    mode = "L" if have == 1 else "RGB"
+    return np.stack([_fit(Image.fromarray(img[..., 0] if have == 1 else img, mode), channels, size) for img in x])
+
+
+def encode_png_base64(image: np.ndarray) -> str:
+    """For clients and tests: a uint8 (H, W, C) array as base64 PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()

@@ -1,0 +1,99 @@
+"""Accept validated samples: store the blob, record the chunk, fill and seal mega-batches.
+
+A chunk is never split: it joins the open mega-batch, and the mega-batch is sealed as soon as it
+holds ``megabatch_size`` samples or more. Sealing records the 90/10 split seed and inserts the
+update job in the same transaction; the dispatcher then enqueues it (the jobs table is the outbox).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lure_engine.alma.stream import split_train_val
+from worker import recipe
+from worker.storage.blobs import BlobStore
+from worker.storage.schema import ChunkRow, JobRow, MegaBatchRow, ModelRow
+
+
+@dataclass
+class IngestResult:
+    chunk: ChunkRow
+    megabatch: MegaBatchRow | None
+    sealed: list[MegaBatchRow] = field(default_factory=list)
+    jobs: list[JobRow] = field(default_factory=list)
+
+
+class Ingestor:
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, on_sealed=None) -> None:
+        self.sessions, self.blobs = sessions, blobs
+        self.on_sealed = on_sealed or (lambda: None)
+        self._locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
+
+    def add_chunk(self, model_id: int, split: str, x: np.ndarray, y: np.ndarray) -> IngestResult:
+        """Durable on return: blob fsynced and record committed (or neither, on error)."""
+        key = f"models/{model_id}/chunks/{uuid.uuid4().hex}.npz"
+        sha = self.blobs.write_arrays(key, x=x, y=y.astype(np.int64))
+        try:
+            with self._locks[model_id], self.sessions.begin() as session:
+                model = session.get(ModelRow, model_id, with_for_update=True)
+                chunk = ChunkRow(model_id=model_id, split=split, n_samples=len(x), blob_key=key, sha256=sha)
+                result = IngestResult(chunk, None)
+                if split == "train":
+                    megabatch = open_megabatch(session, model_id, create=True)
+                    megabatch.n_samples += len(x)
+                    session.flush()
+                    chunk.megabatch_id = megabatch.id
+                    result.megabatch = megabatch
+                    if megabatch.n_samples >= model.config["megabatch_size"]:
+                        result.jobs.append(seal(session, model, megabatch))
+                        result.sealed.append(megabatch)
+                session.add(chunk)
+                session.flush()
+        except BaseException:
+            self.blobs.delete(key)
+            raise
+        if result.jobs:
+            self.on_sealed()
+        return result
+
+    def seal_open(self, model_id: int) -> tuple[MegaBatchRow, JobRow] | None:
+        """Seal the open mega-batch early; None when there is nothing to seal."""
+        with self._locks[model_id], self.sessions.begin() as session:
+            model = session.get(ModelRow, model_id, with_for_update=True)
+            megabatch = open_megabatch(session, model_id, create=False)
+            if megabatch is None or megabatch.n_samples == 0:
+                return None
+            job = seal(session, model, megabatch)
+        self.on_sealed()
+        return megabatch, job
+
+
+def open_megabatch(session: Session, model_id: int, create: bool) -> MegaBatchRow | None:
+    megabatch = session.scalar(select(MegaBatchRow).where(
+        MegaBatchRow.model_id == model_id, MegaBatchRow.state == "open"))
+    if megabatch is None and create:
+        last = session.scalar(select(func.max(MegaBatchRow.index)).where(MegaBatchRow.model_id == model_id))
+        megabatch = MegaBatchRow(model_id=model_id, index=(last or 0) + 1, state="open", n_samples=0)
+        session.add(megabatch)
+        session.flush()
+    return megabatch
+
+
+def seal(session: Session, model: ModelRow, megabatch: MegaBatchRow) -> JobRow:
+    seed = recipe.split_seed(model.config, megabatch.index)
+    train_rows, val_rows = split_train_val(np.arange(megabatch.n_samples), 0.1, seed)
+    megabatch.state, megabatch.split_seed = "sealed", seed
+    megabatch.n_train, megabatch.n_val = len(train_rows), len(val_rows)
+    megabatch.sealed_at = datetime.now(UTC)
+    job = JobRow(model_id=model.id, megabatch_id=megabatch.id, state="queued", progress={}, timings={})
+    session.add(job)
+    session.flush()
+    return job

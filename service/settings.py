@@ -1,0 +1,16 @@
+"""The API's settings: the shared storage settings plus HTTP and input limits (``LURE_*`` env vars)."""
+
+from __future__ import annotations
+
+from worker.config import StorageSettings
+
+
+class ServerSettings(StorageSettings):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    dispatch_interval_seconds: float = 0.5  # how often the outbox is drained to the queue
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_samples_per_chunk: int = 50_000
+    max_image_side: int = 1024
+    max_predict_batch: int = 256
+    model_cache_size: int = 4  # loaded versions kept in memory for /predict

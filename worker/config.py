@@ -1,0 +1,44 @@
+"""Settings shared by every process (API and worker): where data, records and the queue live.
+
+Every field is an environment variable with the ``LURE_`` prefix (``LURE_DATA_DIR``,
+``LURE_DATABASE_URL``, ``LURE_BROKER_URL``...). The embedded default needs no services: SQLite and
+a filesystem queue inside the data folder.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StorageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LURE_", extra="ignore")
+
+    data_dir: Path = Path("lure-data")
+    database_url: str | None = None  # default: SQLite at DATA_DIR/lure.db
+    broker_url: str | None = None  # default: kombu's filesystem transport under DATA_DIR/queue
+    device: str = "auto"  # training device for the worker: auto | cpu | cuda
+    torch_threads: int | None = None  # CPU threads for training and inference (None: torch's default)
+    stale_job_seconds: float = 60.0  # a running job with no heartbeat for this long may be taken over
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'lure.db').resolve()}"
+
+    @cached_property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.data_dir / "queue"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.blob_dir, self.queue_dir / "in", self.queue_dir / "processed"):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,121 @@
+"""SQLAlchemy 2.0 schema. Created and changed only by Alembic migrations (``migrations/``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRow(Base):
+    """A named, continuously updated classifier and its update recipe."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    live_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class MegaBatchRow(Base):
+    """The unit of an update: train chunks in arrival order, split 90/10 with a recorded seed."""
+
+    __tablename__ = "megabatches"
+    __table_args__ = (UniqueConstraint("model_id", "index"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)  # 1-based per model
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | sealed
+    n_samples: Mapped[int] = mapped_column(Integer, default=0)
+    n_train: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    n_val: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    split_seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ChunkRow(Base):
+    """One accepted upload; its samples live in a compressed blob with a recorded sha256."""
+
+    __tablename__ = "chunks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    split: Mapped[str] = mapped_column(String(8))  # train | test
+    n_samples: Mapped[int] = mapped_column(Integer)
+    blob_key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    megabatch_id: Mapped[int | None] = mapped_column(ForeignKey("megabatches.id"), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobRow(Base):
+    """An update of one sealed mega-batch. The table is also the outbox the dispatcher drains."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    megabatch_id: Mapped[int] = mapped_column(ForeignKey("megabatches.id"), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|succeeded|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    timings: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class VersionRow(Base):
+    """A published checkpoint: the whole learner (weights, forget-mask, replay state) and lineage."""
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("model_id", "number"), UniqueConstraint("model_id", "megabatch_id"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    megabatch_id: Mapped[int] = mapped_column(ForeignKey("megabatches.id"))
+    parent_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    strategy: Mapped[str] = mapped_column(String(32))
+    seeds: Mapped[dict] = mapped_column(JSON)
+    checkpoint_key: Mapped[str] = mapped_column(String(255))
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64))
+    mask_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    mask_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    replay_state: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MetricsRow(Base):
+    """The anytime metrics of one version, one typed column each (plotted by the dashboard)."""
+
+    __tablename__ = "metrics"
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    test_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    test_errors: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    test_samples: Mapped[int] = mapped_column(Integer, default=0)
+    cer: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    train_accuracy: Mapped[float] = mapped_column(Float)
+    val_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    generalization_gap: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ece: Mapped[float | None] = mapped_column(Float, nullable=True)
+    nll: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prequential_accuracy: Mapped[float] = mapped_column(Float)
+    train_samples: Mapped[int] = mapped_column(Integer)
+    train_seconds: Mapped[float] = mapped_column(Float)
+    unlearn_seconds: Mapped[float] = mapped_column(Float)
+    evaluate_seconds: Mapped[float] = mapped_column(Float)
+    reliability: Mapped[list] = mapped_column(JSON, default=list)
