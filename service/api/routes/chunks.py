@@ -66,8 +66,8 @@ def _parse_npz(body: bytes, split: str | None, model: ModelRow, res: Resources):
         raise HTTPException(422, "an .npz body needs the query parameter split=train or split=test")
     try:
         with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            if "x" not in archive or "y" not in archive:
-                raise HTTPException(422, f".npz must hold arrays 'x' and 'y', found {sorted(archive.files)}")
+            if sorted(archive.files) != ["x", "y"]:
+                raise HTTPException(422, f".npz must hold exactly the arrays 'x' and 'y', found {sorted(archive.files)}")
             x, y = archive["x"], archive["y"]
     except HTTPException:
         raise

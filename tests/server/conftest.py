@@ -1,0 +1,61 @@
+"""An API on a fresh SQLite database and data folder per test, over FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from service.app import create_app
+from service.settings import ServerSettings
+from tests.helpers import DIGITS_MODEL
+from worker.storage.blobs import BlobStore
+from worker.storage.database import make_engine, make_session_factory
+from worker.storage.schema import ChunkRow, JobRow
+from worker.update_job import WorkerContext, execute_job
+
+
+@pytest.fixture()
+def settings(tmp_path) -> ServerSettings:
+    return ServerSettings(data_dir=tmp_path / "data", dispatch_interval_seconds=3600, max_body_bytes=2_000_000,
+                          max_samples_per_chunk=2000, max_predict_batch=64)
+
+
+@pytest.fixture()
+def client(settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture()
+def model(client) -> dict:
+    answer = client.post("/v1/models", json=DIGITS_MODEL)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+@pytest.fixture()
+def worker_ctx(settings, client) -> WorkerContext:
+    """The real update function with its real storage, called in-process instead of via Celery."""
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    return WorkerContext(settings, sessions, BlobStore(settings.blob_dir))
+
+
+@pytest.fixture()
+def run_jobs(worker_ctx):
+    def run() -> list[str]:
+        with worker_ctx.sessions() as session:
+            ids = session.scalars(select(JobRow.id).where(JobRow.state == "queued").order_by(JobRow.id)).all()
+        return [execute_job(worker_ctx, job_id).value for job_id in ids]
+    return run
+
+
+@pytest.fixture()
+def stored(settings, worker_ctx):
+    """What is on disk and in the database: to prove a refused request stored nothing."""
+    def snapshot() -> tuple[int, int]:
+        with worker_ctx.sessions() as session:
+            chunks = session.scalar(select(func.count()).select_from(ChunkRow))
+        files = [p for p in settings.blob_dir.rglob("*") if p.is_file()]
+        return chunks, len(files)
+    return snapshot

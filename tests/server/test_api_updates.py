@@ -1,0 +1,155 @@
+import hashlib
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from sqlalchemy import select
+
+from tests.helpers import NPZ, npz_body, png_images
+from worker.storage.schema import JobRow, VersionRow
+from worker.update_job import Outcome, execute_job
+
+
+def _post_train(client, x, y):
+    answer = client.post("/v1/models/digits/chunks?split=train", content=npz_body(x, y), headers=NPZ)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+@pytest.fixture()
+def two_versions(client, model, digits, run_jobs):
+    client.post("/v1/models/digits/chunks?split=test", content=npz_body(digits.test.x, digits.test.y), headers=NPZ)
+    first = _post_train(client, digits.train.x[:300], digits.train.y[:300])
+    assert run_jobs() == ["published"]
+    second = _post_train(client, digits.train.x[300:600], digits.train.y[300:600])
+    assert run_jobs() == ["published"]
+    return first, second
+
+
+def test_versions_have_lineage_metrics_and_checkpoint_hashes(client, two_versions, settings, worker_ctx):
+    versions = client.get("/v1/models/digits/versions").json()
+    assert [v["number"] for v in versions] == [1, 2]
+    assert [v["parent"] for v in versions] == [None, 1]
+    assert [v["megabatch"] for v in versions] == [1, 2]
+    assert [v["live"] for v in versions] == [False, True]
+    first, second = versions[0]["metrics"], versions[1]["metrics"]
+    for m in (first, second):
+        assert 0.5 < m["test_accuracy"] <= 1 and m["test_samples"] == 359
+        assert m["generalization_gap"] == pytest.approx(m["train_accuracy"] - m["val_accuracy"])
+        assert 0 <= m["ece"] < 1 and m["nll"] > 0 and m["train_seconds"] > 0
+    assert second["cer"] == first["test_errors"] + second["test_errors"]
+    assert first["train_samples"] == 270 and second["train_samples"] == 540  # full replay
+    assert versions[1]["replay_size"] == 540
+    assert set(versions[1]["seeds"]) >= {"init", "split", "reinit", "train", "importance"}
+    with worker_ctx.sessions() as session:
+        row = session.scalar(select(VersionRow).where(VersionRow.number == 2))
+    path = settings.blob_dir / row.checkpoint_key
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == versions[1]["sha256"]
+    assert "fc.weight" not in load_file(path) and "head.weight" in load_file(path)
+    mask = load_file(settings.blob_dir / row.mask_key)
+    kept = sum(int(t.sum()) for t in mask.values())
+    assert kept == round(0.8 * sum(t.numel() for t in mask.values()))
+    detail = client.get("/v1/models/digits/versions/2").json()
+    assert sum(b["count"] for b in detail["metrics"]["reliability"]) == 359
+
+
+def test_predict_serves_the_live_version_and_a_pinned_one(client, two_versions, digits):
+    images = png_images(digits.test.x[:40])
+    answer = client.post("/v1/models/digits/predict", json={"images": images})
+    assert answer.status_code == 200 and answer.headers["x-model-version"] == "2"
+    body = answer.json()
+    assert body["version"] == 2 and len(body["predictions"]) == 40
+    for prediction in body["predictions"]:
+        assert len(prediction["probabilities"]) == 10
+        assert sum(prediction["probabilities"]) == pytest.approx(1, abs=1e-4)
+        assert prediction["label"] == int(np.argmax(prediction["probabilities"]))
+    accuracy = np.mean([p["label"] == y for p, y in zip(body["predictions"], digits.test.y[:40])])
+    assert accuracy > 0.5
+    pinned = client.post("/v1/models/digits/predict?version=1", json={"images": images[:3]})
+    assert pinned.headers["x-model-version"] == "1" and pinned.json()["version"] == 1
+
+
+def test_promote_rolls_back_and_the_next_update_starts_from_it(client, two_versions, digits, run_jobs):
+    promoted = client.post("/v1/models/digits/versions/1/promote")
+    assert promoted.status_code == 200 and promoted.json()["live"] is True
+    images = png_images(digits.test.x[:3])
+    assert client.post("/v1/models/digits/predict", json={"images": images}).headers["x-model-version"] == "1"
+    _post_train(client, digits.train.x[600:900], digits.train.y[600:900])
+    assert run_jobs() == ["published"]
+    third = client.get("/v1/models/digits/versions/3").json()
+    assert third["parent"] == 1 and third["live"] is True
+    # the replay memory continues from version 1's (mega-batch 1), not version 2's
+    assert third["replay_size"] == 270 + 270
+    first = client.get("/v1/models/digits/versions/1").json()
+    assert third["metrics"]["cer"] == first["metrics"]["cer"] + third["metrics"]["test_errors"]
+
+
+def test_chunk_read_your_writes(client, model, digits, run_jobs):
+    chunk = _post_train(client, digits.train.x[:300], digits.train.y[:300])
+    before = client.get(f"/v1/models/digits/chunks/{chunk['id']}").json()
+    assert before["megabatch"]["index"] == 1 and before["trained_in_version"] is None
+    run_jobs()
+    after = client.get(f"/v1/models/digits/chunks/{chunk['id']}").json()
+    assert after["trained_in_version"] == 1
+    assert client.get("/v1/models/digits/chunks/999").status_code == 404
+
+
+def test_jobs_report_state_progress_and_timings(client, model, digits, run_jobs):
+    job_id = _post_train(client, digits.train.x[:300], digits.train.y[:300])["jobs"][0]
+    run_jobs()
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["state"] == "succeeded" and job["version"] == 1 and job["attempts"] == 1
+    assert job["progress"] == {"phase": "done"}
+    assert job["timings"]["train_seconds"] > 0 and job["timings"]["total_seconds"] >= job["timings"]["train_seconds"]
+    assert client.get("/v1/jobs/12345").status_code == 404
+    assert [j["id"] for j in client.get("/v1/models/digits/jobs").json()] == [job_id]
+
+
+def test_a_redelivered_job_never_publishes_twice(client, model, digits, worker_ctx):
+    job_id = _post_train(client, digits.train.x[:300], digits.train.y[:300])["jobs"][0]
+    assert execute_job(worker_ctx, job_id) is Outcome.PUBLISHED
+    assert execute_job(worker_ctx, job_id) is Outcome.ALREADY_DONE
+    assert len(client.get("/v1/models/digits/versions").json()) == 1
+
+
+def test_jobs_wait_for_earlier_megabatches(client, model, digits, worker_ctx):
+    first = _post_train(client, digits.train.x[:300], digits.train.y[:300])["jobs"][0]
+    second = _post_train(client, digits.train.x[300:600], digits.train.y[300:600])["jobs"][0]
+    assert execute_job(worker_ctx, second) is Outcome.WAIT
+    assert execute_job(worker_ctx, first) is Outcome.PUBLISHED
+    assert execute_job(worker_ctx, second) is Outcome.PUBLISHED
+    versions = client.get("/v1/models/digits/versions").json()
+    assert [(v["number"], v["megabatch"]) for v in versions] == [(1, 1), (2, 2)]
+
+
+def test_a_failing_update_is_recorded_with_its_error(client, model, digits, worker_ctx, settings):
+    job_id = _post_train(client, digits.train.x[:300], digits.train.y[:300])["jobs"][0]
+    for blob in (settings.blob_dir / "models").rglob("*.npz"):
+        blob.write_bytes(b"damaged")
+    assert execute_job(worker_ctx, job_id) is Outcome.FAILED
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["state"] == "failed" and "sha256" in job["error"]
+    assert client.get("/v1/models/digits/versions").json() == []
+
+
+def test_metrics_series_for_plotting(client, two_versions):
+    series = client.get("/v1/models/digits/metrics").json()
+    assert series["versions"] == [1, 2] and series["live_version"] == 2
+    assert len(series["test_accuracy"]) == len(series["cer"]) == len(series["ece"]) == 2
+    assert series["cer"][1] >= series["cer"][0]
+
+
+def test_predict_errors(client, model, digits, two_versions):
+    good = png_images(digits.test.x[:1])
+    assert client.post("/v1/models/digits/predict", json={"images": ["%%%"]}).status_code == 422
+    assert client.post("/v1/models/digits/predict", json={"images": []}).status_code == 422
+    answer = client.post("/v1/models/digits/predict?version=9", json={"images": good})
+    assert answer.status_code == 404 and "no version 9" in answer.json()["detail"]
+    answer = client.post("/v1/models/digits/predict", json={"images": good * 65})
+    assert answer.status_code == 413 and "limit of 64" in answer.json()["detail"]
+    assert client.post("/v1/models/digits/versions/7/promote").status_code == 404
+
+
+def test_predict_before_any_version_is_a_clear_conflict(client, model, digits):
+    answer = client.post("/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])})
+    assert answer.status_code == 409 and "no published version" in answer.json()["detail"]
