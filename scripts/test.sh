@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command (README, second command; .ci/run calls it): install, then run pytest.
+# The project's test command (README, second command; .ci/run calls it): install the project,
+# start the real services the integration tests use, run pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+source scripts/services.sh
+export LURE_REQUIRE_SERVICES=1  # integration tests fail, not skip, when a service is missing
 python3 -m pytest "$@"

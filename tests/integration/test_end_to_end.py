@@ -1,0 +1,63 @@
+"""The whole server, for real: HTTP, a Celery worker process, and either deployment's storage."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.integration.processes import Process, free_port, lure_command, wait_ready
+from tests.integration.scenario import run_scenario
+
+pytestmark = pytest.mark.slow
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LURE_")}
+    env.update(values)
+    env["LURE_TORCH_THREADS"] = "1"
+    return env
+
+
+def test_embedded_default_lure_up(tmp_path):
+    """`lure up`: SQLite, the filesystem queue and a worker it starts itself."""
+    port = free_port()
+    server = Process(lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")), _env(),
+                     tmp_path / "up.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server)
+        run_scenario(f"http://127.0.0.1:{port}")
+    except BaseException:
+        print(server.tail(80))
+        raise
+    finally:
+        server.stop()
+    assert (tmp_path / "data" / "lure.db").exists()
+
+
+def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url):
+    """Production shape: `lure api` and `lure worker` as separate processes on Redis + PostgreSQL."""
+    port = free_port()
+    env = _env(LURE_DATABASE_URL=postgres_url, LURE_BROKER_URL=redis_url, LURE_DATA_DIR=str(tmp_path / "blobs"))
+    api = Process(lure_command("api", "--port", str(port)), env, tmp_path / "api.log")
+    worker = None
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", api)  # runs the migrations before the worker starts
+        worker = Process(lure_command("worker"), env, tmp_path / "worker.log")
+        run_scenario(f"http://127.0.0.1:{port}")
+    except BaseException:
+        print("--- api ---\n" + api.tail(60))
+        if worker:
+            print("--- worker ---\n" + worker.tail(80))
+        raise
+    finally:
+        if worker:
+            worker.stop()
+        api.stop()
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_url)
+    with engine.connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT count(*) FROM versions")).scalar() == 3
+        assert connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    engine.dispose()
