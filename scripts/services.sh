@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install (when missing) and start Redis and PostgreSQL on 127.0.0.1 for the integration tests,
-# then export the URLs the tests read. Source it: `source scripts/services.sh`.
+# Install (when missing) what the tests use beyond Python: Redis and PostgreSQL, started on
+# 127.0.0.1 and exported as URLs, and Debian's Chromium for the dashboard's browser test.
+# Source it: `source scripts/services.sh`.
 # PostgreSQL runs as its own throw-away cluster on port 5433 (trust auth, data under /tmp).
 set -euo pipefail
 
@@ -9,6 +10,7 @@ _as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 _missing=()
 command -v redis-server >/dev/null 2>&1 || _missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || _missing+=(postgresql)
+command -v chromium >/dev/null 2>&1 || _missing+=(chromium)
 if [ ${#_missing[@]} -gt 0 ]; then
   _as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive _as_root apt-get install -y -qq "${_missing[@]}" >/dev/null

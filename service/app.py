@@ -6,12 +6,16 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import Resources
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
+from service.dashboard import routes as dashboard
 from service.dispatcher import Dispatcher
 from service.inference import ModelCache
 from service.ingest import Ingestor
+from service.observability.metrics import ApiMetrics, MetricsMiddleware
 from service.settings import ServerSettings
 from worker.celery_app import make_celery
 from worker.storage.blobs import BlobStore
@@ -20,7 +24,7 @@ from worker.storage.database import make_engine, make_session_factory, upgrade_d
 log = logging.getLogger("lure.api")
 
 
-def build_resources(settings: ServerSettings) -> Resources:
+def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     settings.ensure_dirs()
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
@@ -29,15 +33,17 @@ def build_resources(settings: ServerSettings) -> Resources:
     dispatcher = Dispatcher(sessions, celery, settings.dispatch_interval_seconds)
     return Resources(settings, sessions, blobs, celery, dispatcher,
                      Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
-                     ModelCache(blobs, settings.model_cache_size))
+                     ModelCache(blobs, settings.model_cache_size), metrics)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
+    metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        resources = build_resources(settings)
+        resources = build_resources(settings, metrics)
+        metrics.watch_database(resources.sessions)
         app.state.resources = resources
         resources.dispatcher.start()
         log.info("LURE API ready: database %s, broker %s", settings.resolved_database_url,
@@ -47,6 +53,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="LURE update server", version="0.1.0", lifespan=lifespan,
                   description="Online model updates with Learn, Unlearn, Relearn.")
-    for module in (health, models, chunks, megabatches, jobs, versions, predict):
+    for module in (health, models, chunks, megabatches, jobs, versions, predict, dashboard):
         app.include_router(module.router)
+    app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     return app

@@ -11,8 +11,10 @@ from functools import lru_cache
 
 import torch
 from celery import Celery
+from celery.signals import setup_logging
 
 from worker.config import StorageSettings
+from worker.logs import configure_json_logging
 from worker.storage.blobs import BlobStore
 from worker.storage.database import make_engine, make_session_factory
 from worker.update_job import Outcome, WorkerContext, execute_job
@@ -45,6 +47,12 @@ def make_celery(settings: StorageSettings) -> Celery:
 
 settings = StorageSettings()
 app = make_celery(settings)
+
+
+@setup_logging.connect
+def _json_logs(**_) -> None:
+    """Celery calls this instead of installing its own handlers: the worker logs JSON too."""
+    configure_json_logging("worker")
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.dispatcher import Dispatcher
 from service.inference import ModelCache
+from service.observability.metrics import ApiMetrics
 from service.ingest import Ingestor
 from service.settings import ServerSettings
 from worker.storage.blobs import BlobStore
@@ -27,6 +28,7 @@ class Resources:
     dispatcher: Dispatcher
     ingestor: Ingestor
     models: ModelCache
+    metrics: ApiMetrics
 
 
 def resources(request: Request) -> Resources:

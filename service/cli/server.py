@@ -47,6 +47,9 @@ def up(
     from service.app import create_app
     from worker.storage.database import upgrade_database
 
+    from worker.logs import configure_json_logging
+
+    configure_json_logging("api")
     settings = _settings(host, port, data_dir)
     settings.ensure_dirs()
     upgrade_database(settings.resolved_database_url)  # before the worker opens the database
@@ -58,7 +61,7 @@ def up(
 
         threading.Thread(target=run_demo, args=(base_url,), daemon=True, name="lure-demo").start()
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     finally:
         worker.terminate()
         try:
@@ -74,9 +77,11 @@ def api(
     import uvicorn
 
     from service.app import create_app
+    from worker.logs import configure_json_logging
 
+    configure_json_logging("api")
     settings = _settings(host, port, data_dir)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 
 def worker(

@@ -119,6 +119,8 @@ async def post_chunk(
     except ImageError as error:
         raise HTTPException(422, str(error)) from None
     result = res.ingestor.add_chunk(model.id, chunk_split, x, y)
+    res.metrics.samples.labels(name, chunk_split).inc(len(x))
+    res.metrics.sealed.labels(name).inc(len(result.sealed))
     with res.sessions() as session:
         model = session.get(ModelRow, model.id)
         open_row = open_megabatch(session, model.id, create=False)

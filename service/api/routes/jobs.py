@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,11 @@ def get_job(job_id: int, session: Session = Depends(db_session)) -> JobOut:
 
 
 @router.get("/v1/models/{name}/jobs", response_model=list[JobOut])
-def list_jobs(name: str, session: Session = Depends(db_session)) -> list[JobOut]:
+def list_jobs(
+    name: str, limit: int = Query(100, ge=1, le=10_000, description="the newest N jobs"),
+    session: Session = Depends(db_session),
+) -> list[JobOut]:
+    """The model's newest ``limit`` jobs, oldest first."""
     model = model_or_404(session, name)
-    return [job_out(session, j) for j in session.scalars(
-        select(JobRow).where(JobRow.model_id == model.id).order_by(JobRow.id))]
+    newest = session.scalars(select(JobRow).where(JobRow.model_id == model.id).order_by(JobRow.id.desc()).limit(limit))
+    return [job_out(session, j) for j in reversed(newest.all())]

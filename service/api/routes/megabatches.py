@@ -29,5 +29,6 @@ def seal_open(name: str, res: Resources = Depends(resources)) -> MegaBatchOut:
     sealed = res.ingestor.seal_open(model.id)
     if sealed is None:
         raise HTTPException(409, f"model {name!r} has no open mega-batch with samples to seal")
+    res.metrics.sealed.labels(name).inc()
     with res.sessions() as session:
         return megabatch_out(session, session.get(type(model), model.id), session.get(MegaBatchRow, sealed[0].id))

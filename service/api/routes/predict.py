@@ -41,5 +41,6 @@ async def predict(
         raise HTTPException(503, f"version {number} cannot be served: {error}") from None
     probabilities = await run_in_threadpool(predict_probabilities, net, images)
     response.headers["X-Model-Version"] = str(number)
+    res.metrics.predictions.labels(name, str(number)).inc(len(images))
     return PredictResponse(model=name, version=number, predictions=[
         Prediction(label=int(p.argmax()), probabilities=[round(float(v), 6) for v in p]) for p in probabilities])

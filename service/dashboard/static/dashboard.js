@@ -1,0 +1,199 @@
+// LURE dashboard: polls the JSON API every two seconds and updates tables and charts in place.
+"use strict";
+
+const POLL_MS = 2000;
+const state = { models: [], selected: null, charts: {}, lastRefresh: null };
+window.lureDashboard = state;  // read by the browser test
+
+async function getJSON(path) {
+  const response = await fetch(path, { headers: { accept: "application/json" } });
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(2) + " %");
+const num = (v, d = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
+const when = (iso) => (iso ? new Date(iso + (iso.endsWith("Z") || iso.includes("+") ? "" : "Z")).toLocaleString() : "–");
+
+function cell(row, text, cls) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function lineChart(id, label, color, yLabel) {
+  return new Chart(document.getElementById(id), {
+    type: "line",
+    data: { labels: [], datasets: [{ label, data: [], borderColor: color, backgroundColor: color, tension: 0.15 }] },
+    options: {
+      animation: false, maintainAspectRatio: false,
+      plugins: { title: { display: true, text: label } },
+      scales: { x: { title: { display: true, text: "version" } }, y: { title: { display: true, text: yLabel } } },
+    },
+  });
+}
+
+function reliabilityChart(id) {
+  return new Chart(document.getElementById(id), {
+    type: "bar",
+    data: { labels: [], datasets: [
+      { label: "accuracy", data: [], backgroundColor: "#4e79a7" },
+      { label: "confidence", data: [], backgroundColor: "#f28e2b", type: "line", pointRadius: 3 },
+    ] },
+    options: {
+      animation: false, maintainAspectRatio: false,
+      plugins: { title: { display: true, text: "Reliability diagram (live version)" } },
+      scales: { x: { title: { display: true, text: "confidence bin" } }, y: { min: 0, max: 1 } },
+    },
+  });
+}
+
+function ensureCharts() {
+  if (state.charts.accuracy) return;
+  state.charts.accuracy = lineChart("chart-accuracy", "Test accuracy", "#4e79a7", "accuracy");
+  state.charts.cer = lineChart("chart-cer", "Cumulative errors (CER)", "#e15759", "test errors");
+  state.charts.gap = lineChart("chart-gap", "Generalization gap", "#76b7b2", "train − val accuracy");
+  state.charts.ece = lineChart("chart-ece", "Expected calibration error", "#f28e2b", "ECE");
+  state.charts.reliability = reliabilityChart("chart-reliability");
+}
+
+function setSeries(chart, labels, values) {
+  chart.data.labels = labels;
+  chart.data.datasets[0].data = values;
+  chart.update("none");
+}
+
+function jobSummary(jobs) {
+  const running = jobs.find((j) => j.state === "running");
+  const queued = jobs.filter((j) => j.state === "queued").length;
+  return { running, queued };
+}
+
+function progressText(job) {
+  if (!job) return "idle";
+  const p = job.progress || {};
+  if (p.phase === "relearn") return `mega-batch ${job.megabatch}: epoch ${p.epoch}/${p.epochs}, loss ${num(p.loss, 3)}`;
+  return `mega-batch ${job.megabatch}: ${p.phase || job.state}`;
+}
+
+async function refreshOverview() {
+  const models = await getJSON("/v1/models");
+  const rows = await Promise.all(models.map(async (m) => {
+    const [versions, jobs] = await Promise.all([
+      getJSON(`/v1/models/${m.name}/versions`), getJSON(`/v1/models/${m.name}/jobs?limit=50`)]);
+    return { model: m, versions, jobs };
+  }));
+  state.models = rows;
+  const body = document.querySelector("#models tbody");
+  body.replaceChildren();
+  for (const { model, versions, jobs } of rows) {
+    const row = body.insertRow();
+    row.className = "selectable" + (model.name === state.selected ? " selected" : "");
+    row.dataset.model = model.name;
+    row.onclick = () => { state.selected = model.name; location.hash = "model=" + model.name; refresh(); };
+    const { running, queued } = jobSummary(jobs);
+    cell(row, model.name);
+    cell(row, model.live_version ?? "–");
+    cell(row, versions.length);
+    cell(row, versions.length ? when(versions[versions.length - 1].created_at) : "–");
+    cell(row, `${queued} queued, ${running ? 1 : 0} running`);
+    cell(row, progressText(running));
+  }
+  if (!state.selected && rows.length) state.selected = rows[0].model.name;
+}
+
+async function refreshModel() {
+  const entry = state.models.find((r) => r.model.name === state.selected);
+  const detail = document.getElementById("model-detail");
+  if (!entry) { detail.hidden = true; return; }
+  detail.hidden = false;
+  ensureCharts();
+  const { model, versions, jobs } = entry;
+  document.getElementById("model-name").textContent = model.name;
+
+  const open = model.open_megabatch;
+  const size = model.config.megabatch_size;
+  document.getElementById("fill-text").textContent =
+    open ? `#${open.index}: ${open.n_samples} / ${size}` : `empty (0 / ${size})`;
+  const fill = document.getElementById("fill-bar");
+  fill.max = size; fill.value = open ? Math.min(open.n_samples, size) : 0;
+
+  const { running, queued } = jobSummary(jobs);
+  document.getElementById("job-text").textContent = running ? `running` : (queued ? `${queued} queued` : "idle");
+  document.getElementById("job-detail").textContent = progressText(running);
+  const bar = document.getElementById("job-bar");
+  const p = running ? running.progress || {} : {};
+  bar.max = 1;
+  bar.value = p.phase === "relearn" ? ((p.epoch - 1) + p.step / p.steps) / p.epochs : 0;
+
+  const series = await getJSON(`/v1/models/${model.name}/metrics`);
+  const labels = series.versions.map(String);
+  setSeries(state.charts.accuracy, labels, series.test_accuracy);
+  setSeries(state.charts.cer, labels, series.cer);
+  setSeries(state.charts.gap, labels, series.generalization_gap);
+  setSeries(state.charts.ece, labels, series.ece);
+
+  const live = model.live_version;
+  document.getElementById("live-text").textContent = live ? `v${live}` : "none yet";
+  if (live) {
+    const version = await getJSON(`/v1/models/${model.name}/versions/${live}`);
+    const bins = (version.metrics.reliability || []).filter((b) => b.count > 0);
+    const chart = state.charts.reliability;
+    chart.data.labels = bins.map((b) => `${b.low.toFixed(1)}–${b.high.toFixed(1)}`);
+    chart.data.datasets[0].data = bins.map((b) => b.accuracy);
+    chart.data.datasets[1].data = bins.map((b) => b.confidence);
+    chart.update("none");
+    document.getElementById("live-detail").textContent =
+      `test accuracy ${pct(version.metrics.test_accuracy)}, sha256 ${version.sha256.slice(0, 12)}`;
+  }
+
+  const body = document.querySelector("#versions tbody");
+  body.replaceChildren();
+  for (const v of [...versions].reverse()) {
+    const row = body.insertRow();
+    row.dataset.version = v.number;
+    if (v.live) row.className = "live";
+    const m = v.metrics;
+    cell(row, "v" + v.number);
+    cell(row, v.megabatch);
+    cell(row, v.parent ?? "–");
+    cell(row, v.strategy);
+    cell(row, pct(m.test_accuracy), "acc");
+    cell(row, m.cer ?? "–", "cer");
+    cell(row, pct(m.generalization_gap), "gap");
+    cell(row, num(m.ece, 4), "ece");
+    cell(row, num(m.train_seconds, 1));
+    cell(row, v.sha256.slice(0, 12));
+    const action = row.insertCell();
+    if (!v.live) {
+      const button = document.createElement("button");
+      button.textContent = "promote";
+      button.onclick = () => promote(model.name, v.number);
+      action.appendChild(button);
+    }
+  }
+}
+
+async function promote(name, number) {
+  if (!confirm(`Serve version ${number} of ${name} again? The next update will start from it.`)) return;
+  const response = await fetch(`/v1/models/${name}/versions/${number}/promote`, { method: "POST" });
+  if (!response.ok) alert(`promote failed: ${(await response.json()).detail}`);
+  refresh();
+}
+
+async function refresh() {
+  try {
+    await refreshOverview();
+    await refreshModel();
+    state.lastRefresh = new Date();
+    document.getElementById("status").textContent = "updated " + state.lastRefresh.toLocaleTimeString();
+  } catch (error) {
+    document.getElementById("status").textContent = "error: " + error.message;
+  }
+}
+
+const fromHash = new URLSearchParams(location.hash.slice(1)).get("model");
+if (fromHash) state.selected = fromHash;
+refresh();
+setInterval(refresh, POLL_MS);

@@ -1,0 +1,1 @@
+"""Prometheus metrics for the API, the queue and the updates."""

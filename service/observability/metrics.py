@@ -1,0 +1,123 @@
+"""``GET /metrics``: request, prediction and ingest counters kept in the API process, plus a
+collector that reads queue depth, live versions, update durations and failures from the database
+at scrape time, so numbers produced by worker processes need no second endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from worker.storage.schema import JobRow, ModelRow
+
+UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
+PHASES = ("total", "unlearn", "train", "evaluate")
+
+
+class ApiMetrics:
+    """The API process's own instruments, on a private registry (tests can build many apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("lure_http_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("lure_http_request_duration_seconds", "HTTP request latency by route",
+                                 ["route", "method"], registry=self.registry)
+        self.predictions = Counter("lure_predictions", "Images classified, by model and answering version",
+                                   ["model", "version"], registry=self.registry)
+        self.samples = Counter("lure_samples_ingested", "Samples accepted, by model and split",
+                               ["model", "split"], registry=self.registry)
+        self.sealed = Counter("lure_megabatches_sealed", "Mega-batches sealed, by model", ["model"],
+                              registry=self.registry)
+
+    def watch_database(self, sessions: sessionmaker[Session]) -> None:
+        self.registry.register(DatabaseCollector(sessions))
+
+
+class DatabaseCollector:
+    """Queue depth, live versions, update durations by phase and failed updates, from the records."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def describe(self):  # no describe-time database access
+        return []
+
+    def collect(self):
+        with self.sessions() as session:
+            names = dict(session.execute(select(ModelRow.id, ModelRow.name)).all())
+            live = session.execute(select(ModelRow.name, ModelRow.live_version)).all()
+            states = session.execute(select(JobRow.model_id, JobRow.state, func.count())
+                                     .group_by(JobRow.model_id, JobRow.state)).all()
+            timings = session.execute(select(JobRow.model_id, JobRow.timings)
+                                      .where(JobRow.state == "succeeded")).all()
+        depth = GaugeMetricFamily("lure_queue_depth", "Update jobs waiting or running, by model and state",
+                                  labels=["model", "state"])
+        failures = CounterMetricFamily("lure_update_failures", "Update jobs that failed, by model",
+                                       labels=["model"])
+        failed = defaultdict(int)
+        for model_id, state, count in states:
+            if state in ("queued", "running"):
+                depth.add_metric([names[model_id], state], count)
+            if state == "failed":
+                failed[names[model_id]] += count
+        for name in names.values():
+            failures.add_metric([name], failed[name])
+        yield depth
+        yield failures
+        gauge = GaugeMetricFamily("lure_live_version", "The version /predict serves, by model", labels=["model"])
+        for name, version in live:
+            if version is not None:
+                gauge.add_metric([name], version)
+        yield gauge
+        yield self._durations(names, timings)
+
+    @staticmethod
+    def _durations(names: dict[int, str], timings) -> HistogramMetricFamily:
+        family = HistogramMetricFamily("lure_update_duration_seconds",
+                                       "Update duration by model and phase (total, unlearn, train, evaluate)",
+                                       labels=["model", "phase"])
+        observed: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for model_id, timing in timings:
+            for phase in PHASES:
+                value = (timing or {}).get(f"{phase}_seconds")
+                if value is not None:
+                    observed[(names[model_id], phase)].append(float(value))
+        for (model, phase), values in sorted(observed.items()):
+            buckets = [(str(b) if b != float("inf") else "+Inf", sum(v <= b for v in values)) for b in UPDATE_BUCKETS]
+            family.add_metric([model, phase], buckets, sum(values))
+        return family
+
+
+class MetricsMiddleware:
+    """Counts and times every request under its route template (``/v1/models/{name}``), not its URL."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def send_wrapper(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")  # set by the router, in place
+            method = scope["method"]
+            self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route, method, str(status["code"])).inc()
+
