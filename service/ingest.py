@@ -7,6 +7,7 @@ update job in the same transaction; the dispatcher then enqueues it (the jobs ta
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import defaultdict
@@ -21,6 +22,8 @@ from lure_engine.alma.stream import split_train_val
 from worker import recipe
 from worker.storage.blobs import BlobStore
 from worker.storage.schema import ChunkRow, JobRow, MegaBatchRow, ModelRow
+
+log = logging.getLogger("lure.ingest")
 
 
 @dataclass
@@ -96,4 +99,6 @@ def seal(session: Session, model: ModelRow, megabatch: MegaBatchRow) -> JobRow:
     job = JobRow(model_id=model.id, megabatch_id=megabatch.id, state="queued", progress={}, timings={})
     session.add(job)
     session.flush()
+    log.info("mega-batch %d of %s sealed with %d samples; job %d queued", megabatch.index, model.name,
+             megabatch.n_samples, job.id, extra={"model": model.name, "megabatch": megabatch.index, "job_id": job.id})
     return job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -33,6 +34,11 @@ def test_embedded_default_lure_up(tmp_path):
     finally:
         server.stop()
     assert (tmp_path / "data" / "lure.db").exists()
+    records = [json.loads(line) for line in (tmp_path / "up.log").read_text().splitlines() if line.startswith("{")]
+    published = [r for r in records if r.get("process_name") == "worker" and "version" in r]
+    assert sorted(r["version"] for r in published) == [1, 2, 3]
+    assert all(isinstance(r["job_id"], int) for r in published)
+    assert any(r.get("process_name") == "api" and r.get("job_id") for r in records)
 
 
 def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url):

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from service.app import create_app
 from service.settings import ServerSettings
-from tests.helpers import DIGITS_MODEL
+from tests.helpers import DIGITS_MODEL, NPZ, npz_body
 from worker.storage.blobs import BlobStore
 from worker.storage.database import make_engine, make_session_factory
 from worker.storage.schema import ChunkRow, JobRow
@@ -59,3 +59,19 @@ def stored(settings, worker_ctx):
         files = [p for p in settings.blob_dir.rglob("*") if p.is_file()]
         return chunks, len(files)
     return snapshot
+
+
+def post_train(client, x, y):
+    answer = client.post("/v1/models/digits/chunks?split=train", content=npz_body(x, y), headers=NPZ)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+@pytest.fixture()
+def two_versions(client, model, digits, run_jobs):
+    client.post("/v1/models/digits/chunks?split=test", content=npz_body(digits.test.x, digits.test.y), headers=NPZ)
+    first = post_train(client, digits.train.x[:300], digits.train.y[:300])
+    assert run_jobs() == ["published"]
+    second = post_train(client, digits.train.x[300:600], digits.train.y[300:600])
+    assert run_jobs() == ["published"]
+    return first, second

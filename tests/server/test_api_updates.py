@@ -5,25 +5,10 @@ import pytest
 from safetensors.torch import load_file
 from sqlalchemy import select
 
-from tests.helpers import NPZ, npz_body, png_images
+from tests.helpers import png_images
+from tests.server.conftest import post_train as _post_train
 from worker.storage.schema import JobRow, VersionRow
 from worker.update_job import Outcome, execute_job
-
-
-def _post_train(client, x, y):
-    answer = client.post("/v1/models/digits/chunks?split=train", content=npz_body(x, y), headers=NPZ)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
-
-
-@pytest.fixture()
-def two_versions(client, model, digits, run_jobs):
-    client.post("/v1/models/digits/chunks?split=test", content=npz_body(digits.test.x, digits.test.y), headers=NPZ)
-    first = _post_train(client, digits.train.x[:300], digits.train.y[:300])
-    assert run_jobs() == ["published"]
-    second = _post_train(client, digits.train.x[300:600], digits.train.y[300:600])
-    assert run_jobs() == ["published"]
-    return first, second
 
 
 def test_versions_have_lineage_metrics_and_checkpoint_hashes(client, two_versions, settings, worker_ctx):
