@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_engine.alma.stream import split_train_val
@@ -32,6 +33,11 @@ class IngestResult:
     megabatch: MegaBatchRow | None
     sealed: list[MegaBatchRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
+    replayed: bool = False  # an Idempotency-Key seen before: the first request's chunk, nothing stored
+
+
+def find_by_idempotency_key(session: Session, model_id: int, key: str) -> ChunkRow | None:
+    return session.scalar(select(ChunkRow).where(ChunkRow.model_id == model_id, ChunkRow.idempotency_key == key))
 
 
 class Ingestor:
@@ -40,14 +46,19 @@ class Ingestor:
         self.on_sealed = on_sealed or (lambda: None)
         self._locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
 
-    def add_chunk(self, model_id: int, split: str, x: np.ndarray, y: np.ndarray) -> IngestResult:
+    def add_chunk(self, model_id: int, split: str, x: np.ndarray, y: np.ndarray,
+                  idempotency_key: str | None = None) -> IngestResult:
         """Durable on return: blob fsynced and record committed (or neither, on error)."""
         key = f"models/{model_id}/chunks/{uuid.uuid4().hex}.npz"
         sha = self.blobs.write_arrays(key, x=x, y=y.astype(np.int64))
         try:
             with self._locks[model_id], self.sessions.begin() as session:
                 model = session.get(ModelRow, model_id, with_for_update=True)
-                chunk = ChunkRow(model_id=model_id, split=split, n_samples=len(x), blob_key=key, sha256=sha)
+                if idempotency_key and (first := find_by_idempotency_key(session, model_id, idempotency_key)):
+                    self.blobs.delete(key)
+                    return IngestResult(first, None, replayed=True)
+                chunk = ChunkRow(model_id=model_id, split=split, n_samples=len(x), blob_key=key, sha256=sha,
+                                 idempotency_key=idempotency_key)
                 result = IngestResult(chunk, None)
                 if split == "train":
                     megabatch = open_megabatch(session, model_id, create=True)
@@ -60,6 +71,14 @@ class Ingestor:
                         result.sealed.append(megabatch)
                 session.add(chunk)
                 session.flush()
+        except IntegrityError:
+            self.blobs.delete(key)
+            if idempotency_key:  # the same key committed concurrently (another API replica)
+                with self.sessions() as session:
+                    first = find_by_idempotency_key(session, model_id, idempotency_key)
+                if first is not None:
+                    return IngestResult(first, None, replayed=True)
+            raise
         except BaseException:
             self.blobs.delete(key)
             raise

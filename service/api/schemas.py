@@ -96,6 +96,7 @@ class ChunkOut(BaseModel):
     sealed: list[int] = Field(default_factory=list, description="mega-batches this request sealed")
     jobs: list[int] = Field(default_factory=list, description="update jobs this request queued")
     trained_in_version: int | None = None
+    replayed: bool = Field(False, description="true when an Idempotency-Key matched an earlier chunk")
 
 
 class JobOut(BaseModel):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import bench, server
+from service.cli import bench, remote, server
 
 app = typer.Typer(help="LURE: keep a deployed image classifier fresh.", no_args_is_help=True)
 app.add_typer(bench.app, name="bench")
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("worker")(server.worker)
+for command in (remote.create, remote.push, remote.predict, remote.versions, remote.watch, remote.promote):
+    app.command(command.__name__)(command)
 
 if __name__ == "__main__":
     app()

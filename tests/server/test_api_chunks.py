@@ -126,3 +126,20 @@ def test_wrong_content_type_too_large_and_unknown_model(client, model, stored):
     answer = client.post("/v1/models/ghost/chunks", json={"images": ["x"], "labels": [1]})
     assert answer.status_code == 404 and "ghost" in answer.json()["detail"]
     assert stored() == (0, 0)
+
+
+def test_idempotency_key_answers_a_retry_with_the_first_chunk_and_stores_nothing_twice(client, model, digits, stored):
+    body = npz_body(digits.train.x[:30], digits.train.y[:30])
+    headers = {**NPZ, "Idempotency-Key": "push-abc-0"}
+    first = client.post("/v1/models/digits/chunks?split=train", content=body, headers=headers)
+    again = client.post("/v1/models/digits/chunks?split=train", content=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again.json()["accepted"] == 30
+    assert first.json()["replayed"] is False and again.json()["replayed"] is True
+    assert stored() == (1, 1)
+    assert client.get("/v1/models/digits").json()["open_megabatch"]["n_samples"] == 30
+    other = client.post("/v1/models/digits/chunks?split=train", content=body,
+                        headers={**NPZ, "Idempotency-Key": "push-abc-1"})
+    assert other.json()["id"] != first.json()["id"] and stored() == (2, 2)
+    bad = client.post("/v1/models/digits/chunks?split=train", content=body, headers={**NPZ, "Idempotency-Key": "x" * 129})
+    assert bad.status_code == 422 and "idempotency-key" in bad.text.lower()

@@ -49,6 +49,7 @@ class ChunkRow(Base):
     """One accepted upload; its samples live in a compressed blob with a recorded sha256."""
 
     __tablename__ = "chunks"
+    __table_args__ = (UniqueConstraint("model_id", "idempotency_key", name="uq_chunks_model_idempotency"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     split: Mapped[str] = mapped_column(String(8))  # train | test
@@ -56,6 +57,7 @@ class ChunkRow(Base):
     blob_key: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
     megabatch_id: Mapped[int | None] = mapped_column(ForeignKey("megabatches.id"), nullable=True, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

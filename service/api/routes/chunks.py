@@ -7,7 +7,7 @@ import json
 from typing import Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import megabatch_out
 from service.api.schemas import ChunkCreate, ChunkOut
 from service.images import ImageError, decode_base64_images, fit_array_images
-from service.ingest import open_megabatch
+from service.ingest import find_by_idempotency_key, open_megabatch
 from worker.storage.schema import ChunkRow, MegaBatchRow, ModelRow, VersionRow
 
 router = APIRouter(prefix="/v1/models/{name}/chunks", tags=["chunks"])
@@ -101,11 +101,15 @@ def _check_labels(labels: np.ndarray, num_classes: int) -> None:
 async def post_chunk(
     name: str, request: Request,
     split: Literal["train", "test"] | None = Query(None, description="required for .npz bodies"),
+    idempotency_key: str | None = Header(None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
+                                         description="a retry with the same key gets the first answer"),
     res: Resources = Depends(resources),
 ) -> ChunkOut:
     """Store a chunk. 201 means its data and record are on disk; nothing is stored on a 4xx."""
     with res.sessions() as session:
         model = model_or_404(session, name)
+        if idempotency_key and (first := find_by_idempotency_key(session, model.id, idempotency_key)):
+            return chunk_view(session, model, first).model_copy(update={"replayed": True})
     body = await _read_body(request, res.settings.max_body_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
@@ -118,7 +122,11 @@ async def post_chunk(
                                      "or application/octet-stream (.npz)")
     except ImageError as error:
         raise HTTPException(422, str(error)) from None
-    result = res.ingestor.add_chunk(model.id, chunk_split, x, y)
+    result = res.ingestor.add_chunk(model.id, chunk_split, x, y, idempotency_key)
+    if result.replayed:
+        with res.sessions() as session:
+            return chunk_view(session, model, session.get(ChunkRow, result.chunk.id)).model_copy(
+                update={"replayed": True})
     res.metrics.samples.labels(name, chunk_split).inc(len(x))
     res.metrics.sealed.labels(name).inc(len(result.sealed))
     with res.sessions() as session:
@@ -140,10 +148,14 @@ def get_chunk(name: str, chunk_id: int, session: Session = Depends(db_session)) 
     chunk = session.get(ChunkRow, chunk_id)
     if chunk is None or chunk.model_id != model.id:
         raise HTTPException(404, f"model {name!r} has no chunk {chunk_id}")
+    return chunk_view(session, model, chunk)
+
+
+def chunk_view(session: Session, model: ModelRow, chunk: ChunkRow) -> ChunkOut:
     holder = session.get(MegaBatchRow, chunk.megabatch_id) if chunk.megabatch_id else None
     trained = None
     if holder is not None:
         trained = session.scalar(select(VersionRow.number).where(VersionRow.megabatch_id == holder.id))
-    return ChunkOut(id=chunk.id, model=name, split=chunk.split, accepted=chunk.n_samples,
+    return ChunkOut(id=chunk.id, model=model.name, split=chunk.split, accepted=chunk.n_samples,
                     megabatch=megabatch_out(session, model, holder) if holder else None,
                     trained_in_version=trained)

@@ -1,0 +1,181 @@
+"""A small Python client for the LURE server over httpx: what the CLI and user scripts call.
+
+Chunk pushes carry an Idempotency-Key derived from the data and the chunk's position, so running
+the same push again after an interruption re-sends safely: the server answers chunks it already
+holds with their first result and stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class LureError(RuntimeError):
+    """A 4xx/5xx answer; ``detail`` is the server's own explanation."""
+
+    def __init__(self, status: int, detail) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+def _npz(x: np.ndarray, y: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=x, y=y)
+    return buffer.getvalue()
+
+
+def encode_image(image: np.ndarray | bytes | str | Path) -> str:
+    """A path or raw PNG/JPEG bytes as they are, or a uint8 (H, W[, C]) array as PNG; base64."""
+    if isinstance(image, (str, Path)):
+        return base64.b64encode(Path(image).read_bytes()).decode()
+    if isinstance(image, bytes):
+        return base64.b64encode(image).decode()
+    array = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def load_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``folder/<class>/*.png|jpg``: classes sorted by name (numeric names keep their number)."""
+    classes = sorted((d.name for d in folder.iterdir() if d.is_dir()), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+    if not classes:
+        raise ValueError(f"{folder} has no class subfolders")
+    numeric = all(c.isdigit() for c in classes)
+    images, labels = [], []
+    for position, name in enumerate(classes):
+        for path in sorted((folder / name).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(np.asarray(Image.open(path).convert("RGB")))
+                labels.append(int(name) if numeric else position)
+    if not images:
+        raise ValueError(f"{folder} holds no .png or .jpg images")
+    sizes = {i.shape for i in images}
+    if len(sizes) > 1:
+        raise ValueError(f"{folder}: images differ in size {sorted(sizes)[:3]}; resize them or push as JSON")
+    return np.stack(images), np.asarray(labels, np.int64), classes
+
+
+def load_npz_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``x``/``y``, or ``x_train``/``y_train`` / ``x_test``/``y_test`` for the requested split."""
+    with np.load(path, allow_pickle=False) as archive:
+        for xk, yk in (("x", "y"), (f"x_{split}", f"y_{split}")):
+            if xk in archive and yk in archive:
+                return archive[xk], archive[yk]
+    raise ValueError(f"{path} has neither x/y nor x_{split}/y_{split}")
+
+
+class LureClient:
+    def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 120,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "LureClient":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs):
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise LureError(response.status_code, detail)
+        return response
+
+    # models
+    def create_model(self, name: str, **config) -> dict:
+        return self._call("POST", "/v1/models", json={"name": name, **config}).json()
+
+    def model(self, name: str) -> dict:
+        return self._call("GET", f"/v1/models/{name}").json()
+
+    def models(self) -> list[dict]:
+        return self._call("GET", "/v1/models").json()
+
+    # data
+    def push_arrays(self, model: str, x: np.ndarray, y: np.ndarray, split: str = "train", chunk_size: int = 500,
+                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
+        """Send (x, y) in chunks; re-running the same push resumes without duplicates."""
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} images but {len(y)} labels")
+        digest = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.asarray(y).tobytes() + split.encode())
+        prefix = digest.hexdigest()[:32]
+        answers = []
+        for start in range(0, len(x), chunk_size):
+            stop = min(start + chunk_size, len(x))
+            headers = {"content-type": "application/octet-stream",
+                       "Idempotency-Key": f"{prefix}-{start}-{stop}-{chunk_size}"}
+            answers.append(self._call("POST", f"/v1/models/{model}/chunks", params={"split": split},
+                                      content=_npz(x[start:stop], np.asarray(y[start:stop])), headers=headers).json())
+            if progress:
+                progress(stop, len(x))
+        return answers
+
+    def push_images(self, model: str, images: Sequence, labels: Sequence[int], split: str = "train") -> dict:
+        return self._call("POST", f"/v1/models/{model}/chunks",
+                          json={"split": split, "images": [encode_image(i) for i in images],
+                                "labels": [int(v) for v in labels]}).json()
+
+    def seal(self, model: str) -> dict:
+        return self._call("POST", f"/v1/models/{model}/megabatches/seal").json()
+
+    def megabatches(self, model: str) -> list[dict]:
+        return self._call("GET", f"/v1/models/{model}/megabatches").json()
+
+    # versions and jobs
+    def versions(self, model: str) -> list[dict]:
+        return self._call("GET", f"/v1/models/{model}/versions").json()
+
+    def version(self, model: str, number: int) -> dict:
+        return self._call("GET", f"/v1/models/{model}/versions/{number}").json()
+
+    def promote(self, model: str, number: int) -> dict:
+        return self._call("POST", f"/v1/models/{model}/versions/{number}/promote").json()
+
+    def jobs(self, model: str, limit: int = 20) -> list[dict]:
+        return self._call("GET", f"/v1/models/{model}/jobs", params={"limit": limit}).json()
+
+    def job(self, job_id: int) -> dict:
+        return self._call("GET", f"/v1/jobs/{job_id}").json()
+
+    def metrics(self, model: str) -> dict:
+        return self._call("GET", f"/v1/models/{model}/metrics").json()
+
+    def wait_for_version(self, model: str, at_least: int, timeout: float = 600, poll: float = 1.0) -> dict:
+        """Block until version ``at_least`` (or a later one) is published; returns the newest."""
+        deadline = time.monotonic() + timeout
+        while True:
+            versions = self.versions(model)
+            if versions and versions[-1]["number"] >= at_least:
+                return versions[-1]
+            failed = [j for j in self.jobs(model) if j["state"] == "failed"]
+            if failed:
+                raise LureError(500, f"update job {failed[-1]['id']} failed: {failed[-1]['error']}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"version {at_least} of {model} not published after {timeout}s")
+            time.sleep(poll)
+
+    # inference
+    def predict(self, model: str, images: Iterable, version: int | None = None) -> dict:
+        params = {"version": version} if version is not None else {}
+        return self._call("POST", f"/v1/models/{model}/predict", params=params,
+                          json={"images": [encode_image(i) for i in images]}).json()
