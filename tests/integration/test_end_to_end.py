@@ -61,9 +61,16 @@ def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url)
             worker.stop()
         api.stop()
     import sqlalchemy
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
+    from worker.storage.database import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
     engine = sqlalchemy.create_engine(postgres_url)
     with engine.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT count(*) FROM versions")).scalar() == 3
-        assert connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar() == head
     engine.dispose()
