@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.api.auth import READ, require
 from service.api.deps import Resources
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
 from service.dashboard import routes as dashboard
@@ -46,6 +47,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         metrics.watch_database(resources.sessions)
         app.state.resources = resources
         resources.dispatcher.start()
+        if not settings.auth:
+            log.warning("AUTHENTICATION IS OFF (LURE_AUTH=false): anyone who can reach this port can read, "
+                        "write and promote models")
         log.info("LURE API ready: database %s, broker %s", settings.resolved_database_url,
                  settings.resolved_broker_url)
         yield
@@ -58,7 +62,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[require(READ)])
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -39,10 +39,12 @@ def wait_healthy(client: httpx.Client, timeout: float = 60.0) -> None:
     raise RuntimeError("the API did not become healthy")
 
 
-def run_demo(base_url: str, chunk_size: int = 50, pause: float = 0.2, echo=print) -> None:
+def run_demo(base_url: str, api_key: str | None = None, chunk_size: int = 50, pause: float = 0.2,
+             echo=print) -> None:
     data = load_digits_dataset()
     name = DEMO_MODEL["name"]
-    with httpx.Client(base_url=base_url, timeout=60) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=base_url, timeout=60, headers=headers) as client:
         wait_healthy(client)
         created = client.post("/v1/models", json=DEMO_MODEL)
         if created.status_code == 409:

@@ -6,6 +6,7 @@ from worker.config import StorageSettings
 
 
 class ServerSettings(StorageSettings):
+    auth: bool = True  # False lets every request through; the server warns at start
     host: str = "127.0.0.1"
     port: int = 8000
     dispatch_interval_seconds: float = 0.5  # how often the outbox is drained to the queue

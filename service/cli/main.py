@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import bench, remote, server
+from service.cli import bench, keys, remote, server
 
 app = typer.Typer(help="LURE: keep a deployed image classifier fresh.", no_args_is_help=True)
 app.add_typer(bench.app, name="bench")
+app.add_typer(keys.app, name="keys")
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("worker")(server.worker)

@@ -55,11 +55,13 @@ def up(
     upgrade_database(settings.resolved_database_url)  # before the worker opens the database
     worker = subprocess.Popen(_worker_command(), env=_child_env(settings))
     base_url = f"http://{settings.host}:{settings.port}"
-    typer.echo(f"LURE server on {base_url} (docs {base_url}/docs); data in {settings.data_dir.resolve()}")
+    typer.echo(f"LURE server on {base_url} (dashboard {base_url}/dashboard, docs {base_url}/docs); "
+               f"data in {settings.data_dir.resolve()}")
+    key = _bootstrap_key(settings, demo)
     if demo:
         from service.demo import run_demo
 
-        threading.Thread(target=run_demo, args=(base_url,), daemon=True, name="lure-demo").start()
+        threading.Thread(target=run_demo, args=(base_url, key), daemon=True, name="lure-demo").start()
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     finally:
@@ -68,6 +70,27 @@ def up(
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def _bootstrap_key(settings: ServerSettings, demo: bool) -> str | None:
+    """A first admin key when none exists (and always one for the demo), printed once."""
+    if not settings.auth:
+        typer.echo("WARNING: authentication is off (LURE_AUTH=false): anyone who can reach the port "
+                   "can read, write and promote models", err=True)
+        return None
+    from worker.storage.api_keys import active_admin_exists, create_key
+    from worker.storage.database import make_engine, make_session_factory
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            if not demo and active_admin_exists(session):
+                return None
+            key, _ = create_key(session, "demo" if demo else "bootstrap-admin", ["admin"])
+    finally:
+        engine.dispose()
+    typer.echo(f"API key (admin scope, shown once): {key}\n  export LURE_API_KEY={key}")
+    return key
 
 
 def api(

@@ -11,7 +11,7 @@ import pytest
 
 from lure_engine.data import load_digits_dataset
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
-from tests.integration.processes import Process, free_port, lure_command, wait_ready
+from tests.integration.processes import Process, create_admin_key, free_port, lure_command, wait_ready
 from tests.integration.scenario import wait_for_versions
 
 pytestmark = pytest.mark.slow
@@ -30,13 +30,14 @@ def server_with_two_versions(tmp_path):
         pytest.skip(message)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LURE_")} | {"LURE_TORCH_THREADS": "1"}
+    key = create_admin_key(env, tmp_path / "data")
     server = Process(lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")), env,
                      tmp_path / "server.log")
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, server)
+        wait_ready(base, server, key)
         data = load_digits_dataset()
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
             client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
             client.post("/v1/models/digits/chunks?split=test", content=npz_body(data.test.x, data.test.y),
                         headers=NPZ).raise_for_status()
@@ -46,7 +47,7 @@ def server_with_two_versions(tmp_path):
             versions = wait_for_versions(client, "digits", 2)
             client.post("/v1/models/digits/chunks?split=train", headers=NPZ,
                         content=npz_body(data.train.x[600:700], data.train.y[600:700])).raise_for_status()
-        yield base, versions
+        yield base, versions, key
     except BaseException:
         print(server.tail(60))
         raise
@@ -57,7 +58,7 @@ def server_with_two_versions(tmp_path):
 def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versions):
     from playwright.sync_api import sync_playwright
 
-    base, versions = server_with_two_versions
+    base, versions, key = server_with_two_versions
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -65,6 +66,9 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{base}/dashboard")
+        page.wait_for_function("document.getElementById('status').textContent.includes('enter an API key')")
+        page.fill("#key-input", key)  # as a user would: the key goes to this browser's localStorage only
+        page.click("#key-form button")
         page.wait_for_selector("#versions tbody tr[data-version='1']", timeout=30_000)
         page.wait_for_function("window.lureDashboard.charts.accuracy.data.datasets[0].data.length === 2")
 
@@ -99,6 +103,7 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         page.locator("#versions tbody tr[data-version='1'] button").click()
         page.wait_for_function(
             "document.querySelector('#versions tbody tr.live')?.dataset.version === '1'", timeout=15_000)
-        assert httpx.get(f"{base}/v1/models/digits").json()["live_version"] == 1
+        assert httpx.get(f"{base}/v1/models/digits", headers={"Authorization": f"Bearer {key}"}).json()[
+            "live_version"] == 1
         browser.close()
     assert errors == []

@@ -46,13 +46,24 @@ def lure_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "service.cli.main", *args]
 
 
-def wait_ready(base_url: str, process: Process, timeout: float = 90) -> None:
+def create_admin_key(env: dict[str, str], data_dir: Path | None = None) -> str:
+    """``lure keys create`` as a user would run it; returns the printed key."""
+    args = ["keys", "create", "--name", "tests", "--scope", "admin"]
+    if data_dir is not None:
+        args += ["--data-dir", str(data_dir)]
+    result = subprocess.run(lure_command(*args), env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def wait_ready(base_url: str, process: Process, api_key: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
             raise RuntimeError(f"server exited early:\n{process.tail()}")
         try:
-            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
+            answer = httpx.get(f"{base_url}/readyz", timeout=5, headers={"Authorization": f"Bearer {api_key}"})
+            if answer.status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -24,10 +24,10 @@ def wait_for_versions(client: httpx.Client, name: str, count: int, timeout: floa
                          f"{client.get(f'/v1/models/{name}/jobs').json()}")
 
 
-def run_scenario(base_url: str) -> dict:
+def run_scenario(base_url: str, api_key: str) -> dict:
     data = load_digits_dataset()
     name = DIGITS_MODEL["name"]
-    with httpx.Client(base_url=base_url, timeout=60) as client:
+    with httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {api_key}"}) as client:
         assert client.post("/v1/models", json=DIGITS_MODEL).status_code == 201
         test = client.post(f"/v1/models/{name}/chunks?split=test", content=npz_body(data.test.x, data.test.y),
                            headers=NPZ)

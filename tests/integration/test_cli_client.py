@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lure_engine.data import load_digits_dataset
-from tests.integration.processes import Process, free_port, lure_command, wait_ready
+from tests.integration.processes import Process, create_admin_key, free_port, lure_command, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow
 def test_create_push_watch_versions_predict_promote_and_resume(tmp_path):
     port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("LURE_")} | {"LURE_TORCH_THREADS": "1"}
+    key = create_admin_key(base_env, tmp_path / "data")
     server = Process(lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")), base_env,
                      tmp_path / "server.log")
-    env = base_env | {"LURE_URL": f"http://127.0.0.1:{port}"}
+    env = base_env | {"LURE_URL": f"http://127.0.0.1:{port}", "LURE_API_KEY": key}
 
     def lure(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(lure_command(*args), env=env, capture_output=True, text=True, timeout=240)
@@ -28,7 +29,7 @@ def test_create_push_watch_versions_predict_promote_and_resume(tmp_path):
         return result
 
     try:
-        wait_ready(env["LURE_URL"], server)
+        wait_ready(env["LURE_URL"], server, key)
         created = lure("create", "digits", "--architecture", "small_cnn", "--width", "0.5", "--num-classes", "10",
                        "--image-size", "8", "--channels", "1", "--megabatch-size", "300", "--epochs", "6",
                        "--no-hflip", "--set", "lr=0.05", "--set", "batch_size=32")
@@ -64,6 +65,9 @@ def test_create_push_watch_versions_predict_promote_and_resume(tmp_path):
 
         missing = lure("predict", paths[0], "--model", "ghost", check=False)
         assert missing.returncode == 2 and missing.stderr.strip() == "error: model 'ghost' not found"
+        env["LURE_API_KEY"] = "lure_bad_key"
+        refused = lure("versions", "--model", "digits", check=False)
+        assert refused.returncode == 2 and refused.stderr.strip() == "error: invalid or revoked API key"
     except BaseException:
         print(server.tail(60))
         raise

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.integration.processes import Process, free_port, lure_command, wait_ready
+from tests.integration.processes import Process, create_admin_key, free_port, lure_command, wait_ready
 from tests.integration.scenario import run_scenario
 
 pytestmark = pytest.mark.slow
@@ -23,11 +23,12 @@ def _env(**values: str) -> dict[str, str]:
 def test_embedded_default_lure_up(tmp_path):
     """`lure up`: SQLite, the filesystem queue and a worker it starts itself."""
     port = free_port()
+    key = create_admin_key(_env(), tmp_path / "data")
     server = Process(lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")), _env(),
                      tmp_path / "up.log")
     try:
-        wait_ready(f"http://127.0.0.1:{port}", server)
-        run_scenario(f"http://127.0.0.1:{port}")
+        wait_ready(f"http://127.0.0.1:{port}", server, key)
+        run_scenario(f"http://127.0.0.1:{port}", key)
     except BaseException:
         print(server.tail(80))
         raise
@@ -45,12 +46,13 @@ def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url)
     """Production shape: `lure api` and `lure worker` as separate processes on Redis + PostgreSQL."""
     port = free_port()
     env = _env(LURE_DATABASE_URL=postgres_url, LURE_BROKER_URL=redis_url, LURE_DATA_DIR=str(tmp_path / "blobs"))
+    key = create_admin_key(env)  # also runs the migrations, before any process starts
     api = Process(lure_command("api", "--port", str(port)), env, tmp_path / "api.log")
     worker = None
     try:
-        wait_ready(f"http://127.0.0.1:{port}", api)  # runs the migrations before the worker starts
+        wait_ready(f"http://127.0.0.1:{port}", api, key)
         worker = Process(lure_command("worker"), env, tmp_path / "worker.log")
-        run_scenario(f"http://127.0.0.1:{port}")
+        run_scenario(f"http://127.0.0.1:{port}", key)
     except BaseException:
         print("--- api ---\n" + api.tail(60))
         if worker:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from service.app import create_app
 from service.settings import ServerSettings
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
+from worker.storage.api_keys import create_key
 from worker.storage.blobs import BlobStore
 from worker.storage.database import make_engine, make_session_factory
 from worker.storage.schema import ChunkRow, JobRow
@@ -23,8 +24,22 @@ def settings(tmp_path) -> ServerSettings:
 
 @pytest.fixture()
 def client(settings):
+    """Authenticated as an admin; ``make_key`` gives other scopes."""
     with TestClient(create_app(settings)) as test_client:
+        key = new_key(test_client, "test-admin", ["admin"])
+        test_client.headers["Authorization"] = f"Bearer {key}"
         yield test_client
+
+
+def new_key(test_client: TestClient, name: str, scopes: list[str]) -> str:
+    with test_client.app.state.resources.sessions.begin() as session:
+        key, _ = create_key(session, name, scopes)
+    return key
+
+
+@pytest.fixture()
+def make_key(client):
+    return lambda *scopes: new_key(client, "-".join(scopes) or "none", list(scopes))
 
 
 @pytest.fixture()

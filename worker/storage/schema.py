@@ -121,3 +121,16 @@ class MetricsRow(Base):
     unlearn_seconds: Mapped[float] = mapped_column(Float)
     evaluate_seconds: Mapped[float] = mapped_column(Float)
     reliability: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class ApiKeyRow(Base):
+    """An API key: only its sha256 is stored; the prefix finds the row without scanning."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import megabatch_out
 from service.api.schemas import ChunkCreate, ChunkOut
@@ -97,7 +98,7 @@ def _check_labels(labels: np.ndarray, num_classes: int) -> None:
         raise HTTPException(422, f"labels[{i}] = {int(labels[i])} is outside 0..{num_classes - 1}")
 
 
-@router.post("", status_code=201, response_model=ChunkOut, openapi_extra=_BODY_DOC)
+@router.post("", status_code=201, response_model=ChunkOut, openapi_extra=_BODY_DOC, dependencies=[require("ingest")])
 async def post_chunk(
     name: str, request: Request,
     split: Literal["train", "test"] | None = Query(None, description="required for .npz bodies"),
@@ -141,7 +142,7 @@ async def post_chunk(
         )
 
 
-@router.get("/{chunk_id}", response_model=ChunkOut)
+@router.get("/{chunk_id}", response_model=ChunkOut, dependencies=[require(READ)])
 def get_chunk(name: str, chunk_id: int, session: Session = Depends(db_session)) -> ChunkOut:
     """Which mega-batch holds the chunk and which version first trained on it (read-your-writes)."""
     model = model_or_404(session, name)

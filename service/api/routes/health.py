@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from service.api.auth import READ, require
 from service.api.deps import Resources, resources
 
 router = APIRouter(tags=["health"])
@@ -18,7 +19,7 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[require(READ)])
 def readyz(res: Resources = Depends(resources)) -> JSONResponse:
     checks: dict[str, str] = {}
     try:

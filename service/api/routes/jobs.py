@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.api.auth import READ, require
 from service.api.deps import db_session, model_or_404
 from service.api.presenters import job_out
 from service.api.schemas import JobOut
@@ -14,7 +15,7 @@ from worker.storage.schema import JobRow
 router = APIRouter(tags=["jobs"])
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobOut)
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=[require(READ)])
 def get_job(job_id: int, session: Session = Depends(db_session)) -> JobOut:
     job = session.get(JobRow, job_id)
     if job is None:
@@ -22,7 +23,7 @@ def get_job(job_id: int, session: Session = Depends(db_session)) -> JobOut:
     return job_out(session, job)
 
 
-@router.get("/v1/models/{name}/jobs", response_model=list[JobOut])
+@router.get("/v1/models/{name}/jobs", response_model=list[JobOut], dependencies=[require(READ)])
 def list_jobs(
     name: str, limit: int = Query(100, ge=1, le=10_000, description="the newest N jobs"),
     session: Session = Depends(db_session),

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import megabatch_out
 from service.api.schemas import MegaBatchOut
@@ -14,14 +15,14 @@ from worker.storage.schema import MegaBatchRow
 router = APIRouter(prefix="/v1/models/{name}/megabatches", tags=["megabatches"])
 
 
-@router.get("", response_model=list[MegaBatchOut])
+@router.get("", response_model=list[MegaBatchOut], dependencies=[require(READ)])
 def list_megabatches(name: str, session: Session = Depends(db_session)) -> list[MegaBatchOut]:
     model = model_or_404(session, name)
     rows = session.scalars(select(MegaBatchRow).where(MegaBatchRow.model_id == model.id).order_by(MegaBatchRow.index))
     return [megabatch_out(session, model, row) for row in rows]
 
 
-@router.post("/seal", response_model=MegaBatchOut)
+@router.post("/seal", response_model=MegaBatchOut, dependencies=[require("ingest")])
 def seal_open(name: str, res: Resources = Depends(resources)) -> MegaBatchOut:
     """Seal the open mega-batch now (fewer samples than megabatch_size) and queue its update."""
     with res.sessions() as session:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import METRIC_FIELDS, model_out
 from service.api.schemas import ModelCreate, ModelOut
@@ -15,7 +16,7 @@ from worker.storage.schema import MetricsRow, ModelRow, VersionRow
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.post("", status_code=201, response_model=ModelOut)
+@router.post("", status_code=201, response_model=ModelOut, dependencies=[require("admin")])
 def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> ModelOut:
     config = body.model_dump(exclude={"name"})
     try:
@@ -27,17 +28,17 @@ def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> Mode
         return model_out(session, model_or_404(session, body.name))
 
 
-@router.get("", response_model=list[ModelOut])
+@router.get("", response_model=list[ModelOut], dependencies=[require(READ)])
 def list_models(session: Session = Depends(db_session)) -> list[ModelOut]:
     return [model_out(session, m) for m in session.scalars(select(ModelRow).order_by(ModelRow.name))]
 
 
-@router.get("/{name}", response_model=ModelOut)
+@router.get("/{name}", response_model=ModelOut, dependencies=[require(READ)])
 def get_model(name: str, session: Session = Depends(db_session)) -> ModelOut:
     return model_out(session, model_or_404(session, name))
 
 
-@router.get("/{name}/metrics")
+@router.get("/{name}/metrics", dependencies=[require(READ)])
 def metrics_series(name: str, session: Session = Depends(db_session)) -> dict:
     """Per version, in publication order: the anytime metrics, ready to plot."""
     model = model_or_404(session, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.api.auth import require
 from service.api.deps import Resources, model_or_404, resources, version_or_404
 from service.api.schemas import Prediction, PredictRequest, PredictResponse
 from service.images import ImageError, decode_base64_images
@@ -14,7 +15,7 @@ from worker.storage.blobs import IntegrityError
 router = APIRouter(tags=["predict"])
 
 
-@router.post("/v1/models/{name}/predict", response_model=PredictResponse)
+@router.post("/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[require("predict")])
 async def predict(
     name: str, body: PredictRequest, response: Response,
     version: int | None = Query(None, description="pin a version; default: the live one"),

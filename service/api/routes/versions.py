@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.api.deps import Resources, model_or_404, resources, version_or_404
-from service.api.deps import db_session
+from service.api.auth import READ, require
+from service.api.deps import Resources, db_session, model_or_404, resources, version_or_404
 from service.api.presenters import version_out
 from service.api.schemas import VersionOut
 from worker.storage.schema import VersionRow
@@ -15,20 +15,20 @@ from worker.storage.schema import VersionRow
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
 
 
-@router.get("", response_model=list[VersionOut])
+@router.get("", response_model=list[VersionOut], dependencies=[require(READ)])
 def list_versions(name: str, session: Session = Depends(db_session)) -> list[VersionOut]:
     model = model_or_404(session, name)
     rows = session.scalars(select(VersionRow).where(VersionRow.model_id == model.id).order_by(VersionRow.number))
     return [version_out(session, model, row) for row in rows]
 
 
-@router.get("/{number}", response_model=VersionOut)
+@router.get("/{number}", response_model=VersionOut, dependencies=[require(READ)])
 def get_version(name: str, number: int, session: Session = Depends(db_session)) -> VersionOut:
     model = model_or_404(session, name)
     return version_out(session, model, version_or_404(session, model, number), with_reliability=True)
 
 
-@router.post("/{number}/promote", response_model=VersionOut)
+@router.post("/{number}/promote", response_model=VersionOut, dependencies=[require("admin")])
 def promote(name: str, number: int, res: Resources = Depends(resources)) -> VersionOut:
     """Serve ``number`` again; the next update starts from it (its weights, mask and replay)."""
     with res.sessions.begin() as session:

@@ -5,11 +5,29 @@ const POLL_MS = 2000;
 const state = { models: [], selected: null, charts: {}, lastRefresh: null };
 window.lureDashboard = state;  // read by the browser test
 
+// The API key lives in this browser's localStorage only; every request sends it as a bearer token.
+const KEY_STORAGE = "lureApiKey";
+function authHeaders() {
+  const key = localStorage.getItem(KEY_STORAGE);
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
 async function getJSON(path) {
-  const response = await fetch(path, { headers: { accept: "application/json" } });
+  const response = await fetch(path, { headers: { accept: "application/json", ...authHeaders() } });
+  if (response.status === 401 || response.status === 403) {
+    throw new Error(`the API refused the key (${response.status}): enter an API key above`);
+  }
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   return response.json();
 }
+
+document.getElementById("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("key-input");
+  if (input.value.trim()) localStorage.setItem(KEY_STORAGE, input.value.trim());
+  input.value = "";
+  refresh();
+});
 
 const pct = (v) => (v === null || v === undefined ? "–" : (100 * v).toFixed(2) + " %");
 const num = (v, d = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(d));
@@ -177,7 +195,8 @@ async function refreshModel() {
 
 async function promote(name, number) {
   if (!confirm(`Serve version ${number} of ${name} again? The next update will start from it.`)) return;
-  const response = await fetch(`/v1/models/${name}/versions/${number}/promote`, { method: "POST" });
+  const response = await fetch(`/v1/models/${name}/versions/${number}/promote`,
+    { method: "POST", headers: authHeaders() });
   if (!response.ok) alert(`promote failed: ${(await response.json()).detail}`);
   refresh();
 }
