@@ -34,7 +34,10 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     dispatcher = Dispatcher(sessions, celery, settings.dispatch_interval_seconds)
     return Resources(settings, sessions, blobs, celery, dispatcher,
                      Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
-                     ModelCache(blobs, settings.model_cache_size), metrics)
+                     ModelCache(blobs, settings.model_cache_size,
+                                on_refused=lambda v, _: metrics.refused_checkpoints.labels(str(v.model_id),
+                                                                                           str(v.number)).inc()),
+                     metrics)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:

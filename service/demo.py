@@ -77,4 +77,5 @@ def run_demo(base_url: str, api_key: str | None = None, chunk_size: int = 50, pa
                     echo(f"demo: version {version['number']} published (mega-batch {version['megabatch']}): "
                          f"test accuracy {m['test_accuracy']:.3f}, CER {m['cer']}, ECE {m['ece']:.3f}")
             time.sleep(1)
-        echo(f"demo: done. Try: curl {base_url}/v1/models/{name}/versions  |  docs at {base_url}/docs")
+        echo(f"demo: done. Try: curl -H \"Authorization: Bearer $LURE_API_KEY\" {base_url}/v1/models/{name}/versions"
+             f"  |  dashboard {base_url}/dashboard  |  docs {base_url}/docs")

@@ -35,6 +35,9 @@ class ApiMetrics:
                                ["model", "split"], registry=self.registry)
         self.sealed = Counter("lure_megabatches_sealed", "Mega-batches sealed, by model", ["model"],
                               registry=self.registry)
+        self.refused_checkpoints = Counter("lure_checkpoint_integrity_failures",
+                                           "Checkpoints refused because their sha256 differs from the record",
+                                           ["model_id", "version"], registry=self.registry)
 
     def watch_database(self, sessions: sessionmaker[Session]) -> None:
         self.registry.register(DatabaseCollector(sessions))

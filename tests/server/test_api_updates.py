@@ -138,3 +138,26 @@ def test_predict_errors(client, model, digits, two_versions):
 def test_predict_before_any_version_is_a_clear_conflict(client, model, digits):
     answer = client.post("/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])})
     assert answer.status_code == 409 and "no published version" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("damage", ["tamper", "truncate", "delete"])
+def test_a_damaged_checkpoint_is_refused_and_the_previous_version_keeps_serving(
+        client, two_versions, digits, settings, worker_ctx, damage):
+    images = png_images(digits.test.x[:3])
+    with worker_ctx.sessions() as session:
+        path = settings.blob_dir / session.scalar(select(VersionRow.checkpoint_key).where(VersionRow.number == 2))
+    data = path.read_bytes()
+    if damage == "tamper":
+        path.write_bytes(data[:-64] + bytes(64))
+    elif damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.unlink()
+    for _ in range(2):
+        answer = client.post("/v1/models/digits/predict", json={"images": images})
+        assert answer.status_code == 200
+        assert answer.headers["x-model-version"] == "1" and answer.json()["version"] == 1
+        assert answer.headers["x-model-fallback"].startswith("version 2 refused")
+    pinned = client.post("/v1/models/digits/predict?version=2", json={"images": images})
+    assert pinned.status_code == 503 and "version 2" in pinned.json()["detail"]
+    assert 'lure_checkpoint_integrity_failures_total{model_id="1",version="2"} 1.0' in client.get("/metrics").text

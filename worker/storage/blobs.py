@@ -64,7 +64,7 @@ class BlobStore:
             raise IntegrityError(f"blob {key} is missing") from None
         actual = sha256_hex(data)
         if actual != expected_sha256:
-            raise IntegrityError(f"blob {key} has sha256 {actual[:12]}…, the record says {expected_sha256[:12]}…")
+            raise IntegrityError(f"blob {key} has sha256 {actual[:12]}..., the record says {expected_sha256[:12]}...")
         return data
 
     def delete(self, key: str) -> None:

@@ -29,17 +29,27 @@ async def predict(
         number = version if version is not None else model.live_version
         if number is None:
             raise HTTPException(409, f"model {name!r} has no published version yet")
-        row = version_or_404(session, model, number)
+        candidates = [version_or_404(session, model, number)]
+        while version is None and candidates[-1].parent_number is not None:  # live: ancestors as fallbacks
+            candidates.append(version_or_404(session, model, candidates[-1].parent_number))
     config = model.config
     try:
         images = decode_base64_images(body.images, config["channels"], config["image_size"],
                                       res.settings.max_image_side)
     except ImageError as error:
         raise HTTPException(422, str(error)) from None
-    try:
-        net = await run_in_threadpool(res.models.get, config, row)
-    except IntegrityError as error:
-        raise HTTPException(503, f"version {number} cannot be served: {error}") from None
+    net, refused = None, []
+    for row in candidates:
+        try:
+            net = await run_in_threadpool(res.models.get, config, row)
+            break
+        except IntegrityError as error:
+            refused.append(f"version {row.number}: {error}")
+    if net is None:
+        raise HTTPException(503, f"no servable checkpoint: {'; '.join(refused)}")
+    if refused:  # the live checkpoint failed its integrity check: an ancestor answers, and says so
+        response.headers["X-Model-Fallback"] = f"version {number} refused: {refused[0]}"
+    number = row.number
     probabilities = await run_in_threadpool(predict_probabilities, net, images)
     response.headers["X-Model-Version"] = str(number)
     res.metrics.predictions.labels(name, str(number)).inc(len(images))
