@@ -31,7 +31,8 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
     blobs = BlobStore(settings.blob_dir)
     celery = make_celery(settings)
-    dispatcher = Dispatcher(sessions, celery, settings.dispatch_interval_seconds)
+    dispatcher = Dispatcher(sessions, celery, settings.dispatch_interval_seconds,
+                            stale_after=settings.stale_job_seconds, resend_after=settings.resend_queued_after_seconds)
     return Resources(settings, sessions, blobs, celery, dispatcher,
                      Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
                      ModelCache(blobs, settings.model_cache_size,

@@ -1,17 +1,20 @@
 """Drains the outbox: queued jobs not yet handed to the broker are sent, oldest first.
 
 Because sealing only writes a row, a broker outage delays updates but loses none: the dispatcher
-keeps trying and sends the backlog in order once the broker is back.
+keeps trying and sends the backlog in order once the broker is back. It also re-sends work that a
+dead worker dropped: a running job whose heartbeat is older than ``stale_after`` seconds, or a
+queued job sent more than ``resend_after`` seconds ago and never started. Duplicate deliveries are
+harmless: a worker claims a job atomically and a version is unique per mega-batch.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.celery_app import UPDATE_QUEUE, UPDATE_TASK
@@ -21,8 +24,10 @@ log = logging.getLogger("lure.dispatcher")
 
 
 class Dispatcher:
-    def __init__(self, sessions: sessionmaker[Session], celery: Celery, interval: float) -> None:
+    def __init__(self, sessions: sessionmaker[Session], celery: Celery, interval: float,
+                 stale_after: float = 60.0, resend_after: float = 600.0) -> None:
         self.sessions, self.celery, self.interval = sessions, celery, interval
+        self.stale_after, self.resend_after = stale_after, resend_after
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lure-dispatcher", daemon=True)
 
@@ -42,10 +47,15 @@ class Dispatcher:
             return len(session.scalars(select(JobRow.id).where(JobRow.dispatched_at.is_(None))).all())
 
     def dispatch_once(self) -> int:
-        """Send every undispatched job in id order; stop at the first broker error."""
+        """Send every undispatched (or dropped) job in id order; stop at the first broker error."""
+        now = datetime.now(UTC)
+        stale, resend = now - timedelta(seconds=self.stale_after), now - timedelta(seconds=self.resend_after)
         with self.sessions() as session:
-            job_ids = session.scalars(select(JobRow.id).where(
-                JobRow.dispatched_at.is_(None), JobRow.state == "queued").order_by(JobRow.id)).all()
+            job_ids = session.scalars(select(JobRow.id).where(or_(
+                and_(JobRow.state == "queued", JobRow.dispatched_at.is_(None)),
+                and_(JobRow.state == "queued", JobRow.dispatched_at < resend),
+                and_(JobRow.state == "running", JobRow.heartbeat_at < stale, JobRow.dispatched_at < stale),
+            )).order_by(JobRow.id)).all()
         sent = 0
         for job_id in job_ids:
             try:
@@ -53,6 +63,7 @@ class Dispatcher:
             except Exception as error:  # broker down: keep the job in the outbox, retry later
                 log.warning("broker unavailable, %d job(s) wait in the outbox: %s", len(job_ids) - sent, error)
                 break
+            log.info("job %d sent to the queue", job_id, extra={"job_id": job_id})
             with self.sessions.begin() as session:
                 session.execute(update(JobRow).where(JobRow.id == job_id).values(dispatched_at=datetime.now(UTC)))
             sent += 1

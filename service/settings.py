@@ -10,6 +10,7 @@ class ServerSettings(StorageSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     dispatch_interval_seconds: float = 0.5  # how often the outbox is drained to the queue
+    resend_queued_after_seconds: float = 600.0  # a queued job sent this long ago and never started is re-sent
     max_body_bytes: int = 64 * 1024 * 1024
     max_samples_per_chunk: int = 50_000
     max_image_side: int = 1024
