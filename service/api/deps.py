@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +18,10 @@ from service.ingest import Ingestor
 from service.settings import ServerSettings
 from worker.storage.blobs import BlobStore
 from worker.storage.schema import ModelRow, VersionRow
+
+
+MAX_ID = 2**31 - 1  # ids beyond what every database's INTEGER holds are refused with a 422, not a 500
+RecordId = Annotated[int, Path(ge=1, le=MAX_ID, description="a positive record id")]
 
 
 @dataclass

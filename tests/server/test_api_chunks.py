@@ -143,3 +143,9 @@ def test_idempotency_key_answers_a_retry_with_the_first_chunk_and_stores_nothing
     assert other.json()["id"] != first.json()["id"] and stored() == (2, 2)
     bad = client.post("/v1/models/digits/chunks?split=train", content=body, headers={**NPZ, "Idempotency-Key": "x" * 129})
     assert bad.status_code == 422 and "idempotency-key" in bad.text.lower()
+
+
+def test_a_json_body_that_is_not_utf8_is_a_422_not_a_crash(client, model, stored):
+    answer = client.post("/v1/models/digits/chunks", content=b"\xa7\xda\nC", headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and "Invalid JSON" in answer.text
+    assert stored() == (0, 0)

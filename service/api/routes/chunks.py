@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.auth import READ, require
-from service.api.deps import Resources, db_session, model_or_404, resources
+from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
 from service.api.presenters import megabatch_out
 from service.api.schemas import ChunkCreate, ChunkOut
 from service.images import ImageError, decode_base64_images, fit_array_images
@@ -54,7 +54,7 @@ def _parse_json(body: bytes, model: ModelRow, res: Resources) -> tuple[str, np.n
     try:
         chunk = ChunkCreate.model_validate_json(body)
     except ValidationError as error:
-        raise RequestValidationError(error.errors(include_url=False, include_context=False)) from None
+        raise RequestValidationError(error.errors(include_url=False, include_context=False, include_input=False)) from None
     config = model.config
     _check_count(len(chunk.images), res)
     _check_labels(np.asarray(chunk.labels), config["num_classes"])
@@ -143,7 +143,7 @@ async def post_chunk(
 
 
 @router.get("/{chunk_id}", response_model=ChunkOut, dependencies=[require(READ)])
-def get_chunk(name: str, chunk_id: int, session: Session = Depends(db_session)) -> ChunkOut:
+def get_chunk(name: str, chunk_id: RecordId, session: Session = Depends(db_session)) -> ChunkOut:
     """Which mega-batch holds the chunk and which version first trained on it (read-your-writes)."""
     model = model_or_404(session, name)
     chunk = session.get(ChunkRow, chunk_id)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.auth import READ, require
-from service.api.deps import db_session, model_or_404
+from service.api.deps import RecordId, db_session, model_or_404
 from service.api.presenters import job_out
 from service.api.schemas import JobOut
 from worker.storage.schema import JobRow
@@ -16,7 +16,7 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=[require(READ)])
-def get_job(job_id: int, session: Session = Depends(db_session)) -> JobOut:
+def get_job(job_id: RecordId, session: Session = Depends(db_session)) -> JobOut:
     job = session.get(JobRow, job_id)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.deps import Resources, model_or_404, resources, version_or_404
+from service.api.deps import MAX_ID, Resources, model_or_404, resources, version_or_404
 from service.api.schemas import Prediction, PredictRequest, PredictResponse
 from service.images import ImageError, decode_base64_images
 from service.inference import predict_probabilities
@@ -18,7 +18,7 @@ router = APIRouter(tags=["predict"])
 @router.post("/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[require("predict")])
 async def predict(
     name: str, body: PredictRequest, response: Response,
-    version: int | None = Query(None, description="pin a version; default: the live one"),
+    version: int | None = Query(None, ge=1, le=MAX_ID, description="pin a version; default: the live one"),
     res: Resources = Depends(resources),
 ) -> PredictResponse:
     if len(body.images) > res.settings.max_predict_batch:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.api.auth import READ, require
-from service.api.deps import Resources, db_session, model_or_404, resources, version_or_404
+from service.api.deps import RecordId, Resources, db_session, model_or_404, resources, version_or_404
 from service.api.presenters import version_out
 from service.api.schemas import VersionOut
 from worker.storage.schema import VersionRow
@@ -23,13 +23,13 @@ def list_versions(name: str, session: Session = Depends(db_session)) -> list[Ver
 
 
 @router.get("/{number}", response_model=VersionOut, dependencies=[require(READ)])
-def get_version(name: str, number: int, session: Session = Depends(db_session)) -> VersionOut:
+def get_version(name: str, number: RecordId, session: Session = Depends(db_session)) -> VersionOut:
     model = model_or_404(session, name)
     return version_out(session, model, version_or_404(session, model, number), with_reliability=True)
 
 
 @router.post("/{number}/promote", response_model=VersionOut, dependencies=[require("admin")])
-def promote(name: str, number: int, res: Resources = Depends(resources)) -> VersionOut:
+def promote(name: str, number: RecordId, res: Resources = Depends(resources)) -> VersionOut:
     """Serve ``number`` again; the next update starts from it (its weights, mask and replay)."""
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
