@@ -149,3 +149,13 @@ def test_a_json_body_that_is_not_utf8_is_a_422_not_a_crash(client, model, stored
     answer = client.post("/v1/models/digits/chunks", content=b"\xa7\xda\nC", headers={"content-type": "application/json"})
     assert answer.status_code == 422 and "Invalid JSON" in answer.text
     assert stored() == (0, 0)
+
+
+def test_images_larger_than_the_side_limit_are_refused_naming_it(client, model, stored):
+    wide = png_images(np.zeros((1, 8, 1100, 1), np.uint8))
+    answer = client.post("/v1/models/digits/chunks", json={"images": wide, "labels": [1]})
+    assert answer.status_code == 422 and "limit of 1024 pixels a side" in answer.json()["detail"]
+    answer = client.post("/v1/models/digits/chunks?split=train", headers=NPZ,
+                         content=npz_body(np.zeros((1, 8, 1100, 1), np.uint8), np.array([1])))
+    assert answer.status_code == 422 and "limit of 1024 pixels a side" in answer.json()["detail"]
+    assert stored() == (0, 0)
