@@ -32,8 +32,8 @@ class TrainConfig:
     hflip: bool = True
     crop_padding: int = 4
     keep_best_on_validation: bool = False
-    amp: bool = True  # used on CUDA only
-    channels_last: bool = True  # used on CUDA only
+    amp: bool = True  # bf16 autocast, used on CUDA only
+    channels_last: bool = True  # NHWC memory layout for 4-d inputs: faster on CUDA and on x86 CPUs alike
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -92,7 +92,8 @@ def train(
 
     device = x.device
     cuda = device.type == "cuda"
-    if cuda and config.channels_last:
+    channels_last = config.channels_last and x.dim() == 4
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
@@ -109,7 +110,7 @@ def train(
             if len(index) < 2 and len(x) >= 2:  # BatchNorm cannot train on a batch of one
                 continue
             images = augment_batch(x[index], generator, hflip=config.hflip, crop_padding=config.crop_padding)
-            if cuda and config.channels_last:
+            if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp):
                 loss = F.cross_entropy(model(images), y[index])
