@@ -149,7 +149,7 @@ a shorter window and asserts only that no request failed. Raw numbers: `LOAD_TES
 """)
 
 
-def _start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
+def start_embedded_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LURE_")} | {"LURE_TORCH_THREADS": "1"}
     key = subprocess.run([sys.executable, "-m", "service.cli.main", "keys", "create", "--name", "load", "--scope",
                           "admin", "--data-dir", str(data_dir)], env=env, capture_output=True, text=True,
@@ -177,7 +177,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url, key = args.url, args.api_key
         if url is None:
-            server, key = _start_server(Path(tmp) / "data", args.port)
+            server, key = start_embedded_server(Path(tmp) / "data", args.port)
             url = f"http://127.0.0.1:{args.port}"
         try:
             result = asyncio.run(run_load(url, key, args.duration))

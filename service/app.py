@@ -13,6 +13,7 @@ from service.api.auth import READ, require
 from service.api.deps import Resources
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
 from service.dashboard import routes as dashboard
+from service.batching import MicroBatcher
 from service.dispatcher import Dispatcher
 from service.inference import ModelCache
 from service.ingest import Ingestor
@@ -38,7 +39,8 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
                      ModelCache(blobs, settings.model_cache_size,
                                 on_refused=lambda v, _: metrics.refused_checkpoints.labels(str(v.model_id),
                                                                                            str(v.number)).inc()),
-                     metrics)
+                     metrics,
+                     MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000))
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:

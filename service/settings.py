@@ -16,3 +16,6 @@ class ServerSettings(StorageSettings):
     max_image_side: int = 1024
     max_predict_batch: int = 256
     model_cache_size: int = 4  # loaded versions kept in memory for /predict
+    predict_batching: bool = True  # run concurrent predict requests of one version as one batch
+    predict_max_batch_images: int = 64  # images in one batched forward pass
+    predict_max_wait_ms: float = 0.0  # extra wait to gather a batch; 0: batch only what queued meanwhile

@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.batching import MicroBatcher
 from service.dispatcher import Dispatcher
 from service.inference import ModelCache
 from service.observability.metrics import ApiMetrics
@@ -34,6 +35,7 @@ class Resources:
     ingestor: Ingestor
     models: ModelCache
     metrics: ApiMetrics
+    batcher: MicroBatcher
 
 
 def resources(request: Request) -> Resources:

@@ -50,7 +50,11 @@ async def predict(
     if refused:  # the live checkpoint failed its integrity check: an ancestor answers, and says so
         response.headers["X-Model-Fallback"] = f"version {number} refused: {refused[0]}"
     number = row.number
-    probabilities = await run_in_threadpool(predict_probabilities, net, images)
+    if res.settings.predict_batching:
+        key = (row.model_id, row.number, row.checkpoint_sha256)
+        probabilities = await res.batcher.run(key, lambda batch: predict_probabilities(net, batch), images)
+    else:
+        probabilities = await run_in_threadpool(predict_probabilities, net, images)
     response.headers["X-Model-Version"] = str(number)
     res.metrics.predictions.labels(name, str(number)).inc(len(images))
     return PredictResponse(model=name, version=number, predictions=[
