@@ -85,11 +85,14 @@ def bare_loop_samples_per_second(spec: ModelSpec, x: torch.Tensor, y: torch.Tens
                                  batch_size: int, seed: int) -> float:
     """The reference: SGD over the same tensors, model and batch size; no augmentation, no hooks.
 
-    It gets the same channels_last layout the trainer uses, so the ratio measures our overhead,
-    not a layout choice.
+    It uses the memory layout the trainer uses on this device (channels_last on CUDA, contiguous
+    NCHW on the CPU), so the ratio measures our overhead, not a layout choice.
     """
-    model = build_model(spec, seed=seed).to(memory_format=torch.channels_last)
-    x = x.contiguous(memory_format=torch.channels_last)
+    model = build_model(spec, seed=seed)
+    if torch.cuda.is_available():
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    else:
+        x = x.contiguous()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()

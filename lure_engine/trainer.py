@@ -33,7 +33,9 @@ class TrainConfig:
     crop_padding: int = 4
     keep_best_on_validation: bool = False
     amp: bool = True  # bf16 autocast, used on CUDA only
-    channels_last: bool = True  # NHWC memory layout for 4-d inputs: faster on CUDA and on x86 CPUs alike
+    # NHWC layout, CUDA only: on the CPU it was 18 % faster but torch 2.14.1 segfaulted in backward
+    # when a model ran an eval forward before being converted (docs/BENCHMARKS.md)
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -92,7 +94,7 @@ def train(
 
     device = x.device
     cuda = device.type == "cuda"
-    channels_last = config.channels_last and x.dim() == 4
+    channels_last = cuda and config.channels_last and x.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
