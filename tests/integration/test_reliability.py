@@ -184,7 +184,7 @@ def test_api_restarts_lose_no_acknowledged_chunk_and_store_none_twice(tmp_path):
             assert len(acknowledged) == 24
             model = client.get("/v1/models/digits").json()
             assert model["open_megabatch"]["n_samples"] == 24 * 40
-            for key_name, chunk_id in acknowledged.items():
+            for chunk_id in acknowledged.values():
                 assert client.get(f"/v1/models/digits/chunks/{chunk_id}").json()["accepted"] == 40
     finally:
         api.stop()

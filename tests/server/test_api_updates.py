@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from tests.helpers import png_images
 from tests.server.conftest import post_train as _post_train
-from worker.storage.schema import JobRow, VersionRow
+from worker.storage.schema import VersionRow
 from worker.update_job import Outcome, execute_job
 
 

@@ -2,7 +2,6 @@ import asyncio
 
 import numpy as np
 import pytest
-import torch
 
 from service.batching import MicroBatcher
 from service.inference import predict_probabilities
