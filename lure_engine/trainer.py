@@ -52,6 +52,8 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+# Called after each epoch with (epoch number from 1, model); benchmarks use it for accuracy curves.
+EpochCallback = Callable[[int, nn.Module], None]
 
 
 @dataclass
@@ -84,6 +86,7 @@ def train(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: ProgressCallback | None = None,
     progress_every: int = 10,
+    on_epoch_end: EpochCallback | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on (x, y) (normalised NCHW tensors on the model's device).
 
@@ -130,6 +133,9 @@ def train(
             if accuracy > best_accuracy:
                 best_accuracy, best_epoch = accuracy, epoch + 1
                 best_state = copy.deepcopy(model.state_dict())
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, model)
+            model.train()
     if best_state is not None:
         model.load_state_dict(best_state)
     if cuda:

@@ -17,7 +17,7 @@ from lure_engine.forgetting import ForgetContext, make_strategy, uses_importance
 from lure_engine.importance import Mask, compute_keep_mask
 from lure_engine.models import ModelSpec
 from lure_engine.seeding import derive_seed
-from lure_engine.trainer import ProgressCallback, TrainConfig, TrainResult, train
+from lure_engine.trainer import EpochCallback, ProgressCallback, TrainConfig, TrainResult, train
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def run_update(
     seeds: UpdateSeeds,
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: ProgressCallback | None = None,
+    on_epoch_end: EpochCallback | None = None,
 ) -> UpdateResult:
     """Update ``model`` on one mega-batch.
 
@@ -103,7 +104,8 @@ def run_update(
     _sync(device)
     reset_seconds = time.perf_counter() - started
 
-    train_result = train(model, train_x, train_y, config.train, seed=seeds.train, val=val, progress=progress)
+    train_result = train(model, train_x, train_y, config.train, seed=seeds.train, val=val, progress=progress,
+                         on_epoch_end=on_epoch_end)
 
     next_mask, sample_size, importance_seconds = None, 0, 0.0
     if uses_importance_mask(config.strategy):

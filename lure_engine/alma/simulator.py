@@ -33,6 +33,8 @@ class AlmaConfig:
     megabatches: int = 8
     seeds: tuple[int, ...] = (0,)
     label_noise: float = 0.0
+    # Record test accuracy after every epoch (costs one test pass per epoch): compute-to-accuracy.
+    epoch_curve: bool = False
     update: UpdateConfig = field(default_factory=UpdateConfig)
 
     def to_dict(self) -> dict:
@@ -56,6 +58,7 @@ class MegaBatchRecord:
     unlearn_seconds: float
     reset_seconds: float
     importance_seconds: float
+    epoch_test_accuracy: list[float] = field(default_factory=list)
 
 
 # Called after each mega-batch with (strategy, seed, record); and with trainer progress.
@@ -108,12 +111,18 @@ def run_stream(
             if on_step is not None:
                 on_step(strategy, seed, index, p)
 
+        curve: list[float] = []
+
+        def record_epoch(epoch: int, trained: torch.nn.Module) -> None:
+            curve.append(evaluate(trained, x_test, y_test).accuracy)
+
         result = run_update(
             model, spec, mask, has_parent=megabatch.index > 1,
             train_x=x_all[train_ids], train_y=y_all[train_ids],
             megabatch_x=x_all[mb_ids], megabatch_y=y_all[mb_ids],
             config=update_config, seeds=UpdateSeeds.derive(seed, megabatch.index),
             val=(x_all[val_ids], y_all[val_ids]), progress=progress,
+            on_epoch_end=record_epoch if config.epoch_curve else None,
         )
         model, mask = result.model, result.next_mask
         test = evaluate(model, x_test, y_test)
@@ -136,6 +145,7 @@ def run_stream(
             unlearn_seconds=result.unlearn_seconds,
             reset_seconds=result.reset_seconds,
             importance_seconds=result.importance_seconds,
+            epoch_test_accuracy=curve,
         )
         records.append(record)
         if on_megabatch is not None:

@@ -30,3 +30,21 @@ def test_simulator_records_cer_as_running_sum_and_replay_sizes(digits):
     lure = results["runs"][1]["megabatches"]
     assert all(r["importance_seconds"] > 0 for r in lure)
     assert all(r["importance_seconds"] == 0 for r in results["runs"][0]["megabatches"])
+
+
+def test_epoch_curve_records_test_accuracy_after_every_epoch(digits):
+    config = AlmaConfig(model="mlp", width=0.25, strategies=("warm", "lure"), replay="full",
+                        megabatches=2, seeds=(0,), epoch_curve=True,
+                        update=UpdateConfig(train=TrainConfig(epochs=3, hflip=False, crop_padding=1)))
+    results = run_alma(digits, config, device="cpu")
+    for run in results["runs"]:
+        for record in run["megabatches"]:
+            curve = record["epoch_test_accuracy"]
+            assert len(curve) == 3
+            # the last epoch's model is the one evaluated after the update
+            assert curve[-1] == record["test_accuracy"]
+    off = run_alma(digits, AlmaConfig(**{**config.__dict__, "epoch_curve": False, "strategies": ("warm",)}),
+                   device="cpu")
+    assert off["runs"][0]["megabatches"][0]["epoch_test_accuracy"] == []
+    # recording curves evaluates only: it must not change what training does
+    assert off["runs"][0]["megabatches"][-1]["test_accuracy"] == results["runs"][0]["megabatches"][-1]["test_accuracy"]

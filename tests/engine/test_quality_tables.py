@@ -1,0 +1,36 @@
+"""The quality-table report's arithmetic (the runs themselves are benchmarks, not tests)."""
+
+from pathlib import Path
+
+from benchmarks.quality_tables import Scale, compute_to_accuracy, jobs_for
+
+
+def _megabatch(accuracy: float, curve: list[float], seconds: float = 4.0) -> dict:
+    return {"test_accuracy": accuracy, "epoch_test_accuracy": curve, "train_seconds": seconds}
+
+
+def _doc(runs: dict) -> dict:
+    return {"config": {"update": {"train": {"epochs": 4}}},
+            "runs": [{"strategy": s, "seed": seed, "megabatches": mbs} for (s, seed), mbs in runs.items()]}
+
+
+def test_compute_to_accuracy_pairs_by_seed_and_counts_misses():
+    warm = [_megabatch(0.5, [0.2, 0.3, 0.4, 0.5]), _megabatch(0.6, [0.3, 0.4, 0.5, 0.6]),
+            _megabatch(0.7, [0.4, 0.5, 0.6, 0.7])]
+    lure = [_megabatch(0.5, [0.2, 0.3, 0.4, 0.5]), _megabatch(0.65, [0.61, 0.62, 0.63, 0.65]),
+            _megabatch(0.69, [0.5, 0.6, 0.68, 0.69])]
+    lines, data = compute_to_accuracy(_doc({("warm", 0): warm, ("lure", 0): lure}))
+    # mega-batch 1 is skipped; lure reaches 0.6 at epoch 1 on mega-batch 2 and never reaches 0.7 on 3
+    assert data["lure"] == {"reached": 1, "of": 2, "mean_epochs": 1.0, "mean_seconds": 1.0,
+                            "last_megabatch_epochs": [None]}
+    assert data["warm"]["reached"] == 2 and data["warm"]["mean_epochs"] == 4.0
+    assert any(line.startswith("| lure | 1/2 | 1.00 | 1.0 | – |") for line in lines)
+
+
+def test_every_table_has_three_seeds_and_the_paper_methods():
+    jobs = jobs_for(Scale(), None)
+    table1 = {(j.strategy, j.seed) for j in jobs if j.variant.table == "t1_full_replay"}
+    assert table1 == {(s, seed) for s in ("warm", "lure", "shrink_perturb", "llf", "cold") for seed in (0, 1, 2)}
+    resets = sorted(j.variant.options["keep"] for j in jobs if j.variant.table == "t7_reset_fraction")
+    assert resets[0] == 0.6 and resets[-1] == 0.95
+    assert len({j.path(Path("r")) for j in jobs}) == len(jobs)
