@@ -113,7 +113,7 @@ def run_stream(
 
         curve: list[float] = []
 
-        def record_epoch(epoch: int, trained: torch.nn.Module) -> None:
+        def record_epoch(epoch: int, trained: torch.nn.Module, curve: list[float] = curve) -> None:
             curve.append(evaluate(trained, x_test, y_test).accuracy)
 
         result = run_update(
