@@ -1,8 +1,9 @@
 """The quality-table report's arithmetic (the runs themselves are benchmarks, not tests)."""
 
+import json
 from pathlib import Path
 
-from benchmarks.quality_tables import Scale, compute_to_accuracy, jobs_for
+from benchmarks.quality_tables import Scale, compute_to_accuracy, jobs_for, load_groups, run_job
 
 
 def _megabatch(accuracy: float, curve: list[float], seconds: float = 4.0) -> dict:
@@ -34,3 +35,15 @@ def test_every_table_has_three_seeds_and_the_paper_methods():
     resets = sorted(j.variant.options["keep"] for j in jobs if j.variant.table == "t7_reset_fraction")
     assert resets[0] == 0.6 and resets[-1] == 0.95
     assert len({j.path(Path("r")) for j in jobs}) == len(jobs)
+
+
+def test_a_job_runs_its_variant_options_and_is_written_once(tmp_path):
+    scale = Scale(megabatches=2, epochs=1, longer_epochs=2, seeds=(0,))
+    longer = next(j for j in jobs_for(scale, {"t1_longer_training"}) if j.strategy == "lure")
+    job, _, accuracy = run_job(longer, "digits", scale, tmp_path)
+    written = json.loads(job.path(tmp_path).read_text())
+    assert written["config"]["update"]["train"]["epochs"] == 2  # the variant's, not the scale's 1
+    assert written["job"] == {"table": "t1_longer_training", "variant": "2 epochs"}
+    assert written["runs"][0]["megabatches"][-1]["test_accuracy"] == accuracy
+    assert list(tmp_path.rglob("*.tmp")) == []
+    assert load_groups(tmp_path)[("t1_longer_training", "2 epochs")]["runs"][0]["strategy"] == "lure"
