@@ -162,12 +162,37 @@ def load_groups(runs_dir: Path) -> dict[tuple[str, str], dict]:
             groups[key] = {**doc, "runs": [], "wall_seconds": 0.0}
         groups[key]["runs"].extend(doc["runs"])
         groups[key]["wall_seconds"] += doc["wall_seconds"]
+    return _in_display_order(with_reference_rows(groups), order)
+
+
+# Table 1 is every ablation's reference point: its LURE is the 20 % / SNIP row, its runs the 0 % noise.
+REFERENCE_ROWS = {
+    ("t7_reset_fraction", "20%"): ("lure",),
+    ("t8_importance", "BL (no reset)"): ("warm",),
+    ("t8_importance", "snip"): ("lure",),
+    ("t9_label_noise", "0%"): ("warm", "lure", "shrink_perturb", "llf"),
+}
+
+
+def with_reference_rows(groups: dict[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
+    """Add Table 1's runs as the reference row of each ablation that has rows of its own."""
+    full = groups.get(("t1_full_replay", "full"))
+    if full is None:
+        return groups
+    tables = {table for table, _ in groups}
+    extra = {key: {**full, "runs": [r for r in full["runs"] if r["strategy"] in strategies]}
+             for key, strategies in REFERENCE_ROWS.items() if key[0] in tables and key not in groups}
+    return {**groups, **extra}
+
+
+def _in_display_order(groups: dict, order: list[tuple[str, str]]) -> dict:
+    """Tables in run order; percentages by value; reference rows (not in ``order``) first."""
     tables = list(dict.fromkeys(table for table, _ in order))
     rank = {key: i for i, key in enumerate(dict.fromkeys(order))}
 
     def display(key: tuple[str, str]) -> tuple[int, float]:
         table, label = key
-        position = float(label[:-1]) if label.endswith("%") else rank.get(key, len(rank))
+        position = float(label[:-1]) if label.endswith("%") else rank.get(key, -1)
         return (tables.index(table) if table in tables else len(tables), position)
 
     return dict(sorted(groups.items(), key=lambda item: display(item[0])))

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from benchmarks.quality_tables import Scale, compute_to_accuracy, jobs_for, load_groups, run_job
+from benchmarks.quality_tables import Scale, compute_to_accuracy, jobs_for, load_groups, run_job, with_reference_rows
 
 
 def _megabatch(accuracy: float, curve: list[float], seconds: float = 4.0) -> dict:
@@ -47,3 +47,10 @@ def test_a_job_runs_its_variant_options_and_is_written_once(tmp_path):
     assert written["runs"][0]["megabatches"][-1]["test_accuracy"] == accuracy
     assert list(tmp_path.rglob("*.tmp")) == []
     assert load_groups(tmp_path)[("t1_longer_training", "2 epochs")]["runs"][0]["strategy"] == "lure"
+
+
+def test_table_one_supplies_the_reference_row_of_each_ablation_present():
+    full = _doc({("warm", 0): [], ("lure", 0): [], ("llf", 0): []})
+    groups = with_reference_rows({("t1_full_replay", "full"): full, ("t7_reset_fraction", "5%"): _doc({})})
+    assert [r["strategy"] for r in groups[("t7_reset_fraction", "20%")]["runs"]] == ["lure"]
+    assert ("t8_importance", "snip") not in groups  # no importance rows were run, so no reference
