@@ -329,6 +329,23 @@ TITLES = {
 }
 
 
+BENCHMARKS_MD = DOCS.parent / "BENCHMARKS.md"
+START, END = "<!-- quality tables: start (written by benchmarks.quality_tables report) -->", "<!-- quality tables: end -->"
+
+
+def update_marked_block(path: Path, body: str) -> bool:
+    """Replace the text between the markers in ``path``; False (file untouched) without markers."""
+    if not path.exists():
+        return False
+    text = path.read_text()
+    if START not in text or END not in text:
+        return False
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    path.write_text(f"{before}{START}\n{body}\n{END}{after}")
+    return True
+
+
 def report(runs_dir: Path, out: Path, dataset_label: str) -> None:
     from lure_engine.alma.report import plot
 
@@ -368,6 +385,7 @@ def report(runs_dir: Path, out: Path, dataset_label: str) -> None:
         "",
     ]
     (out.parent / "quality.md").write_text("\n".join(header + sections))
+    update_marked_block(BENCHMARKS_MD, "\n".join(header + sections).replace("](quality/", "](benchmarks/quality/"))
     (out.parent / "quality.json").write_text(json.dumps(document, indent=2))
     print("\n".join(header + sections))
 

@@ -3,7 +3,17 @@
 import json
 from pathlib import Path
 
-from benchmarks.quality_tables import Scale, compute_to_accuracy, jobs_for, load_groups, run_job, with_reference_rows
+from benchmarks.quality_tables import (
+    END,
+    START,
+    Scale,
+    compute_to_accuracy,
+    jobs_for,
+    load_groups,
+    run_job,
+    update_marked_block,
+    with_reference_rows,
+)
 
 
 def _megabatch(accuracy: float, curve: list[float], seconds: float = 4.0) -> dict:
@@ -54,3 +64,13 @@ def test_table_one_supplies_the_reference_row_of_each_ablation_present():
     groups = with_reference_rows({("t1_full_replay", "full"): full, ("t7_reset_fraction", "5%"): _doc({})})
     assert [r["strategy"] for r in groups[("t7_reset_fraction", "20%")]["runs"]] == ["lure"]
     assert ("t8_importance", "snip") not in groups  # no importance rows were run, so no reference
+
+
+def test_report_block_replaces_only_the_text_between_markers(tmp_path):
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(f"intro\n{START}\nold table\n{END}\nanalysis\n")
+    assert update_marked_block(page, "new table")
+    assert page.read_text() == f"intro\n{START}\nnew table\n{END}\nanalysis\n"
+    other = tmp_path / "plain.md"
+    other.write_text("no markers\n")
+    assert not update_marked_block(other, "x") and other.read_text() == "no markers\n"
