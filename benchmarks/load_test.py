@@ -149,8 +149,11 @@ a shorter window and asserts only that no request failed. Raw numbers: `LOAD_TES
 """)
 
 
-def start_embedded_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
+def start_embedded_server(data_dir: Path, port: int, settings: dict[str, str] | None = None,
+                          ) -> tuple[subprocess.Popen, str]:
+    """`lure up` on loopback with default settings (the caller's LURE_* ignored) plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LURE_")} | {"LURE_TORCH_THREADS": "1"}
+    env |= settings or {}
     key = subprocess.run([sys.executable, "-m", "service.cli.main", "keys", "create", "--name", "load", "--scope",
                           "admin", "--data-dir", str(data_dir)], env=env, capture_output=True, text=True,
                          check=True).stdout.strip().splitlines()[-1]

@@ -40,7 +40,7 @@ class Scale:
     epochs: int = 4
     seeds: tuple[int, ...] = (0, 1, 2)
     buffer: int = 186  # the paper's buffer size, kept in absolute samples
-    longer_epochs: int = 10
+    longer_epochs: tuple[int, ...] = (10, 20)
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,15 @@ def variants(scale: Scale) -> list[Variant]:
         *(Variant("t9_label_noise", f"{noise:.0%}", ("warm", "lure"), {"label_noise": noise})
           for noise in (0.2, 0.4)),
         # the paper trains 50 epochs; does LURE's edge appear with more training than Table 1's?
-        Variant("t1_longer_training", f"{scale.longer_epochs} epochs", ("warm", "lure"),
-                {"epochs": scale.longer_epochs}),
+        _longer_training(scale, scale.longer_epochs[0]),
         *(Variant("t9_label_noise", f"{noise:.0%}", ("llf", "shrink_perturb"), {"label_noise": noise})
           for noise in (0.2, 0.4)),
+        *(_longer_training(scale, epochs) for epochs in scale.longer_epochs[1:]),
     ]
+
+
+def _longer_training(scale: Scale, epochs: int) -> Variant:
+    return Variant("t1_longer_training", f"{epochs} epochs", ("warm", "lure"), {"epochs": epochs})
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """Predict and ingest speed through HTTP, against the raw model and the raw payload.
 
-    python -m benchmarks.serving_speed [--seconds 10] [--width 0.25]
+    python -m benchmarks.serving_speed [--seconds 10] [--width 0.25] [--max-wait-ms 0] [--name serving_speed]
 
 Starts `lure up` on loopback, publishes a ResNet18 (32x32 RGB) version, then measures
 - predict: requests/s and p50/p99 at 1, 8 and 32 concurrent clients (one image a request), and
   the raw forward at batch 1, 8 and 32 in this process: HTTP images/s ÷ raw images/s;
 - ingest: samples/s and MB/s for the JSON (base64 PNG) and the ``.npz`` forms.
-Writes docs/benchmarks/serving_speed.{md,json}. Not part of CI.
+Writes docs/benchmarks/NAME.{md,json}. Not part of CI.
 """
 
 from __future__ import annotations
@@ -123,47 +123,60 @@ async def measure(url: str, key: str, width: float, seconds: float) -> dict:
     return {"predict": predict, "ingest": ingest}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--width", type=float, default=0.25)
-    parser.add_argument("--port", type=int, default=8766)
-    args = parser.parse_args()
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        server, key = start_embedded_server(Path(tmp) / "data", args.port)
-        try:
-            result = asyncio.run(measure(f"http://127.0.0.1:{args.port}", key, args.width, args.seconds))
-        finally:
-            os.killpg(server.pid, 15)
-            server.wait(30)
-    result["raw_forward_images_per_s"] = {b: raw_forward(args.width, b, args.seconds / 2) for b in (1, 8, 32)}
-    result.update(width=args.width, seconds=args.seconds, torch_threads=torch.get_num_threads())
-    raw1 = result["raw_forward_images_per_s"][1]
-    rows = "\n".join(f"| {p['clients']} | {p['requests_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | "
-                     f"{p['errors']} | {p['requests_per_s'] / raw1:.2f} |" for p in result["predict"])
-    raw = ", ".join(f"batch {b}: {v:.0f} images/s" for b, v in result["raw_forward_images_per_s"].items())
+def render_markdown(result: dict) -> str:
+    """The report page; works on a fresh result or one read back from JSON (string batch keys)."""
+    raw_by_batch = {int(b): v for b, v in result["raw_forward_images_per_s"].items()}
+    rows = "\n".join(
+        f"| {p['clients']} | {p['requests_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['errors']} | "
+        f"{p['requests_per_s'] / raw_by_batch[1]:.2f} | {p['requests_per_s'] / raw_by_batch[p['clients']]:.2f} |"
+        for p in result["predict"])
+    raw = ", ".join(f"batch {b}: {v:.0f} images/s" for b, v in raw_by_batch.items())
     ingest = "\n".join(f"| {i['form']} | {i['samples_per_s']:.0f} | {i['MB_per_s']:.2f} | {i['bytes_per_sample']:.0f} |"
                        for i in result["ingest"])
-    markdown = f"""# Serving speed: predict and ingest through HTTP
+    return f"""# Serving speed: predict and ingest through HTTP
 
-`python -m benchmarks.serving_speed --seconds {args.seconds:g} --width {args.width}`: `lure up` on loopback
-(API and worker on the same 2 cores), ResNet18 width {args.width}, 32×32 RGB, one image per predict request.
+`python -m benchmarks.serving_speed --seconds {result['seconds']:g} --width {result['width']} \
+--max-wait-ms {result.get('max_wait_ms', 0.0):g}`: `lure up` on loopback (API and worker on the same 2 cores),
+ResNet18 width {result['width']}, 32×32 RGB, one image per predict request.
 
 Raw model forward in one process (eval, inference mode): {raw}.
 
-| concurrent clients | requests/s | p50 ms | p99 ms | errors | ÷ raw forward at batch 1 |
-|---|---|---|---|---|---|
+| concurrent clients | requests/s | p50 ms | p99 ms | errors | ÷ raw forward at batch 1 | ÷ raw forward at batch = clients |
+|---|---|---|---|---|---|---|
 {rows}
 
 | ingest form (4 clients, {result['ingest'][0]['chunk_samples']} samples a chunk) | samples/s | MB/s | bytes/sample |
 |---|---|---|---|
 {ingest}
 """
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0,
+                        help="the server's LURE_PREDICT_MAX_WAIT_MS (bounded wait to gather a predict batch)")
+    parser.add_argument("--name", default="serving_speed", help="output file stem under docs/benchmarks/")
+    args = parser.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server, key = start_embedded_server(Path(tmp) / "data", args.port,
+                                            {"LURE_PREDICT_MAX_WAIT_MS": str(args.max_wait_ms)})
+        try:
+            result = asyncio.run(measure(f"http://127.0.0.1:{args.port}", key, args.width, args.seconds))
+        finally:
+            os.killpg(server.pid, 15)
+            server.wait(30)
+    result["raw_forward_images_per_s"] = {b: raw_forward(args.width, b, args.seconds / 2) for b in (1, 8, 32)}
+    result.update(width=args.width, seconds=args.seconds, torch_threads=torch.get_num_threads(),
+                  max_wait_ms=args.max_wait_ms)
+    markdown = render_markdown(result)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "serving_speed.json").write_text(json.dumps(result, indent=2))
-    (OUT / "serving_speed.md").write_text(markdown)
+    (OUT / f"{args.name}.json").write_text(json.dumps(result, indent=2))
+    (OUT / f"{args.name}.md").write_text(markdown)
     print(markdown)
 
 

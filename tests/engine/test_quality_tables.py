@@ -44,11 +44,13 @@ def test_every_table_has_three_seeds_and_the_paper_methods():
     assert table1 == {(s, seed) for s in ("warm", "lure", "shrink_perturb", "llf", "cold") for seed in (0, 1, 2)}
     resets = sorted(j.variant.options["keep"] for j in jobs if j.variant.table == "t7_reset_fraction")
     assert resets[0] == 0.6 and resets[-1] == 0.95
+    longer = {(j.variant.options["epochs"], j.strategy) for j in jobs if j.variant.table == "t1_longer_training"}
+    assert longer == {(epochs, s) for epochs in (10, 20) for s in ("warm", "lure")}
     assert len({j.path(Path("r")) for j in jobs}) == len(jobs)
 
 
 def test_a_job_runs_its_variant_options_and_is_written_once(tmp_path):
-    scale = Scale(megabatches=2, epochs=1, longer_epochs=2, seeds=(0,))
+    scale = Scale(megabatches=2, epochs=1, longer_epochs=(2,), seeds=(0,))
     longer = next(j for j in jobs_for(scale, {"t1_longer_training"}) if j.strategy == "lure")
     job, _, accuracy = run_job(longer, "digits", scale, tmp_path)
     written = json.loads(job.path(tmp_path).read_text())

@@ -3,7 +3,8 @@ import hashlib
 import numpy as np
 import pytest
 from safetensors.torch import load_file
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from tests.helpers import png_images
 from tests.server.conftest import post_train as _post_train
@@ -138,6 +139,22 @@ def test_predict_errors(client, model, digits, two_versions):
 def test_predict_before_any_version_is_a_clear_conflict(client, model, digits):
     answer = client.post("/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])})
     assert answer.status_code == 409 and "no published version" in answer.json()["detail"]
+
+
+def test_a_live_predict_reads_one_version_row_however_long_the_lineage(client, two_versions, digits):
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        answer = client.post("/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])})
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert answer.status_code == 200 and answer.json()["version"] == 2
+    version_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM versions" in s]
+    assert len(version_reads) == 1  # the ancestors are fetched only when the live checkpoint is refused
 
 
 @pytest.mark.parametrize("damage", ["tamper", "truncate", "delete"])

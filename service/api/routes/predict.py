@@ -29,9 +29,7 @@ async def predict(
         number = version if version is not None else model.live_version
         if number is None:
             raise HTTPException(409, f"model {name!r} has no published version yet")
-        candidates = [version_or_404(session, model, number)]
-        while version is None and candidates[-1].parent_number is not None:  # live: ancestors as fallbacks
-            candidates.append(version_or_404(session, model, candidates[-1].parent_number))
+        row = version_or_404(session, model, number)
     config = model.config
     try:
         images = decode_base64_images(body.images, config["channels"], config["image_size"],
@@ -39,14 +37,15 @@ async def predict(
     except ImageError as error:
         raise HTTPException(422, str(error)) from None
     net, refused = None, []
-    for row in candidates:
+    while net is None:
         try:
             net = await run_in_threadpool(res.models.get, config, row)
-            break
         except IntegrityError as error:
             refused.append(f"version {row.number}: {error}")
-    if net is None:
-        raise HTTPException(503, f"no servable checkpoint: {'; '.join(refused)}")
+            if version is not None or row.parent_number is None:  # pinned, or no ancestor left to answer
+                raise HTTPException(503, f"no servable checkpoint: {'; '.join(refused)}") from None
+            with res.sessions() as session:  # ancestors are read only once a newer one is refused
+                row = version_or_404(session, model, row.parent_number)
     if refused:  # the live checkpoint failed its integrity check: an ancestor answers, and says so
         response.headers["X-Model-Fallback"] = f"version {number} refused: {refused[0]}"
     number = row.number
