@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.plotting import pyplot, save
 from benchmarks.quality_paper import PAPER
 from lure_engine.alma.report import summarise
 
@@ -66,14 +67,15 @@ def variants(scale: Scale) -> list[Variant]:
         *(Variant("t9_label_noise", f"{noise:.0%}", ("warm", "lure"), {"label_noise": noise})
           for noise in (0.2, 0.4)),
         # the paper trains 50 epochs; does LURE's edge appear with more training than Table 1's?
-        _longer_training(scale, scale.longer_epochs[0]),
+        _longer_training(scale.longer_epochs[0]),
         *(Variant("t9_label_noise", f"{noise:.0%}", ("llf", "shrink_perturb"), {"label_noise": noise})
           for noise in (0.2, 0.4)),
-        *(_longer_training(scale, epochs) for epochs in scale.longer_epochs[1:]),
+        *(_longer_training(epochs) for epochs in scale.longer_epochs[1:]),
     ]
 
 
-def _longer_training(scale: Scale, epochs: int) -> Variant:
+def _longer_training(epochs: int) -> Variant:
+    """Table 1's warm vs LURE with more epochs per mega-batch (the paper trains 50)."""
     return Variant("t1_longer_training", f"{epochs} epochs", ("warm", "lure"), {"epochs": epochs})
 
 
@@ -278,10 +280,7 @@ def compute_to_accuracy(doc: dict) -> tuple[list[str], dict]:
 
 def plot_curves(doc: dict, path: Path) -> None:
     """Test accuracy after each epoch of the last mega-batch, mean over seeds, per strategy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     curves: dict[str, list[list[float]]] = defaultdict(list)
     for run in doc["runs"]:
@@ -295,17 +294,12 @@ def plot_curves(doc: dict, path: Path) -> None:
              title="Compute to accuracy (last mega-batch)")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save(figure, path)
 
 
 def plot_bars(rows: list[dict], title: str, path: Path) -> None:
     """Final test accuracy per (variant, method), mean ± std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = [f"{r['variant']}\n{r['strategy']}" for r in rows]
     means = [r["test_accuracy"]["mean"] * 100 for r in rows]
@@ -317,9 +311,7 @@ def plot_bars(rows: list[dict], title: str, path: Path) -> None:
     axis.set_ylim(max(0, low - 5), max(m + s for m, s in zip(means, stds, strict=True)) + 2)
     axis.set(ylabel="test accuracy (%)", title=title)
     axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save(figure, path)
 
 
 TITLES = {

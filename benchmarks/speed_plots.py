@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.plotting import pyplot, save
+
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
 
 def plot_growth(source: Path, target: Path) -> None:
     """Per-update seconds over the stream, full vs buffer replay, peak memory in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     growth = json.loads(source.read_text())
     figure, axis = plt.subplots(figsize=(6, 4))
@@ -31,17 +30,12 @@ def plot_growth(source: Path, target: Path) -> None:
              title=f"Update time over {growth['megabatches']} mega-batches ({growth['model']})")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(target, dpi=120)
-    plt.close(figure)
+    save(figure, target)
 
 
 def plot_serving(after: Path, before: Path | None, target: Path) -> None:
     """Predict requests/s and p99 latency against concurrent clients, with and without batching."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     series = {"with micro-batching": json.loads(after.read_text())["predict"]}
     if before is not None and before.exists():
@@ -56,9 +50,7 @@ def plot_serving(after: Path, before: Path | None, target: Path) -> None:
     for axis in (rate, latency):
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.tight_layout()
-    figure.savefig(target, dpi=120)
-    plt.close(figure)
+    save(figure, target)
 
 
 def main() -> None:
