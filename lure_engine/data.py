@@ -61,10 +61,27 @@ class Dataset:
 
 
 def to_tensor(x: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 NHWC → normalised float32 NCHW on ``device``."""
+    """uint8 NHWC → normalised float32 NCHW on ``device``.
+
+    The result is a permuted view: NCHW in shape, NHWC in memory (channels_last strides). Forward
+    passes run oneDNN's channels_last kernels on it, which are faster on the CPU; anything that
+    back-propagates through it must first call :func:`for_backward`.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     tensor = tensor.permute(0, 3, 1, 2).float().div_(255.0)
     return tensor.sub_(PIXEL_MEAN).div_(PIXEL_STD)
+
+
+def for_backward(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in plain NCHW memory, the layout every backward pass on the CPU must be fed.
+
+    Fed a channels_last input while the weights are NCHW, torch 2.14.1's CPU backward runs
+    oneDNN's brgemm convolution kernels (``brg_conv_bwd``), and on some CPUs and shapes these
+    corrupt the heap and kill the process (``double free or corruption`` in SNIP and Fisher
+    scoring; docs/RELIABILITY.md). The copy costs one pass over a batch; it is a no-op for inputs
+    that are already NCHW.
+    """
+    return x.contiguous()
 
 
 def load_digits_dataset(test_fraction: float = 0.2, seed: int = 0) -> Dataset:

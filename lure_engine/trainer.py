@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lure_engine.augment import augment_batch
+from lure_engine.data import for_backward
 from lure_engine.seeding import torch_generator
 
 
@@ -33,8 +34,8 @@ class TrainConfig:
     crop_padding: int = 4
     keep_best_on_validation: bool = False
     amp: bool = True  # bf16 autocast, used on CUDA only
-    # NHWC layout, CUDA only: on the CPU it was 18 % faster but torch 2.14.1 segfaulted in backward
-    # when a model ran an eval forward before being converted (docs/BENCHMARKS.md)
+    # NHWC layout, CUDA only: on the CPU it was 18 % faster, but torch 2.14.1's channels_last CPU
+    # backward kernels corrupt the heap on some CPUs (lure_engine.data.for_backward)
     channels_last: bool = True
 
     def __post_init__(self) -> None:
@@ -117,6 +118,8 @@ def train(
             images = augment_batch(x[index], generator, hflip=config.hflip, crop_padding=config.crop_padding)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            else:  # without crop augmentation the batch may still be a channels_last view
+                images = for_backward(images)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp):
                 loss = F.cross_entropy(model(images), y[index])
             optimizer.zero_grad(set_to_none=True)

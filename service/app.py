@@ -11,12 +11,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.auth import READ, require
 from service.api.deps import Resources
+from service.api.guard import RequestGuard
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
 from service.dashboard import routes as dashboard
 from service.batching import MicroBatcher
 from service.dispatcher import Dispatcher
+from service.health import FileVerifier
 from service.inference import ModelCache
 from service.ingest import Ingestor
+from service.instance_lock import hold_data_dir
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
 from service.settings import ServerSettings
 from worker.celery_app import make_celery
@@ -28,6 +31,8 @@ log = logging.getLogger("lure.api")
 
 def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     settings.ensure_dirs()
+    if settings.resolved_database_url.startswith("sqlite"):
+        hold_data_dir(settings.data_dir)
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
     blobs = BlobStore(settings.blob_dir)
@@ -40,7 +45,8 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
                                 on_refused=lambda v, _: metrics.refused_checkpoints.labels(str(v.model_id),
                                                                                            str(v.number)).inc()),
                      metrics,
-                     MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000))
+                     MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
+                     FileVerifier(blobs))
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -50,7 +56,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         resources = build_resources(settings, metrics)
-        metrics.watch_database(resources.sessions)
+        metrics.watch_database(resources.sessions, resources.verifier, settings)
         app.state.resources = resources
         resources.dispatcher.start()
         if not settings.auth:
@@ -66,6 +72,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     for module in (health, models, chunks, megabatches, jobs, versions, predict, dashboard):
         app.include_router(module.router)
     app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
+    app.add_middleware(RequestGuard)  # inside the metrics middleware: refused requests are counted too
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[require(READ)])

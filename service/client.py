@@ -157,6 +157,15 @@ class LureClient:
     def job(self, job_id: int) -> dict:
         return self._call("GET", f"/v1/jobs/{job_id}").json()
 
+    def retry_job(self, job_id: int) -> dict:
+        return self._call("POST", f"/v1/jobs/{job_id}/retry").json()
+
+    def workers(self) -> list[dict]:
+        return self._call("GET", "/v1/workers").json()
+
+    def readiness(self) -> dict:
+        return self._call("GET", "/readyz").json()
+
     def metrics(self, model: str) -> dict:
         return self._call("GET", f"/v1/models/{model}/metrics").json()
 

@@ -11,7 +11,7 @@ import binascii
 import io
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 
 class ImageError(ValueError):
@@ -26,26 +26,47 @@ def _fit(image: Image.Image, channels: int, size: int) -> np.ndarray:
     return array[..., None] if channels == 1 else array
 
 
-def decode_base64_images(items: list[str], channels: int, size: int, max_side: int) -> np.ndarray:
-    out = []
+def _open_image(raw: bytes, position: int, max_side: int) -> Image.Image:
+    """Header first (format, size) and only then the pixels, so the side limit holds before decoding."""
+    image = Image.open(io.BytesIO(raw))
+    if image.format not in ("PNG", "JPEG"):
+        raise ImageError(f"images[{position}] is {image.format}, expected PNG or JPEG")
+    if min(image.size) < 1:
+        raise ImageError(f"images[{position}] is {image.size[0]}x{image.size[1]}: it has no pixels")
+    if max(image.size) > max_side:
+        raise ImageError(f"images[{position}] is {image.size[0]}x{image.size[1]}, larger than the limit of "
+                         f"{max_side} pixels a side")
+    return image
+
+
+def decode_base64_images(items: list[str], channels: int, size: int, max_side: int,
+                         max_decoded_bytes: int | None = None) -> np.ndarray:
+    """Decode every item or raise :class:`ImageError` naming the first bad one.
+
+    Whatever a hostile file makes Pillow raise (a text chunk that inflates past Pillow's limit, a
+    damaged compressed stream, a truncated file) is that item's 422, never a 500.
+    """
+    out, decoded_bytes = [], 0
     for position, item in enumerate(items):
         try:
             raw = base64.b64decode(item, validate=True)
         except (binascii.Error, ValueError):
             raise ImageError(f"images[{position}] is not valid base64") from None
         try:
-            image = Image.open(io.BytesIO(raw))
-            if image.format not in ("PNG", "JPEG"):
-                raise ImageError(f"images[{position}] is {image.format}, expected PNG or JPEG")
-            if max(image.size) > max_side:
-                raise ImageError(f"images[{position}] is {image.size[0]}x{image.size[1]}, "
-                                 f"larger than the limit of {max_side} pixels a side")
+            image = _open_image(raw, position, max_side)
+            decoded_bytes += image.size[0] * image.size[1] * 4
+            if max_decoded_bytes is not None and decoded_bytes > max_decoded_bytes:
+                raise ImageError(f"images[{position}]: the chunk's images decode to more than "
+                                 f"{max_decoded_bytes} bytes, the limit; send fewer or smaller images")
             image.load()
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-            raise ImageError(f"images[{position}] could not be decoded as PNG or JPEG") from None
-        if image.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "CMYK", "YCbCr"):
-            raise ImageError(f"images[{position}] has unsupported mode {image.mode}")
-        out.append(_fit(image, channels, size))
+            if image.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "CMYK", "YCbCr"):
+                raise ImageError(f"images[{position}] has unsupported mode {image.mode}")
+            out.append(_fit(image, channels, size))
+        except ImageError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any decoder failure is the client's bad file
+            reason = str(error).strip() or type(error).__name__
+            raise ImageError(f"images[{position}] could not be decoded as PNG or JPEG ({reason})") from None
     return np.stack(out)
 
 
@@ -57,6 +78,8 @@ def fit_array_images(x: np.ndarray, channels: int, size: int, max_side: int) -> 
         x = x[..., None]
     if x.ndim != 4:
         raise ImageError(f"x must have shape (N, H, W, C), got {x.shape}")
+    if min(x.shape[1:]) < 1:
+        raise ImageError(f"images must be at least 1x1 pixels with a channel, got shape {x.shape}")
     if max(x.shape[1:3]) > max_side:
         raise ImageError(f"images are {x.shape[2]}x{x.shape[1]}, larger than the limit of {max_side} pixels a side")
     have = x.shape[3]

@@ -14,8 +14,10 @@ class ServerSettings(StorageSettings):
     max_body_bytes: int = 64 * 1024 * 1024
     max_samples_per_chunk: int = 50_000
     max_image_side: int = 1024
+    max_decoded_chunk_bytes: int = 512 * 1024 * 1024  # pixels one chunk may decode to (zip and PNG bombs)
     max_predict_batch: int = 256
     model_cache_size: int = 4  # loaded versions kept in memory for /predict
     predict_batching: bool = True  # run concurrent predict requests of one version as one batch
     predict_max_batch_images: int = 64  # images in one batched forward pass
     predict_max_wait_ms: float = 0.0  # extra wait to gather a batch; 0: batch only what queued meanwhile
+    worker_timeout_seconds: float = 30.0  # readiness reports a problem when no worker reported for this long

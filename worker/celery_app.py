@@ -1,7 +1,9 @@
-"""The Celery app and its one task: a thin shell around :func:`worker.update_job.execute_job`.
+"""The Celery app and its one task: a thin shell around :func:`worker.isolation.run_isolated`.
 
 ``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-update leaves its message
 unacknowledged, so the broker delivers it again; ``execute_job`` makes that redelivery harmless.
+Each update runs in a child process; a failed attempt is retried with back-off up to
+``max_update_attempts`` times, then the job is failed and reported.
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-import torch
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_ready, worker_shutdown
 
 from worker.config import StorageSettings
+from worker.heartbeat import WorkerHeartbeat
+from worker.isolation import run_isolated, start_fork_server
 from worker.logs import configure_json_logging
 from worker.storage.blobs import BlobStore
 from worker.storage.database import make_engine, make_session_factory
-from worker.update_job import Outcome, WorkerContext, execute_job
+from worker.attempts import Outcome, WorkerContext, runner_name
 
 UPDATE_TASK = "lure.update"
 UPDATE_QUEUE = "lure-updates"
@@ -57,17 +60,37 @@ def _json_logs(**_) -> None:
 
 @lru_cache(maxsize=1)
 def worker_context() -> WorkerContext:
-    """Built once per worker process, on its first task (after any fork)."""
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
+    """Built once per worker process; updates themselves run in child processes."""
     settings.ensure_dirs()
     return WorkerContext(settings, make_session_factory(make_engine(settings.resolved_database_url)),
                          BlobStore(settings.blob_dir))
 
 
+_heartbeats: list[WorkerHeartbeat] = []
+
+
+@worker_ready.connect
+def _start_heartbeat(**_) -> None:
+    context = worker_context()
+    beat = WorkerHeartbeat(context.sessions, runner_name(), settings.heartbeat_seconds)
+    beat.start()
+    _heartbeats.append(beat)
+    start_fork_server()
+    log.info("worker %s ready", beat.name)
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_) -> None:
+    while _heartbeats:
+        _heartbeats.pop().stop()
+
+
 @app.task(name=UPDATE_TASK, bind=True, max_retries=None)
 def update_task(self, job_id: int) -> str:
-    outcome = execute_job(worker_context(), job_id)
-    if outcome is Outcome.WAIT:
+    result = run_isolated(worker_context(), job_id)
+    if result.outcome is Outcome.WAIT:
         raise self.retry(countdown=2)
-    return outcome.value
+    if result.outcome is Outcome.RETRY:
+        log.warning("job %s: next attempt in %.0f s", job_id, result.retry_in, extra={"job_id": job_id})
+        raise self.retry(countdown=result.retry_in)
+    return result.outcome.value

@@ -22,6 +22,10 @@ class StorageSettings(BaseSettings):
     device: str = "auto"  # training device for the worker: auto | cpu | cuda
     torch_threads: int | None = None  # CPU threads for training and inference (None: torch's default)
     stale_job_seconds: float = 60.0  # a running job with no heartbeat for this long may be taken over
+    max_update_attempts: int = 3  # attempts of one job (crash, exception or lost worker) before it is failed
+    retry_backoff_seconds: float = 5.0  # wait before retry n: this × 2^(n-1), at most 10 minutes
+    update_timeout_seconds: float | None = None  # kill an update process running longer (None: never)
+    heartbeat_seconds: float = 5.0  # how often a worker (and each running job) reports it is alive
 
     @cached_property
     def resolved_database_url(self) -> str:

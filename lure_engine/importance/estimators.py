@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lure_engine.data import for_backward
 from lure_engine.importance.mask import Scores, normalise
 from lure_engine.seeding import torch_generator
 
@@ -19,8 +20,9 @@ Estimator = Callable[..., Scores]
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
+    """Mini-batches for a backward pass, in the memory layout a backward pass needs."""
     for start in range(0, len(x), batch_size):
-        yield x[start : start + batch_size], y[start : start + batch_size]
+        yield for_backward(x[start : start + batch_size]), y[start : start + batch_size]
 
 
 def _params(model: nn.Module, names: list[str]) -> dict[str, nn.Parameter]:

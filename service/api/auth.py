@@ -2,24 +2,47 @@
 
 Reads need any valid key; writes need ``ingest`` (chunks, sealing), ``predict`` or ``admin``
 (creating models, promotion); ``admin`` implies all. With ``LURE_AUTH=false`` every request passes
-(the server warns at start).
+(the server warns at start). The key is checked by :class:`service.api.guard.RequestGuard` before
+any body is read; the route's dependency then checks the scope.
 """
 
 from __future__ import annotations
 
 from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import Headers
 
 from service.api.deps import Resources, resources
 from worker.storage.api_keys import Principal, authenticate
 
 READ = None  # any valid key
+PUBLIC_PATHS = frozenset({"/healthz", "/dashboard", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PREFIXES = ("/dashboard/static/",)
+BEARER = {"WWW-Authenticate": "Bearer"}
 
 
-def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def presented_key(headers: Headers) -> str | None:
+    header = headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
+
+
+def principal_for(sessions: sessionmaker[Session], headers: Headers) -> Principal:
+    """The key's holder, or an HTTPException(401) saying what is wrong with the key."""
+    key = presented_key(headers)
+    if key is None:
+        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                            headers=BEARER)
+    with sessions() as session:
+        principal = authenticate(session, key)
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked API key", headers=BEARER)
+    return principal
 
 
 def require(scope: str | None):
@@ -28,14 +51,7 @@ def require(scope: str | None):
     def check(request: Request, res: Resources = Depends(resources)) -> Principal | None:
         if not res.settings.auth:
             return None
-        key = _presented_key(request)
-        if key is None:
-            raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                                headers={"WWW-Authenticate": "Bearer"})
-        with res.sessions() as session:
-            principal = authenticate(session, key)
-        if principal is None:
-            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        principal = getattr(request.state, "principal", None) or principal_for(res.sessions, request.headers)
         if scope is not None and not principal.allows(scope):
             raise HTTPException(403, f"API key '{principal.name}' lacks the '{scope}' scope")
         request.state.principal = principal

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.batching import MicroBatcher
 from service.dispatcher import Dispatcher
+from service.health import FileVerifier
 from service.inference import ModelCache
 from service.observability.metrics import ApiMetrics
 from service.ingest import Ingestor
@@ -36,6 +37,7 @@ class Resources:
     models: ModelCache
     metrics: ApiMetrics
     batcher: MicroBatcher
+    verifier: FileVerifier
 
 
 def resources(request: Request) -> Resources:

@@ -45,13 +45,16 @@ def version_out(session: Session, model: ModelRow, row: VersionRow, with_reliabi
     return VersionOut(number=row.number, model=model.name, live=model.live_version == row.number,
                       megabatch=index, parent=row.parent_number, strategy=row.strategy, seeds=row.seeds,
                       sha256=row.checkpoint_sha256, mask_sha256=row.mask_sha256,
-                      replay_size=len(row.replay_state.get("ids", [])), created_at=row.created_at,
+                      replay_size=len(row.replay_state.get("ids", [])), release=row.release,
+                      release_note=row.release_note, damaged=row.damaged, created_at=row.created_at,
                       metrics=metrics_dict(metrics, with_reliability))
 
 
-def job_out(session: Session, row: JobRow) -> JobOut:
+def job_out(session: Session, row: JobRow, max_attempts: int) -> JobOut:
     model_name = session.scalar(select(ModelRow.name).where(ModelRow.id == row.model_id))
     index = session.scalar(select(MegaBatchRow.index).where(MegaBatchRow.id == row.megabatch_id))
+    left = 0 if row.state in ("succeeded", "failed") else max_attempts - (row.attempts - row.attempts_base)
     return JobOut(id=row.id, model=model_name, megabatch=index, state=row.state, attempts=row.attempts,
-                  progress=row.progress or {}, timings=row.timings or {}, error=row.error, version=row.version,
+                  attempts_left=max(left, 0), failures=row.failures or [], runner=row.runner,
+                  parent_version=row.parent_version, progress=row.progress or {}, timings=row.timings or {}, error=row.error, version=row.version,
                   created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at)

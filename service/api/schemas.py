@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lure_engine.forgetting import STRATEGIES
 from lure_engine.importance import ESTIMATORS
@@ -64,7 +64,7 @@ class ChunkCreate(BaseModel):
 
     split: Literal["train", "test"] = "train"
     images: list[str] = Field(min_length=1, description="base64 PNG or JPEG")
-    labels: list[int] = Field(min_length=1)
+    labels: list[StrictInt] = Field(min_length=1, description="integers; 1.0, \"1\" and true are refused")
 
     @model_validator(mode="after")
     def _same_length(self) -> "ChunkCreate":
@@ -105,6 +105,10 @@ class JobOut(BaseModel):
     megabatch: int
     state: str
     attempts: int
+    attempts_left: int = Field(description="attempts this job may still make before it is failed")
+    failures: list[dict] = Field(description="one entry per failed attempt: attempt, at, kind, runner, error")
+    runner: str | None = Field(None, description="host:pid of the process running it now")
+    parent_version: int | None = Field(None, description="the live version the current attempt started from")
     progress: dict
     timings: dict
     error: str | None
@@ -112,6 +116,12 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class WorkerOut(BaseModel):
+    name: str = Field(description="host:pid of the worker process")
+    started_at: datetime
+    seen_at: datetime = Field(description="its last heartbeat")
 
 
 class VersionOut(BaseModel):
@@ -125,6 +135,10 @@ class VersionOut(BaseModel):
     sha256: str
     mask_sha256: str | None
     replay_size: int
+    release: str = Field(description="live: went live when published; superseded: a promotion made during "
+                                     "its training won, so it was published without going live")
+    release_note: str | None = None
+    damaged: str | None = Field(None, description="why its stored checkpoint failed the sha256 check, if it did")
     created_at: datetime
     metrics: dict
 

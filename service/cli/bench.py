@@ -9,21 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lure_engine.alma import AlmaConfig, markdown_table, plot, run_alma
-from lure_engine.augment import default_crop_padding
-from lure_engine.data import Dataset, load_dataset
-from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
-from lure_engine.importance import ESTIMATORS, SCOPES
-from lure_engine.models import ModelSpec, available_models
-from lure_engine.replay import parse_replay
-from lure_engine.trainer import TrainConfig
-from lure_engine.update import UpdateConfig
 from service.cli.errors import fail
+
+if TYPE_CHECKING:  # the engine (torch, torchmetrics: ~5 s) loads only when a benchmark runs
+    from lure_engine.alma import AlmaConfig
+    from lure_engine.data import Dataset
 
 app = typer.Typer(help="Benchmarks of the LURE method.", no_args_is_help=True)
 AUGMENTS = ("auto", "flip+crop", "crop", "none")
@@ -54,6 +50,16 @@ def build_config(
     augment: str, scope: str, reset_source: str, keep_best: bool,
 ) -> BenchArgs:
     """Validate every argument and load the data; raises ValueError naming the first problem."""
+    from lure_engine.alma import AlmaConfig
+    from lure_engine.augment import default_crop_padding
+    from lure_engine.data import load_dataset
+    from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
+    from lure_engine.importance import ESTIMATORS, SCOPES
+    from lure_engine.models import ModelSpec, available_models
+    from lure_engine.replay import parse_replay
+    from lure_engine.trainer import TrainConfig
+    from lure_engine.update import UpdateConfig
+
     strategy_list = _split_list(strategies, "--strategies")
     _check_choice(strategy_list, list(STRATEGIES), "strategy")
     _check_choice([model], available_models(), "model")
@@ -90,6 +96,8 @@ def build_config(
 
 
 def write_outputs(results: dict, out: Path) -> dict[str, Path]:
+    from lure_engine.alma import markdown_table, plot
+
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.json", "table": out / "results.md", "plot": out / "alma.png"}
     paths["results"].write_text(json.dumps(results, indent=2))
@@ -101,7 +109,7 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
 @app.command("alma")
 def alma(
     dataset: str = typer.Option("digits", help="digits | npz:PATH | cifar10:DIR"),
-    model: str = typer.Option("mlp", help=f"One of: {', '.join(available_models())}"),
+    model: str = typer.Option("mlp", help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them all)."),
     width: float = typer.Option(1.0, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU)."),
     strategies: str = typer.Option("warm,lure,shrink_perturb,llf,cold", help="Comma-separated strategies."),
     replay: str = typer.Option("full", help="full | none | buffer:K[:reservoir|class_balanced]"),
@@ -121,6 +129,8 @@ def alma(
     out: Path = typer.Option(Path("runs/alma"), help="Folder for results.json, results.md and alma.png."),
 ) -> None:
     """Run forgetting strategies through an ALMA stream; write results.json, a table and a plot."""
+    from lure_engine.alma import markdown_table, run_alma
+
     try:
         args = build_config(
             dataset=dataset, model=model, width=width, strategies=strategies, replay=replay,

@@ -9,6 +9,7 @@ from service.cli import bench, keys, remote, server
 app = typer.Typer(help="LURE: keep a deployed image classifier fresh.", no_args_is_help=True)
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
+app.add_typer(remote.jobs_app, name="jobs")
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("worker")(server.worker)

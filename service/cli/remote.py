@@ -208,3 +208,38 @@ def watch(
         raise fail(str(error.detail)) from None
     except KeyboardInterrupt:
         return
+
+
+jobs_app = typer.Typer(help="Update jobs: list them, retry a failed one.", no_args_is_help=True)
+
+
+@jobs_app.command("list")
+def jobs_list(model: str = MODEL, limit: int = typer.Option(20, help="The newest N jobs."),
+              url: str = URL, api_key: str = API_KEY) -> None:
+    """The model's jobs with their state, attempts and last error."""
+    try:
+        with _client(url, api_key) as client:
+            rows = client.jobs(model, limit=limit)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    table = Table(title=f"jobs of {model}")
+    for column in ("job", "mega-batch", "state", "attempts", "version", "last error"):
+        table.add_column(column)
+    for job in rows:
+        last = (job.get("error") or "").strip().splitlines()[:1]
+        table.add_row(str(job["id"]), str(job["megabatch"]), job["state"], str(job["attempts"]),
+                      str(job["version"] or "–"), last[0][:100] if last else "")
+    console.print(table)
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: int = typer.Argument(..., help="A failed job's id."),
+               url: str = URL, api_key: str = API_KEY) -> None:
+    """Queue a failed job again with a fresh attempt budget (admin)."""
+    try:
+        with _client(url, api_key) as client:
+            job = client.retry_job(job_id)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    typer.echo(f"job {job['id']} (mega-batch {job['megabatch']} of {job['model']}) queued again; "
+               f"{job['attempts_left']} attempts allowed")

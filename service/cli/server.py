@@ -10,7 +10,9 @@ from pathlib import Path
 
 import typer
 
+from service.cli.errors import fail
 from service.settings import ServerSettings
+from service.supervisor import WorkerSupervisor
 
 
 
@@ -22,7 +24,8 @@ def _settings(host: str | None, port: int | None, data_dir: Path | None) -> Serv
 def _worker_command(concurrency: int = 1) -> list[str]:
     from worker.celery_app import UPDATE_QUEUE
 
-    pool = ["--pool=solo"] if concurrency == 1 else [f"--concurrency={concurrency}"]
+    # updates run in child processes of their own (worker/isolation.py): the pool only supervises
+    pool = ["--pool=solo"] if concurrency == 1 else ["--pool=threads", f"--concurrency={concurrency}"]
     return [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", *pool,
             "--loglevel=INFO", "-Q", UPDATE_QUEUE, "--without-gossip", "--without-mingle"]
 
@@ -52,8 +55,10 @@ def up(
     configure_json_logging("api")
     settings = _settings(host, port, data_dir)
     settings.ensure_dirs()
+    _hold_embedded_folder(settings)
     upgrade_database(settings.resolved_database_url)  # before the worker opens the database
-    worker = subprocess.Popen(_worker_command(), env=_child_env(settings))
+    worker = WorkerSupervisor(_worker_command(), _child_env(settings))
+    worker.start()
     base_url = f"http://{settings.host}:{settings.port}"
     typer.echo(f"LURE server on {base_url} (dashboard {base_url}/dashboard, docs {base_url}/docs); "
                f"data in {settings.data_dir.resolve()}")
@@ -65,11 +70,18 @@ def up(
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     finally:
-        worker.terminate()
+        worker.stop()
+
+
+def _hold_embedded_folder(settings: ServerSettings) -> None:
+    """Refuse to start beside another server on the same SQLite folder, before starting anything."""
+    from service.instance_lock import DataDirInUse, hold_data_dir
+
+    if settings.resolved_database_url.startswith("sqlite"):
         try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+            hold_data_dir(settings.data_dir)
+        except DataDirInUse as error:
+            raise fail(str(error)) from None
 
 
 def _bootstrap_key(settings: ServerSettings, demo: bool) -> str | None:
@@ -104,6 +116,7 @@ def api(
 
     configure_json_logging("api")
     settings = _settings(host, port, data_dir)
+    _hold_embedded_folder(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
 
 

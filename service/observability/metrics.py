@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.health import FileVerifier, assess
 from worker.storage.schema import JobRow, ModelRow
 
 UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
@@ -39,15 +40,16 @@ class ApiMetrics:
                                            "Checkpoints refused because their sha256 differs from the record",
                                            ["model_id", "version"], registry=self.registry)
 
-    def watch_database(self, sessions: sessionmaker[Session]) -> None:
-        self.registry.register(DatabaseCollector(sessions))
+    def watch_database(self, sessions: sessionmaker[Session], verifier: FileVerifier, settings) -> None:
+        self.registry.register(DatabaseCollector(sessions, verifier, settings))
 
 
 class DatabaseCollector:
-    """Queue depth, live versions, update durations by phase and failed updates, from the records."""
+    """Queue depth, live versions, update durations by phase, failed updates and the readiness
+    signals of ``/readyz`` (workers alive, stale and failed jobs, damaged live checkpoints)."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.sessions = sessions
+    def __init__(self, sessions: sessionmaker[Session], verifier: FileVerifier, settings) -> None:
+        self.sessions, self.verifier, self.settings = sessions, verifier, settings
 
     def describe(self):  # no describe-time database access
         return []
@@ -80,6 +82,26 @@ class DatabaseCollector:
                 gauge.add_metric([name], version)
         yield gauge
         yield self._durations(names, timings)
+        yield from self._health(list(names.values()))
+
+    def _health(self, models: list[str]):
+        health = assess(self.sessions, self.verifier, worker_timeout=self.settings.worker_timeout_seconds,
+                        stale_after=self.settings.stale_job_seconds)
+        yield GaugeMetricFamily("lure_workers_alive", "Worker processes that reported recently",
+                                value=health.workers_alive)
+        yield GaugeMetricFamily("lure_jobs_stale", "Running update jobs whose worker stopped reporting",
+                                value=len(health.stale_jobs))
+        failed = GaugeMetricFamily("lure_jobs_failed_waiting", "Failed update jobs not yet retried, by model",
+                                   labels=["model"])
+        damaged = GaugeMetricFamily("lure_live_checkpoint_damaged",
+                                    "1 when the model's live checkpoint fails its sha256 check", labels=["model"])
+        for name in models:
+            failed.add_metric([name], len(health.failed_jobs.get(name, [])))
+            damaged.add_metric([name], int(name in health.damaged_live))
+        yield failed
+        yield damaged
+        yield GaugeMetricFamily("lure_health_problems", "Reasons /readyz reports degraded (0: healthy)",
+                                value=len(health.problems))
 
     @staticmethod
     def _durations(names: dict[int, str], timings) -> HistogramMetricFamily:

@@ -37,11 +37,12 @@ def test_create_push_watch_versions_predict_promote_and_resume(tmp_path):
         assert "359 test samples" in lure("push", "digits", "--model", "digits", "--split", "test").stdout
         watcher = subprocess.Popen(lure_command("watch", "--model", "digits", "--until-version", "4", "--interval",
                                                 "0.3", "--timeout", "200"), env=env, stdout=subprocess.PIPE, text=True)
+        first_line = watcher.stdout.readline()  # the watcher is following before any data arrives
+        assert first_line.startswith("watching digits: 0 version(s) so far"), first_line
         pushed = lure("push", "digits", "--model", "digits", "--chunk-size", "100").stdout
         assert "sealed mega-batches [1, 2, 3, 4]" in pushed and "holds 238/300" in pushed
         watched, _ = watcher.communicate(timeout=240)
         assert watcher.returncode == 0, watched
-        assert watched.startswith("watching digits: 0 version(s) so far")
         for number in (1, 2, 3, 4):
             assert f"version {number} published from mega-batch {number}" in watched
 

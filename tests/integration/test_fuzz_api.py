@@ -61,4 +61,7 @@ def test_no_route_answers_with_a_server_error(case, server):
     response = case.call(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     operation = f"{case.method} {case.path}"
     COUNTS[operation] = COUNTS.get(operation, 0) + 1
+    if operation == "GET /readyz" and response.status_code == 503:  # readiness reports by status, by design:
+        assert response.json()["status"] in ("degraded", "unavailable")  # here no worker runs, and strict=true
+        return
     assert response.status_code < 500, f"{operation} -> {response.status_code}: {response.text[:300]}\n{api.tail(3)[-1500:]}"

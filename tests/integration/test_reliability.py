@@ -1,7 +1,8 @@
 """Crash and outage tests against real processes on Redis + PostgreSQL (and SQLite for the API).
 
 Each one kills or stops something a real deployment loses, then checks that acknowledged data
-survived and exactly one version per mega-batch was published.
+survived and exactly one version per mega-batch was published. Worker deaths during an update are
+in ``test_update_reliability.py``, on both databases.
 """
 
 from __future__ import annotations
@@ -40,44 +41,6 @@ def _wait_job(client: httpx.Client, job_id: int, predicate, timeout: float = 120
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} never reached the state wanted: {job}")
-
-
-def test_worker_killed_mid_training_publishes_exactly_once_after_restart(tmp_path, redis_url, postgres_url):
-    env = _env(LURE_DATABASE_URL=postgres_url, LURE_BROKER_URL=redis_url, LURE_DATA_DIR=str(tmp_path / "blobs"))
-    key, port = create_admin_key(env), free_port()
-    api = Process(lure_command("api", "--port", str(port)), env, tmp_path / "api.log")
-    workers = [Process(lure_command("worker"), env, tmp_path / "worker1.log")]
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", api, key)
-        with _client(port, key) as client:
-            client.post("/v1/models", json={**DIGITS_MODEL, "epochs": 150}).raise_for_status()
-            client.post("/v1/models/digits/chunks?split=test", content=npz_body(DATA.test.x, DATA.test.y),
-                        headers=NPZ).raise_for_status()
-            answer = client.post("/v1/models/digits/chunks?split=train", headers=NPZ,
-                                 content=npz_body(DATA.train.x[:300], DATA.train.y[:300]))
-            job_id = answer.json()["jobs"][0]
-            _wait_job(client, job_id, lambda j: j["progress"].get("phase") == "relearn" and j["progress"]["epoch"] >= 3)
-            workers[0].stop(signal.SIGKILL)  # the whole process group: celery and its pool, mid-epoch
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            assert job["state"] == "running" and client.get("/v1/models/digits/versions").json() == []
-
-            workers.append(Process(lure_command("worker"), env, tmp_path / "worker2.log"))
-            versions = wait_for_versions(client, "digits", 1, timeout=240)
-            time.sleep(5)  # room for a duplicate delivery to (wrongly) publish again
-            versions = client.get("/v1/models/digits/versions").json()
-            assert [(v["number"], v["megabatch"]) for v in versions] == [(1, 1)]
-            job = client.get(f"/v1/jobs/{job_id}").json()
-            assert job["state"] == "succeeded" and job["version"] == 1 and job["attempts"] == 2
-            megabatches = client.get("/v1/models/digits/megabatches").json()
-            assert sum(m["n_samples"] for m in megabatches) == 300  # every acknowledged sample is in one
-    except BaseException:
-        for name, process in [("api", api)] + [(f"worker{i + 1}", w) for i, w in enumerate(workers)]:
-            print(f"--- {name} ---\n{process.tail(40)}")
-        raise
-    finally:
-        for worker in workers:
-            worker.stop()
-        api.stop()
 
 
 def _start_redis(port: int, log) -> Process:

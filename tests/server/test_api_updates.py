@@ -112,9 +112,13 @@ def test_a_failing_update_is_recorded_with_its_error(client, model, digits, work
     job_id = _post_train(client, digits.train.x[:300], digits.train.y[:300])["jobs"][0]
     for blob in (settings.blob_dir / "models").rglob("*.npz"):
         blob.write_bytes(b"damaged")
-    assert execute_job(worker_ctx, job_id) is Outcome.FAILED
+    outcomes = [execute_job(worker_ctx, job_id) for _ in range(settings.max_update_attempts)]
+    assert outcomes == [Outcome.RETRY] * (settings.max_update_attempts - 1) + [Outcome.FAILED]
     job = client.get(f"/v1/jobs/{job_id}").json()
-    assert job["state"] == "failed" and "sha256" in job["error"]
+    assert job["state"] == "failed" and "sha256" in job["error"] and "gave up after 3 attempts" in job["error"]
+    assert [f["attempt"] for f in job["failures"]] == [1, 2, 3]
+    assert all(f["kind"] == "exception" and "IntegrityError" in f["error"] for f in job["failures"])
+    assert execute_job(worker_ctx, job_id) is Outcome.ALREADY_DONE  # bounded: no fourth attempt
     assert client.get("/v1/models/digits/versions").json() == []
 
 
@@ -170,11 +174,15 @@ def test_a_damaged_checkpoint_is_refused_and_the_previous_version_keeps_serving(
         path.write_bytes(data[: len(data) // 2])
     else:
         path.unlink()
-    for _ in range(2):
-        answer = client.post("/v1/models/digits/predict", json={"images": images})
-        assert answer.status_code == 200
-        assert answer.headers["x-model-version"] == "1" and answer.json()["version"] == 1
-        assert answer.headers["x-model-fallback"].startswith("version 2 refused")
+    answer = client.post("/v1/models/digits/predict", json={"images": images})
+    assert answer.status_code == 200
+    assert answer.headers["x-model-version"] == "1" and answer.json()["version"] == 1
+    assert answer.headers["x-model-fallback"].startswith("version 2 refused")
+    # the damage is recorded and the live pointer moved back: later requests go straight to version 1
+    assert client.get("/v1/models/digits").json()["live_version"] == 1
+    assert "weights.safetensors" in client.get("/v1/models/digits/versions/2").json()["damaged"]
+    answer = client.post("/v1/models/digits/predict", json={"images": images})
+    assert answer.status_code == 200 and answer.json()["version"] == 1 and "x-model-fallback" not in answer.headers
     pinned = client.post("/v1/models/digits/predict?version=2", json={"images": images})
     assert pinned.status_code == 503 and "version 2" in pinned.json()["detail"]
     assert 'lure_checkpoint_integrity_failures_total{model_id="1",version="2"} 1.0' in client.get("/metrics").text

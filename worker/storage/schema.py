@@ -6,10 +6,35 @@ from datetime import UTC, datetime
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp that is always timezone-aware UTC in Python, on every database.
+
+    SQLite has no time zones and hands back naive values while PostgreSQL hands back aware ones;
+    comparing the two raises ``TypeError``. Values are stored as UTC and read back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive timestamp {value!r}: pass an aware datetime (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -24,8 +49,11 @@ class ModelRow(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     config: Mapped[dict] = mapped_column(JSON)
     live_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # bumped by every manual promotion: an update that started under an older value may publish
+    # its version but never make it live (a rollback made during training wins)
+    promotion_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
 class MegaBatchRow(Base):
@@ -41,8 +69,8 @@ class MegaBatchRow(Base):
     n_train: Mapped[int | None] = mapped_column(Integer, nullable=True)
     n_val: Mapped[int | None] = mapped_column(Integer, nullable=True)
     split_seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    sealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sealed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class ChunkRow(Base):
@@ -58,7 +86,7 @@ class ChunkRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     megabatch_id: Mapped[int | None] = mapped_column(ForeignKey("megabatches.id"), nullable=True, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class JobRow(Base):
@@ -70,15 +98,22 @@ class JobRow(Base):
     megabatch_id: Mapped[int] = mapped_column(ForeignKey("megabatches.id"), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|succeeded|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # attempts made before the last manual retry: the retry budget counts from here
+    attempts_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # one entry per failed attempt: {"attempt", "at", "kind" (exception|signal|exit|lost), "error"}
+    failures: Mapped[list] = mapped_column(JSON, default=list)
+    runner: Mapped[str | None] = mapped_column(String(128), nullable=True)  # host:pid of the attempt running it
+    parent_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the live version it started from
+    promotion_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the model's, when it started
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
     timings: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class VersionRow(Base):
@@ -98,7 +133,14 @@ class VersionRow(Base):
     mask_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     mask_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     replay_state: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # "live": went live when published; "superseded": published, but a promotion made during its
+    # training won, so it was not made live (release_note says which)
+    release: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    release_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # set when a stored file of this version failed its sha256 check: never served or trained from again
+    damaged: Mapped[str | None] = mapped_column(Text, nullable=True)
+    damaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class MetricsRow(Base):
@@ -132,5 +174,14 @@ class ApiKeyRow(Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class WorkerRow(Base):
+    """A worker process's heartbeat: readiness reports when none has been seen for a while."""
+
+    __tablename__ = "workers"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from service.api.deps import RecordId, Resources, db_session, model_or_404, reso
 from service.api.presenters import megabatch_out
 from service.api.schemas import ChunkCreate, ChunkOut
 from service.images import ImageError, decode_base64_images, fit_array_images
+from service.npz import ChunkLimits, NpzError, read_npz_chunk
 from service.ingest import find_by_idempotency_key, open_megabatch
 from worker.storage.schema import ChunkRow, MegaBatchRow, ModelRow, VersionRow
 
@@ -57,30 +58,36 @@ def _parse_json(body: bytes, model: ModelRow, res: Resources) -> tuple[str, np.n
     config = model.config
     _check_count(len(chunk.images), res)
     _check_labels(np.asarray(chunk.labels), config["num_classes"])
-    x = decode_base64_images(chunk.images, config["channels"], config["image_size"], res.settings.max_image_side)
+    x = decode_base64_images(chunk.images, config["channels"], config["image_size"], res.settings.max_image_side,
+                             res.settings.max_decoded_chunk_bytes)
     return chunk.split, x, np.asarray(chunk.labels, dtype=np.int64)
 
 
 def _parse_npz(body: bytes, split: str | None, model: ModelRow, res: Resources):
     if split is None:
         raise HTTPException(422, "an .npz body needs the query parameter split=train or split=test")
+    limits = ChunkLimits(res.settings.max_samples_per_chunk, res.settings.max_image_side,
+                         res.settings.max_decoded_chunk_bytes)
     try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            if sorted(archive.files) != ["x", "y"]:
-                raise HTTPException(422, f".npz must hold exactly the arrays 'x' and 'y', found {sorted(archive.files)}")
-            x, y = archive["x"], archive["y"]
-    except HTTPException:
-        raise
-    except (ValueError, OSError, EOFError) as error:
-        raise HTTPException(422, f"body is not a readable .npz without pickled objects: {error}") from None
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise HTTPException(422, f"y must be a 1-d integer array, got {y.dtype} {y.shape}")
-    if len(x) != len(y):
-        raise HTTPException(422, f"x has {len(x)} images but y has {len(y)} labels")
-    _check_count(len(x), res)
+        x, y = read_npz_chunk(body, limits)
+    except NpzError as error:
+        raise HTTPException(error.status, str(error)) from None
     _check_labels(y, model.config["num_classes"])
     config = model.config
     return split, fit_array_images(x, config["channels"], config["image_size"], res.settings.max_image_side), y
+
+
+def _parse(body: bytes, content_type: str, split: str | None, model: ModelRow, res: Resources):
+    """Validate and decode a body (CPU work: runs off the event loop)."""
+    try:
+        if content_type == "application/json":
+            return _parse_json(body, model, res)
+        if content_type in NPZ_TYPES:
+            return _parse_npz(body, split, model, res)
+    except ImageError as error:
+        raise HTTPException(422, str(error)) from None
+    raise HTTPException(415, f"content type {content_type or 'missing'!r}: send application/json "
+                             "or application/octet-stream (.npz)")
 
 
 def _check_count(n: int, res: Resources) -> None:
@@ -112,17 +119,8 @@ async def post_chunk(
             return chunk_view(session, model, first).model_copy(update={"replayed": True})
     body = await _read_body(request, res.settings.max_body_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if content_type == "application/json":
-            chunk_split, x, y = _parse_json(body, model, res)
-        elif content_type in NPZ_TYPES:
-            chunk_split, x, y = _parse_npz(body, split, model, res)
-        else:
-            raise HTTPException(415, f"content type {content_type or 'missing'!r}: send application/json "
-                                     "or application/octet-stream (.npz)")
-    except ImageError as error:
-        raise HTTPException(422, str(error)) from None
-    result = res.ingestor.add_chunk(model.id, chunk_split, x, y, idempotency_key)
+    chunk_split, x, y = await run_in_threadpool(_parse, body, content_type, split, model, res)
+    result = await run_in_threadpool(res.ingestor.add_chunk, model.id, chunk_split, x, y, idempotency_key)
     if result.replayed:
         with res.sessions() as session:
             return chunk_view(session, model, session.get(ChunkRow, result.chunk.id)).model_copy(

@@ -1,15 +1,24 @@
-"""Liveness (the process answers) and readiness (database, broker and blob store reachable)."""
+"""Liveness (the process answers) and readiness: reachable *and* doing its job.
+
+``/readyz`` answers 503 when the database, broker or blob store cannot be reached (this replica
+cannot serve). When they can but the server is not doing its job (no worker, a hung or failed
+job, a damaged live checkpoint) it answers 200 with ``status: degraded`` and the problems, so a
+load balancer keeps routing to a replica that can still serve; ``?strict=true`` turns degraded into
+a 503 for monitors that should page on it.
+"""
 
 from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import READ, require
 from service.api.deps import Resources, resources
+from service.health import assess
 
 router = APIRouter(tags=["health"])
 
@@ -19,8 +28,7 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", dependencies=[require(READ)])
-def readyz(res: Resources = Depends(resources)) -> JSONResponse:
+def _reachability(res: Resources) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
         with res.sessions() as session:
@@ -42,6 +50,31 @@ def readyz(res: Resources = Depends(resources)) -> JSONResponse:
         checks["blob_store"] = "ok"
     except Exception as error:
         checks["blob_store"] = f"error: {error}"
-    ready = all(v == "ok" for v in checks.values())
-    checks["outbox_pending"] = str(res.dispatcher.pending()) if checks["database"] == "ok" else "unknown"
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    return checks
+
+
+def _readiness(res: Resources) -> tuple[dict, int]:
+    checks = _reachability(res)
+    reachable = all(v == "ok" for v in checks.values())
+    problems: list[str] = []
+    if checks["database"] == "ok":
+        checks["outbox_pending"] = str(res.dispatcher.pending())
+        health = assess(res.sessions, res.verifier, worker_timeout=res.settings.worker_timeout_seconds,
+                        stale_after=res.settings.stale_job_seconds)
+        checks["workers_alive"] = str(health.workers_alive)
+        problems = health.problems
+    else:
+        checks["outbox_pending"] = "unknown"
+    status = "unavailable" if not reachable else "degraded" if problems else "ok"
+    return {"ready": reachable, "status": status, "checks": checks, "problems": problems}, 200 if reachable else 503
+
+
+@router.get("/readyz", dependencies=[require(READ)])
+async def readyz(
+    strict: bool = Query(False, description="answer 503 when degraded, not only when unavailable"),
+    res: Resources = Depends(resources),
+) -> JSONResponse:
+    body, status = await run_in_threadpool(_readiness, res)
+    if strict and body["status"] == "degraded":
+        status = 503
+    return JSONResponse(body, status_code=status)

@@ -11,6 +11,7 @@ from service.api.schemas import Prediction, PredictRequest, PredictResponse
 from service.images import ImageError, decode_base64_images
 from service.inference import predict_probabilities
 from worker.storage.blobs import IntegrityError
+from worker.storage.lineage import record_damage, retreat_live
 
 router = APIRouter(tags=["predict"])
 
@@ -42,11 +43,13 @@ async def predict(
             net = await run_in_threadpool(res.models.get, config, row)
         except IntegrityError as error:
             refused.append(f"version {row.number}: {error}")
+            await run_in_threadpool(record_damage, res.sessions, row, str(error))
             if version is not None or row.parent_number is None:  # pinned, or no ancestor left to answer
                 raise HTTPException(503, f"no servable checkpoint: {'; '.join(refused)}") from None
             with res.sessions() as session:  # ancestors are read only once a newer one is refused
                 row = version_or_404(session, model, row.parent_number)
-    if refused:  # the live checkpoint failed its integrity check: an ancestor answers, and says so
+    if refused:  # the live checkpoint failed its integrity check: an ancestor answers, and is live from now on
+        await run_in_threadpool(retreat_live, res.sessions, model.id, number, row.number)
         response.headers["X-Model-Fallback"] = f"version {number} refused: {refused[0]}"
     number = row.number
     if res.settings.predict_batching:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,11 +30,18 @@ def get_version(name: str, number: RecordId, session: Session = Depends(db_sessi
 
 @router.post("/{number}/promote", response_model=VersionOut, dependencies=[require("admin")])
 def promote(name: str, number: RecordId, res: Resources = Depends(resources)) -> VersionOut:
-    """Serve ``number`` again; the next update starts from it (its weights, mask and replay)."""
+    """Serve ``number`` again; the next update starts from it (its weights, mask and replay).
+
+    A promotion wins over updates already running: they publish their versions without making
+    them live (``release: superseded``).
+    """
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
-        version_or_404(session, model, number)
+        version = version_or_404(session, model, number)
+        if version.damaged:
+            raise HTTPException(409, f"version {number} is damaged and cannot be served: {version.damaged}")
         model.live_version = number
+        model.promotion_epoch += 1
     with res.sessions() as session:
         model = model_or_404(session, name)
         return version_out(session, model, version_or_404(session, model, number))

@@ -1,0 +1,102 @@
+"""Is the server doing its job? The checks behind ``/readyz`` and the health gauges on ``/metrics``.
+
+Reachability (database, broker, blob store) is not enough: a model whose worker died, whose job
+hangs, whose update keeps failing or whose live checkpoint is damaged accepts data and never learns
+from it. Each such condition is a *problem* with a sentence saying what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.storage.blobs import BlobStore, sha256_hex
+from worker.storage.schema import JobRow, MegaBatchRow, ModelRow, VersionRow, WorkerRow
+
+
+class FileVerifier:
+    """sha256 checks of stored files, re-hashed only when a file's size, inode or mtime changes."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self._known: dict[Path, tuple[tuple, str]] = {}
+        self._lock = threading.Lock()
+
+    def intact(self, key: str, expected_sha256: str) -> bool:
+        path = self.blobs.path(key)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return False
+        signature = (stat.st_size, stat.st_ino, stat.st_mtime_ns)
+        with self._lock:
+            known = self._known.get(path)
+        if known is None or known[0] != signature:
+            known = (signature, sha256_hex(path.read_bytes()))
+            with self._lock:
+                self._known[path] = known
+        return known[1] == expected_sha256
+
+
+@dataclass
+class Health:
+    workers_alive: int = 0
+    stale_jobs: list[str] = field(default_factory=list)
+    failed_jobs: dict[str, list[str]] = field(default_factory=dict)  # model → problems
+    damaged_live: dict[str, str] = field(default_factory=dict)  # model → problem
+    problems: list[str] = field(default_factory=list)
+
+
+def _failed_jobs(session: Session, names: dict[int, str]) -> dict[str, list[str]]:
+    failed: dict[str, list[str]] = {}
+    rows = session.execute(select(JobRow, MegaBatchRow.index).join(MegaBatchRow, JobRow.megabatch_id == MegaBatchRow.id)
+                           .where(JobRow.state == "failed").order_by(JobRow.id)).all()
+    for job, index in rows:
+        last = (job.error or "").strip().splitlines()[:1]
+        failed.setdefault(names[job.model_id], []).append(
+            f"model {names[job.model_id]}: job {job.id} (mega-batch {index}) failed"
+            f"{': ' + last[0][:300] if last else ''}; its data is not trained on until it is retried "
+            f"(POST /v1/jobs/{job.id}/retry or `lure jobs retry {job.id}`)")
+    return failed
+
+
+def _damaged_live(session: Session, verifier: FileVerifier) -> dict[str, str]:
+    damaged = {}
+    rows = session.execute(select(ModelRow.name, VersionRow).join(
+        VersionRow, (VersionRow.model_id == ModelRow.id) & (VersionRow.number == ModelRow.live_version))).all()
+    for name, version in rows:
+        if version.damaged or not verifier.intact(version.checkpoint_key, version.checkpoint_sha256):
+            damaged[name] = (f"model {name}: the live version {version.number}'s checkpoint fails its sha256 "
+                             f"check; the next predict or update moves the model to its newest intact ancestor")
+    return damaged
+
+
+def assess(sessions: sessionmaker[Session], verifier: FileVerifier, *, worker_timeout: float,
+           stale_after: float) -> Health:
+    """Read the records once and list every reason the server is not doing its job."""
+    now = datetime.now(UTC)
+    health = Health()
+    with sessions() as session:
+        health.workers_alive = len(session.scalars(select(WorkerRow.name).where(
+            WorkerRow.seen_at >= now - timedelta(seconds=worker_timeout))).all())
+        names = dict(session.execute(select(ModelRow.id, ModelRow.name)).all())
+        for job in session.scalars(select(JobRow).where(
+                JobRow.state == "running", JobRow.heartbeat_at < now - timedelta(seconds=stale_after))):
+            silent = (now - job.heartbeat_at).total_seconds()
+            health.stale_jobs.append(f"model {names[job.model_id]}: job {job.id} is running but its worker has "
+                                     f"not reported for {silent:.0f} s (limit {stale_after:.0f} s)")
+        health.failed_jobs = _failed_jobs(session, names)
+        health.damaged_live = _damaged_live(session, verifier)
+    if health.workers_alive == 0:
+        health.problems.append(f"no worker has reported in the last {worker_timeout:.0f} s: sealed mega-batches "
+                               "are not being trained (start one with `lure worker`)")
+    health.problems += health.stale_jobs
+    health.problems += [p for problems in health.failed_jobs.values() for p in problems]
+    health.problems += list(health.damaged_live.values())
+    return health

@@ -1,0 +1,155 @@
+"""Hostile bodies against a real API process: bounded memory and a responsive event loop (issue 11).
+
+Memory is the process's peak resident size (``VmHWM``), read before and after each request.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import DIGITS_MODEL, NPZ
+from tests.hostile import npz_zip_bomb
+from tests.integration.deployments import make_deployment
+
+pytestmark = pytest.mark.slow
+MB = 1024 * 1024
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def _raw_post(port: int, path: str, headers: dict[str, str], body_chunks, timeout: float = 120) -> int:
+    """Send a request over a plain socket while reading the answer; returns its status code."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(timeout)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(head.encode() + b"\r\n")
+
+    def send_body() -> None:
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except OSError:  # the server answered and closed: exactly what should happen
+            pass
+
+    sender = threading.Thread(target=send_body, daemon=True)
+    sender.start()
+    answer = b""
+    try:
+        while b"\r\n" not in answer:
+            data = sock.recv(4096)
+            if not data:
+                break
+            answer += data
+    finally:
+        sock.close()
+        sender.join(timeout=30)
+    return int(answer.split(b" ", 2)[1])
+
+
+def _api(request, tmp_path, **settings):
+    deployment = make_deployment("sqlite", request, tmp_path, LURE_MAX_BODY_BYTES=str(16 * MB), **settings)
+    with deployment.client() as client:
+        client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def api(request, tmp_path_factory):
+    deployment = _api(request, tmp_path_factory.mktemp("hostile"))
+    yield deployment
+    deployment.stop()
+
+
+def test_a_zip_bomb_is_refused_from_its_headers_without_inflating_it(api):
+    bomb = npz_zip_bomb(400, 1024)  # 1.2 MB that inflates to 1.26 GB
+    assert len(bomb) < 2 * MB
+    with api.client() as client:
+        before = _peak_rss(api.api.popen.pid)
+        started = time.monotonic()
+        answer = client.post("/v1/models/digits/chunks?split=train", content=bomb, headers=NPZ)
+        seconds = time.monotonic() - started
+        grown = _peak_rss(api.api.popen.pid) - before
+    assert answer.status_code == 413 and "bytes of pixels; the limit is" in answer.json()["detail"]
+    assert grown < 64 * MB, f"peak memory grew by {grown / MB:.0f} MB"
+    assert seconds < 5, f"took {seconds:.1f} s: the archive was inflated"
+
+
+def test_a_huge_body_without_a_key_is_refused_before_it_is_read(api):
+    before = _peak_rss(api.api.popen.pid)
+    chunks = (bytes(MB) for _ in range(400))  # 400 MB
+    status = _raw_post(api.port, "/v1/models/digits/predict",
+                       {"Content-Type": "application/json", "Content-Length": str(400 * MB)}, chunks)
+    grown = _peak_rss(api.api.popen.pid) - before
+    assert status == 401
+    assert grown < 32 * MB, f"peak memory grew by {grown / MB:.0f} MB"
+
+
+def test_a_streamed_body_with_a_key_stops_at_the_size_limit(api):
+    before = _peak_rss(api.api.popen.pid)
+    chunk = bytes(MB)
+    framed = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(400))  # chunked, no length
+    status = _raw_post(api.port, "/v1/models/digits/predict",
+                       {"Content-Type": "application/json", "Transfer-Encoding": "chunked",
+                        "Authorization": f"Bearer {api.key}"}, framed)
+    grown = _peak_rss(api.api.popen.pid) - before
+    assert status == 413
+    assert grown < 64 * MB, f"peak memory grew by {grown / MB:.0f} MB"  # the 16 MB limit, not 400 MB
+
+
+def _png_items(count: int, side: int) -> list[str]:
+    distinct = []
+    for value in range(50):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((side, side, 3), value, np.uint8)).save(buffer, format="PNG")
+        distinct.append(base64.b64encode(buffer.getvalue()).decode())
+    return [distinct[i % 50] for i in range(count)]
+
+
+def test_health_checks_answer_while_a_large_chunk_decodes(request, tmp_path):
+    api = _api(request, tmp_path, LURE_MAX_DECODED_CHUNK_BYTES=str(2048 * MB))  # room for 4,000 images
+    try:
+        _decode_while_probing(api)
+    finally:
+        api.stop()
+
+
+def _decode_while_probing(api) -> None:
+    body = {"images": _png_items(4000, 256), "labels": [i % 10 for i in range(4000)]}
+    latencies: list[float] = []
+    done = threading.Event()
+    result: dict = {}
+
+    def post() -> None:
+        with api.client() as client:
+            started = time.monotonic()
+            result["status"] = client.post("/v1/models/digits/chunks", json=body).status_code
+            result["seconds"] = time.monotonic() - started
+        done.set()
+
+    sender = threading.Thread(target=post)
+    sender.start()
+    time.sleep(0.5)  # the body is uploaded; decoding has begun
+    with httpx.Client(base_url=api.url, timeout=60) as probe:
+        while not done.is_set():
+            started = time.monotonic()
+            assert probe.get("/healthz").status_code == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.05)
+    sender.join()
+    assert result["status"] == 201 and result["seconds"] > 2, result  # decoding took a while...
+    assert max(latencies) < 1.0, f"/healthz took up to {max(latencies):.1f} s"  # ...and health kept answering
