@@ -18,7 +18,7 @@ def pyplot() -> ModuleType:
 
 
 def save(figure: Any, path: Path) -> None:
-    """Write ``figure`` as a 120-dpi PNG and free it (benchmarks draw many figures in one process)."""
+    """Write ``figure`` as a 120-dpi PNG and free it (a benchmark draws many in one process)."""
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot().close(figure)

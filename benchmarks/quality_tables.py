@@ -1,6 +1,7 @@
 """The paper's quality tables at CPU scale, through the same engine as ``lure bench alma``.
 
-    python -m benchmarks.quality_tables run --dataset npz:../shared/data/cifar10_small.npz --workers 2
+    python -m benchmarks.quality_tables run --dataset npz:../shared/data/cifar10_small.npz \
+        --workers 2
     python -m benchmarks.quality_tables report --dataset-label "CIFAR-10 subset"
 
 ``run`` splits every table into one job per (variant, strategy, seed) and runs them in a pool of
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.markdown import row
 from benchmarks.plotting import pyplot, save
 from benchmarks.quality_paper import PAPER
 from lure_engine.alma.report import summarise
@@ -60,16 +62,32 @@ def variants(scale: Scale) -> list[Variant]:
     return [
         Variant("t1_full_replay", "full", (*methods, "cold"), {"epoch_curve": True}),
         Variant("t3_no_replay", "none", methods, {"replay": "none"}),
-        Variant("t2_buffer_replay", f"buffer:{scale.buffer}", methods, {"replay": f"buffer:{scale.buffer}"}),
-        *(Variant("t8_importance", name, ("lure",), {"importance": name})
-          for name in ("fisher", "magnitude", "random")),
-        *(Variant("t7_reset_fraction", f"{pct}%", ("lure",), {"keep": 1 - pct / 100}) for pct in (5, 40, 10, 30)),
-        *(Variant("t9_label_noise", f"{noise:.0%}", ("warm", "lure"), {"label_noise": noise})
-          for noise in (0.2, 0.4)),
+        Variant(
+            "t2_buffer_replay",
+            f"buffer:{scale.buffer}",
+            methods,
+            {"replay": f"buffer:{scale.buffer}"},
+        ),
+        *(
+            Variant("t8_importance", name, ("lure",), {"importance": name})
+            for name in ("fisher", "magnitude", "random")
+        ),
+        *(
+            Variant("t7_reset_fraction", f"{pct}%", ("lure",), {"keep": 1 - pct / 100})
+            for pct in (5, 40, 10, 30)
+        ),
+        *(
+            Variant("t9_label_noise", f"{noise:.0%}", ("warm", "lure"), {"label_noise": noise})
+            for noise in (0.2, 0.4)
+        ),
         # the paper trains 50 epochs; does LURE's edge appear with more training than Table 1's?
         _longer_training(scale.longer_epochs[0]),
-        *(Variant("t9_label_noise", f"{noise:.0%}", ("llf", "shrink_perturb"), {"label_noise": noise})
-          for noise in (0.2, 0.4)),
+        *(
+            Variant(
+                "t9_label_noise", f"{noise:.0%}", ("llf", "shrink_perturb"), {"label_noise": noise}
+            )
+            for noise in (0.2, 0.4)
+        ),
         *(_longer_training(epochs) for epochs in scale.longer_epochs[1:]),
     ]
 
@@ -91,24 +109,36 @@ class Job:
 
 
 def jobs_for(scale: Scale, tables: set[str] | None) -> list[Job]:
-    return [Job(v, s, seed) for v in variants(scale) if tables is None or v.table in tables
-            for s in v.strategies for seed in scale.seeds]
+    return [
+        Job(v, s, seed)
+        for v in variants(scale)
+        if tables is None or v.table in tables
+        for s in v.strategies
+        for seed in scale.seeds
+    ]
 
 
 def run_job(job: Job, dataset: str, scale: Scale, runs_dir: Path) -> tuple[Job, float, float]:
     """One strategy × seed of one variant; its results file is written atomically."""
     from lure_engine.alma import run_alma
-    from service.cli.bench import build_config
+    from service.cli.bench import BenchOptions, build_config
 
     options = dict(job.variant.options)
     epoch_curve = options.pop("epoch_curve", False)
     args = build_config(
-        dataset=dataset, model=scale.model, width=scale.width, strategies=job.strategy,
-        replay=options.pop("replay", "full"), megabatches=scale.megabatches,
-        epochs=options.pop("epochs", scale.epochs),
-        seeds=str(job.seed), importance=options.pop("importance", "snip"), keep=options.pop("keep", 0.8),
-        label_noise=options.pop("label_noise", 0.0), batch_size=64, lr=0.1, augment="auto",
-        scope="conv_linear_weights", reset_source="fresh_model", keep_best=False,
+        BenchOptions(
+            dataset=dataset,
+            model=scale.model,
+            width=scale.width,
+            strategies=job.strategy,
+            replay=options.pop("replay", "full"),
+            megabatches=scale.megabatches,
+            epochs=options.pop("epochs", scale.epochs),
+            seeds=str(job.seed),
+            importance=options.pop("importance", "snip"),
+            keep=options.pop("keep", 0.8),
+            label_noise=options.pop("label_noise", 0.0),
+        )
     )
     if options:
         raise ValueError(f"unknown variant options {sorted(options)}")
@@ -120,7 +150,11 @@ def run_job(job: Job, dataset: str, scale: Scale, runs_dir: Path) -> tuple[Job, 
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(results))
     os.replace(temporary, path)
-    return job, time.perf_counter() - started, results["runs"][0]["megabatches"][-1]["test_accuracy"]
+    return (
+        job,
+        time.perf_counter() - started,
+        results["runs"][0]["megabatches"][-1]["test_accuracy"],
+    )
 
 
 def _single_threaded() -> None:
@@ -138,9 +172,12 @@ def run(dataset: str, runs_dir: Path, workers: int, tables: set[str] | None, sca
         for done, future in enumerate(as_completed(futures), start=1):
             job, seconds, accuracy = future.result()
             elapsed = time.perf_counter() - started
-            print(f"[{done}/{len(pending)}] {job.variant.table} {job.variant.label} {job.strategy} "
-                  f"seed {job.seed}: test acc {accuracy:.4f} in {seconds:.0f} s "
-                  f"(elapsed {elapsed / 60:.1f} min)", flush=True)
+            print(
+                f"[{done}/{len(pending)}] {job.variant.table} {job.variant.label} {job.strategy} "
+                f"seed {job.seed}: test acc {accuracy:.4f} in {seconds:.0f} s "
+                f"(elapsed {elapsed / 60:.1f} min)",
+                flush=True,
+            )
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -150,7 +187,10 @@ METHOD_ORDER = ("warm", "lure", "shrink_perturb", "llf", "cold")
 
 def _run_order(path: Path) -> tuple[int, str]:
     strategy = path.stem.rsplit("-seed", 1)[0]
-    return (METHOD_ORDER.index(strategy) if strategy in METHOD_ORDER else len(METHOD_ORDER), path.stem)
+    return (
+        METHOD_ORDER.index(strategy) if strategy in METHOD_ORDER else len(METHOD_ORDER),
+        path.stem,
+    )
 
 
 def load_groups(runs_dir: Path) -> dict[tuple[str, str], dict]:
@@ -171,7 +211,8 @@ def load_groups(runs_dir: Path) -> dict[tuple[str, str], dict]:
     return _in_display_order(with_reference_rows(groups), order)
 
 
-# Table 1 is every ablation's reference point: its LURE is the 20 % / SNIP row, its runs the 0 % noise.
+# Table 1 is every ablation's reference point: its LURE is the 20 % / SNIP row, its runs the 0 %
+# noise.
 REFERENCE_ROWS = {
     ("t7_reset_fraction", "20%"): ("lure",),
     ("t8_importance", "BL (no reset)"): ("warm",),
@@ -186,8 +227,11 @@ def with_reference_rows(groups: dict[tuple[str, str], dict]) -> dict[tuple[str, 
     if full is None:
         return groups
     tables = {table for table, _ in groups}
-    extra = {key: {**full, "runs": [r for r in full["runs"] if r["strategy"] in strategies]}
-             for key, strategies in REFERENCE_ROWS.items() if key[0] in tables and key not in groups}
+    extra = {
+        key: {**full, "runs": [r for r in full["runs"] if r["strategy"] in strategies]}
+        for key, strategies in REFERENCE_ROWS.items()
+        if key[0] in tables and key not in groups
+    }
     return {**groups, **extra}
 
 
@@ -213,10 +257,15 @@ def _seed_count(doc: dict, strategy: str) -> int:
     return sum(1 for r in doc["runs"] if r["strategy"] == strategy)
 
 
-def quality_rows(groups: dict, table: str, paper_key: str | None = None) -> tuple[list[str], list[dict]]:
+def quality_rows(
+    groups: dict, table: str, paper_key: str | None = None
+) -> tuple[list[str], list[dict]]:
     """Markdown rows (variant, strategy, ours…, paper…) for one table, and the same as data."""
-    lines = ["| variant | method | seeds | test acc (%) | CER | gen. gap (%) | ECE (%) | train s/run | "
-             "paper acc (%) | paper CER | paper gap (%) |", "|" + "---|" * 11]
+    lines = [
+        "| variant | method | seeds | test acc (%) | CER | gen. gap (%) | ECE (%) | train s/run | "
+        "paper acc (%) | paper CER | paper gap (%) |",
+        "|" + "---|" * 11,
+    ]
     data = []
     for (name, label), doc in groups.items():
         if name != table:
@@ -224,16 +273,32 @@ def quality_rows(groups: dict, table: str, paper_key: str | None = None) -> tupl
         summary = summarise(doc)
         for strategy, metrics in summary.items():
             paper = PAPER.get(paper_key or table, {}).get(label, {}).get(strategy, {})
-            row = {"variant": label, "strategy": strategy, "seeds": _seed_count(doc, strategy),
-                   **{k: metrics[k] for k in ("test_accuracy", "cer", "generalization_gap", "ece")},
-                   "train_seconds": metrics["train_seconds"]["mean"], "paper": paper}
+            row = {
+                "variant": label,
+                "strategy": strategy,
+                "seeds": _seed_count(doc, strategy),
+                **{k: metrics[k] for k in ("test_accuracy", "cer", "generalization_gap", "ece")},
+                "train_seconds": metrics["train_seconds"]["mean"],
+                "paper": paper,
+            }
             data.append(row)
-            lines.append("| " + " | ".join([
-                label, strategy, str(row["seeds"]), _cell(metrics, "test_accuracy", 100, 2),
-                _cell(metrics, "cer", 1, 0), _cell(metrics, "generalization_gap", 100, 2),
-                _cell(metrics, "ece", 100, 2), f"{row['train_seconds']:.0f}",
-                *(str(paper.get(k, "–")) for k in ("acc", "cer", "gap")),
-            ]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        label,
+                        strategy,
+                        str(row["seeds"]),
+                        _cell(metrics, "test_accuracy", 100, 2),
+                        _cell(metrics, "cer", 1, 0),
+                        _cell(metrics, "generalization_gap", 100, 2),
+                        _cell(metrics, "ece", 100, 2),
+                        f"{row['train_seconds']:.0f}",
+                        *(str(paper.get(k, "–")) for k in ("acc", "cer", "gap")),
+                    ]
+                )
+                + " |"
+            )
     return lines, data
 
 
@@ -252,7 +317,9 @@ def compute_to_accuracy(doc: dict) -> tuple[list[str], dict]:
             continue
         for mb, target in zip(megabatches[1:], warm[1:], strict=True):
             curve = mb["epoch_test_accuracy"]
-            reached = next((e for e, acc in enumerate(curve, start=1) if acc >= target["test_accuracy"]), None)
+            reached = next(
+                (e for e, acc in enumerate(curve, start=1) if acc >= target["test_accuracy"]), None
+            )
             seconds_per_epoch = mb["train_seconds"] / len(curve)
             per_strategy[strategy]["reached"].append(reached is not None)
             if reached is not None:
@@ -261,8 +328,14 @@ def compute_to_accuracy(doc: dict) -> tuple[list[str], dict]:
             if mb is megabatches[-1]:
                 per_strategy[strategy]["last_epochs"].append(reached)
     epochs = doc["config"]["update"]["train"]["epochs"]
-    lines = [f"| method | reached warm's accuracy (mega-batch × seed) | mean epochs to reach it (of {epochs}) | "
-             "mean seconds to reach it | last mega-batch, epochs per seed |", "|---|---|---|---|---|"]
+    columns = [
+        "method",
+        "reached warm's accuracy (mega-batch × seed)",
+        f"mean epochs to reach it (of {epochs})",
+        "mean seconds to reach it",
+        "last mega-batch, epochs per seed",
+    ]
+    lines = [row(*columns), row(*["---"] * len(columns))]
     data = {}
     for strategy, values in per_strategy.items():
         reached = sum(values["reached"])
@@ -270,11 +343,18 @@ def compute_to_accuracy(doc: dict) -> tuple[list[str], dict]:
         mean_epochs = float(np.mean(values["epochs"])) if values["epochs"] else None
         mean_seconds = float(np.mean(values["seconds"])) if values["seconds"] else None
         last = ["–" if e is None else str(e) for e in values["last_epochs"]]
-        data[strategy] = {"reached": reached, "of": total, "mean_epochs": mean_epochs, "mean_seconds": mean_seconds,
-                          "last_megabatch_epochs": values["last_epochs"]}
-        lines.append(f"| {strategy} | {reached}/{total} | "
-                     f"{'–' if mean_epochs is None else f'{mean_epochs:.2f}'} | "
-                     f"{'–' if mean_seconds is None else f'{mean_seconds:.1f}'} | {', '.join(last)} |")
+        data[strategy] = {
+            "reached": reached,
+            "of": total,
+            "mean_epochs": mean_epochs,
+            "mean_seconds": mean_seconds,
+            "last_megabatch_epochs": values["last_epochs"],
+        }
+        lines.append(
+            f"| {strategy} | {reached}/{total} | "
+            f"{'–' if mean_epochs is None else f'{mean_epochs:.2f}'} | "
+            f"{'–' if mean_seconds is None else f'{mean_seconds:.1f}'} | {', '.join(last)} |"
+        )
     return lines, data
 
 
@@ -289,9 +369,14 @@ def plot_curves(doc: dict, path: Path) -> None:
     for strategy, values in curves.items():
         array = np.asarray(values) * 100
         epochs = np.arange(1, array.shape[1] + 1)
-        axis.errorbar(epochs, array.mean(0), yerr=array.std(0), marker="o", capsize=3, label=strategy)
-    axis.set(xlabel="epoch on the last mega-batch", ylabel="test accuracy (%)",
-             title="Compute to accuracy (last mega-batch)")
+        axis.errorbar(
+            epochs, array.mean(0), yerr=array.std(0), marker="o", capsize=3, label=strategy
+        )
+    axis.set(
+        xlabel="epoch on the last mega-batch",
+        ylabel="test accuracy (%)",
+        title="Compute to accuracy (last mega-batch)",
+    )
     axis.grid(alpha=0.3)
     axis.legend()
     save(figure, path)
@@ -326,7 +411,10 @@ TITLES = {
 
 
 BENCHMARKS_MD = DOCS.parent / "BENCHMARKS.md"
-START, END = "<!-- quality tables: start (written by benchmarks.quality_tables report) -->", "<!-- quality tables: end -->"
+START, END = (
+    "<!-- quality tables: start (written by benchmarks.quality_tables report) -->",
+    "<!-- quality tables: end -->",
+)
 
 
 def update_marked_block(path: Path, body: str) -> bool:
@@ -363,36 +451,51 @@ def report(runs_dir: Path, out: Path, dataset_label: str) -> None:
         if table == "t1_full_replay" and full is not None:
             plot(full, out / "t1_full_replay_stream.png")
             sections += ["![Table 1 per mega-batch](quality/t1_full_replay_stream.png)", ""]
-    if full is not None and any(m["epoch_test_accuracy"] for r in full["runs"] for m in r["megabatches"]):
+    if full is not None and any(
+        m["epoch_test_accuracy"] for r in full["runs"] for m in r["megabatches"]
+    ):
         lines, data = compute_to_accuracy(full)
         document["compute_to_accuracy"] = data
         plot_curves(full, out / "compute_to_accuracy.png")
-        sections += ["### Compute to accuracy (from Table 1's per-epoch test curves)", "", *lines, "",
-                     "![compute to accuracy](quality/compute_to_accuracy.png)", ""]
+        sections += [
+            "### Compute to accuracy (from Table 1's per-epoch test curves)",
+            "",
+            *lines,
+            "",
+            "![compute to accuracy](quality/compute_to_accuracy.png)",
+            "",
+        ]
     example = next(iter(groups.values()))
     config = example["config"]
+    data, train = example["dataset"], config["update"]["train"]
     header = [
-        f"Dataset: {dataset_label} ({example['dataset']['train_samples']} train / "
-        f"{example['dataset']['test_samples']} test), model {config['model']} width {config['width']}, "
-        f"{config['megabatches']} mega-batches, {config['update']['train']['epochs']} epochs per mega-batch, "
-        f"batch {config['update']['train']['batch_size']}, lr {config['update']['train']['lr']}, "
-        f"torch {example['torch']} on {example['device']}. Values after the last mega-batch, mean ± std "
-        "(population) over seeds. CER counts errors on our test set (2,000 images, the paper's has 10,000).",
+        f"Dataset: {dataset_label} ({data['train_samples']} train / {data['test_samples']} test), "
+        f"model {config['model']} width {config['width']}, {config['megabatches']} mega-batches, "
+        f"{train['epochs']} epochs per mega-batch, batch {train['batch_size']}, lr {train['lr']}, "
+        f"torch {example['torch']} on {example['device']}. Values after the last mega-batch, "
+        "mean ± std (population) over seeds. CER counts errors on our test set (2,000 images, "
+        "the paper's has 10,000).",
         "",
     ]
     (out.parent / "quality.md").write_text("\n".join(header + sections))
-    update_marked_block(BENCHMARKS_MD, "\n".join(header + sections).replace("](quality/", "](benchmarks/quality/"))
+    update_marked_block(
+        BENCHMARKS_MD, "\n".join(header + sections).replace("](quality/", "](benchmarks/quality/")
+    )
     (out.parent / "quality.json").write_text(json.dumps(document, indent=2))
     print("\n".join(header + sections))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run")
     run_parser.add_argument("--dataset", required=True, help="digits | npz:PATH | cifar10:DIR")
     run_parser.add_argument("--workers", type=int, default=2)
-    run_parser.add_argument("--tables", default=None, help="comma-separated table ids (default: all)")
+    run_parser.add_argument(
+        "--tables", default=None, help="comma-separated table ids (default: all)"
+    )
     run_parser.add_argument("--epochs", type=int, default=Scale.epochs)
     run_parser.add_argument("--width", type=float, default=Scale.width)
     run_parser.add_argument("--runs-dir", type=Path, default=Path("runs/quality"))
@@ -403,7 +506,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "run":
         tables = set(args.tables.split(",")) if args.tables else None
-        run(args.dataset, args.runs_dir, args.workers, tables, Scale(width=args.width, epochs=args.epochs))
+        run(
+            args.dataset,
+            args.runs_dir,
+            args.workers,
+            tables,
+            Scale(width=args.width, epochs=args.epochs),
+        )
     else:
         report(args.runs_dir, args.out, args.dataset_label)
 

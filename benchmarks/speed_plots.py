@@ -24,10 +24,17 @@ def plot_growth(source: Path, target: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, run in growth["runs"].items():
         seconds = run["update_seconds"]
-        axis.plot(range(1, len(seconds) + 1), seconds, marker="o",
-                  label=f"{name} replay (peak RSS {run['peak_rss_mib']:.0f} MiB)")
-    axis.set(xlabel="mega-batch", ylabel="whole update (s)",
-             title=f"Update time over {growth['megabatches']} mega-batches ({growth['model']})")
+        axis.plot(
+            range(1, len(seconds) + 1),
+            seconds,
+            marker="o",
+            label=f"{name} replay (peak RSS {run['peak_rss_mib']:.0f} MiB)",
+        )
+    axis.set(
+        xlabel="mega-batch",
+        ylabel="whole update (s)",
+        title=f"Update time over {growth['megabatches']} mega-batches ({growth['model']})",
+    )
     axis.grid(alpha=0.3)
     axis.legend()
     save(figure, target)
@@ -45,8 +52,18 @@ def plot_serving(after: Path, before: Path | None, target: Path) -> None:
         clients = [row["clients"] for row in rows]
         rate.plot(clients, [row["requests_per_s"] for row in rows], marker="o", label=label)
         latency.plot(clients, [row["p99_ms"] for row in rows], marker="o", label=label)
-    rate.set(xlabel="concurrent clients", ylabel="requests/s", title="/predict throughput (HTTP)", xscale="log")
-    latency.set(xlabel="concurrent clients", ylabel="p99 latency (ms)", title="/predict p99 latency", xscale="log")
+    rate.set(
+        xlabel="concurrent clients",
+        ylabel="requests/s",
+        title="/predict throughput (HTTP)",
+        xscale="log",
+    )
+    latency.set(
+        xlabel="concurrent clients",
+        ylabel="p99 latency (ms)",
+        title="/predict p99 latency",
+        xscale="log",
+    )
     for axis in (rate, latency):
         axis.grid(alpha=0.3)
         axis.legend()
@@ -55,7 +72,11 @@ def plot_serving(after: Path, before: Path | None, target: Path) -> None:
 
 def main() -> None:
     plot_growth(DOCS / "update_growth.json", DOCS / "update_growth.png")
-    plot_serving(DOCS / "serving_speed.json", DOCS / "serving_speed_before_batching.json", DOCS / "serving_speed.png")
+    plot_serving(
+        DOCS / "serving_speed.json",
+        DOCS / "serving_speed_before_batching.json",
+        DOCS / "serving_speed.png",
+    )
     print(f"wrote {DOCS / 'update_growth.png'} and {DOCS / 'serving_speed.png'}")
 
 

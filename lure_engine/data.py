@@ -36,7 +36,7 @@ class ImageArrays:
     def __len__(self) -> int:
         return len(self.x)
 
-    def subset(self, index: np.ndarray) -> "ImageArrays":
+    def subset(self, index: np.ndarray) -> ImageArrays:
         return ImageArrays(self.x[index], self.y[index])
 
 
@@ -94,8 +94,14 @@ def load_digits_dataset(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(round(test_fraction * len(x)))
     test, train = order[:n_test], order[n_test:]
-    return Dataset("digits", ImageArrays(x[train], y[train]), ImageArrays(x[test], y[test]), 10,
-                   [str(d) for d in range(10)], hflip=False)
+    return Dataset(
+        "digits",
+        ImageArrays(x[train], y[train]),
+        ImageArrays(x[test], y[test]),
+        10,
+        [str(d) for d in range(10)],
+        hflip=False,
+    )
 
 
 def load_npz_dataset(path: str | Path) -> Dataset:
@@ -123,8 +129,13 @@ def load_npz_dataset(path: str | Path) -> Dataset:
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise ValueError(f"{path}: train and test images differ in shape")
     num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
-    return Dataset(path.stem, ImageArrays(arrays["x_train"], arrays["y_train"]),
-                   ImageArrays(arrays["x_test"], arrays["y_test"]), num_classes, names)
+    return Dataset(
+        path.stem,
+        ImageArrays(arrays["x_train"], arrays["y_train"]),
+        ImageArrays(arrays["x_test"], arrays["y_test"]),
+        num_classes,
+        names,
+    )
 
 
 def load_cifar10_folder(root: str | Path) -> Dataset:
@@ -139,8 +150,13 @@ def load_cifar10_folder(root: str | Path) -> Dataset:
         raise ValueError(f"no CIFAR-10 folder (cifar-10-batches-py) under {root}")
     train = CIFAR10(str(root), train=True, download=False)
     test = CIFAR10(str(root), train=False, download=False)
-    return Dataset("cifar10", ImageArrays(train.data, np.asarray(train.targets)),
-                   ImageArrays(test.data, np.asarray(test.targets)), 10, list(train.classes))
+    return Dataset(
+        "cifar10",
+        ImageArrays(train.data, np.asarray(train.targets)),
+        ImageArrays(test.data, np.asarray(test.targets)),
+        10,
+        list(train.classes),
+    )
 
 
 def load_dataset(source: str) -> Dataset:

@@ -6,13 +6,19 @@ computed here because torchmetrics does not expose them for plotting.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
+
+from lure_engine.metrics_record import UpdateMetrics
+
+if TYPE_CHECKING:
+    from lure_engine.update import UpdateResult
 
 ECE_BINS = 15
 
@@ -31,13 +37,12 @@ class Evaluation:
     ece: float
     nll: float
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, bins: int = ECE_BINS) -> float:
     """L1 ECE with equal-width confidence bins (torchmetrics)."""
-    return float(multiclass_calibration_error(probs, y, num_classes=probs.shape[1], n_bins=bins, norm="l1"))
+    return float(
+        multiclass_calibration_error(probs, y, num_classes=probs.shape[1], n_bins=bins, norm="l1")
+    )
 
 
 def evaluate_logits(logits: torch.Tensor, y: torch.Tensor, bins: int = ECE_BINS) -> Evaluation:
@@ -56,17 +61,10 @@ def evaluate_logits(logits: torch.Tensor, y: torch.Tensor, bins: int = ECE_BINS)
     )
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bins: int = ECE_BINS) -> Evaluation:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, bins: int = ECE_BINS
+) -> Evaluation:
     return evaluate_logits(predict_logits(model, x), y, bins)
-
-
-def cumulative_error_rate(errors_per_megabatch: Sequence[int]) -> list[int]:
-    """CER after each mega-batch: the running sum of test errors (paper Eq. 4)."""
-    total, out = 0, []
-    for errors in errors_per_megabatch:
-        total += int(errors)
-        out.append(total)
-    return out
 
 
 def generalization_gap(train_accuracy: float, val_accuracy: float) -> float:
@@ -83,9 +81,55 @@ def reliability_bins(probs: torch.Tensor, y: torch.Tensor, bins: int = 10) -> li
         low, high = float(edges[b]), float(edges[b + 1])
         inside = (confidence > low) & (confidence <= high) if b else (confidence <= high)
         n = int(inside.sum())
-        out.append({
-            "low": low, "high": high, "count": n,
-            "confidence": float(confidence[inside].mean()) if n else None,
-            "accuracy": float(correct[inside].mean()) if n else None,
-        })
+        out.append(
+            {
+                "low": low,
+                "high": high,
+                "count": n,
+                "confidence": float(confidence[inside].mean()) if n else None,
+                "accuracy": float(correct[inside].mean()) if n else None,
+            }
+        )
     return out
+
+
+def measure_update(
+    result: UpdateResult,
+    *,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor] | None,
+    prequential_accuracy: float,
+    parent_cer: int,
+) -> UpdateMetrics:
+    """Evaluate an updated model on its training set, the validation splits and the test set."""
+    started = time.perf_counter()
+    model = result.model
+    train_accuracy = evaluate(model, *train).accuracy
+    val_accuracy = evaluate(model, *val).accuracy if len(val[1]) else None
+    test_eval, reliability = None, []
+    if test is not None:
+        logits = predict_logits(model, test[0])
+        test_eval = evaluate_logits(logits, test[1])
+        reliability = reliability_bins(logits.softmax(1), test[1])
+    return UpdateMetrics(
+        test_accuracy=test_eval.accuracy if test_eval else None,
+        test_errors=test_eval.errors if test_eval else None,
+        test_samples=test_eval.count if test_eval else 0,
+        cer=parent_cer + test_eval.errors if test_eval else None,
+        train_accuracy=train_accuracy,
+        val_accuracy=val_accuracy,
+        generalization_gap=generalization_gap(train_accuracy, val_accuracy)
+        if val_accuracy is not None
+        else None,
+        ece=test_eval.ece if test_eval else None,
+        nll=test_eval.nll if test_eval else None,
+        prequential_accuracy=prequential_accuracy,
+        train_samples=len(train[1]),
+        train_seconds=result.train.seconds,
+        unlearn_seconds=result.unlearn_seconds,
+        reset_seconds=result.reset_seconds,
+        importance_seconds=result.importance_seconds,
+        evaluate_seconds=time.perf_counter() - started,
+        reliability=reliability,
+    )

@@ -22,7 +22,9 @@ from lure_engine.metrics import evaluate
 from lure_engine.seeding import torch_generator
 
 
-def symmetric_label_noise(labels: np.ndarray, rate: float, num_classes: int, seed: int) -> np.ndarray:
+def symmetric_label_noise(
+    labels: np.ndarray, rate: float, num_classes: int, seed: int
+) -> np.ndarray:
     """With probability ``rate`` replace each label by one drawn uniformly from all classes."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"label noise rate must lie in [0, 1], got {rate}")
@@ -43,9 +45,15 @@ def _pixels(normalised: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def weight_perturbation_curve(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigmas: Sequence[float], seed: int = 0, draws: int = 3
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigmas: Sequence[float],
+    seed: int = 0,
+    draws: int = 3,
 ) -> list[dict]:
-    """Accuracy when every weight tensor gets Gaussian noise of std σ·rms(tensor) (a flatness probe).
+    """Accuracy when every weight tensor gets Gaussian noise of std σ·rms(tensor) (a
+    flatness probe).
 
     Noise is relative to each tensor's scale so one σ means the same for conv and linear layers.
     """
@@ -64,8 +72,13 @@ def weight_perturbation_curve(
 
 
 def pgd_attack(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int = 10,
-    step_size: float | None = None, seed: int = 0,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilon: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    seed: int = 0,
 ) -> torch.Tensor:
     """L∞ PGD (Madry et al.) with a random start; ``epsilon`` is in pixel units ([0, 1])."""
     model.eval()
@@ -80,16 +93,27 @@ def pgd_attack(
         (grad,) = torch.autograd.grad(loss, adversarial)
         with torch.no_grad():
             adversarial = adversarial + step_size * grad.sign()
-            adversarial = torch.min(torch.max(adversarial, pixels - epsilon), pixels + epsilon).clamp(0, 1)
+            adversarial = torch.min(
+                torch.max(adversarial, pixels - epsilon), pixels + epsilon
+            ).clamp(0, 1)
     return _normalise(adversarial.detach())
 
 
-def pgd_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: Sequence[float],
-                 batch_size: int = 256) -> list[dict]:
+def pgd_accuracy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: Sequence[float],
+    batch_size: int = 256,
+) -> list[dict]:
     out = []
     for eps in epsilons:
-        attacked = torch.cat([pgd_attack(model, x[i : i + batch_size], y[i : i + batch_size], eps)
-                              for i in range(0, len(x), batch_size)])
+        attacked = torch.cat(
+            [
+                pgd_attack(model, x[i : i + batch_size], y[i : i + batch_size], eps)
+                for i in range(0, len(x), batch_size)
+            ]
+        )
         out.append({"epsilon": float(eps), "accuracy": evaluate(model, attacked, y).accuracy})
     return out
 
@@ -138,7 +162,9 @@ CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, torch.Generator], torch.Tens
 
 
 def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
-    """Apply corruption ``name`` at ``severity`` 1–5 to normalised images; returns normalised images."""
+    """Apply corruption ``name`` at ``severity`` 1–5 to normalised images; returns normalised
+    images.
+    """
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; choose one of {', '.join(CORRUPTIONS)}")
     if severity not in range(1, 6):
@@ -147,10 +173,13 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.T
     return _normalise(corrupted.clamp(0, 1))
 
 
-def corruption_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        severities: Sequence[int] = (1, 2, 3, 4, 5)) -> dict[str, float]:
+def corruption_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, severities: Sequence[int] = (1, 2, 3, 4, 5)
+) -> dict[str, float]:
     """Mean accuracy over severities per corruption, plus their mean (mCA)."""
-    result = {name: float(np.mean([evaluate(model, corrupt(x, name, s), y).accuracy for s in severities]))
-              for name in CORRUPTIONS}
+    result = {
+        name: float(np.mean([evaluate(model, corrupt(x, name, s), y).accuracy for s in severities]))
+        for name in CORRUPTIONS
+    }
     result["mean"] = float(np.mean(list(result.values())))
     return result

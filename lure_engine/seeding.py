@@ -1,15 +1,23 @@
-"""Seeded random sources, so every random choice of an update can be replayed from its seed."""
+"""Seeded random sources, so every random choice of an update can be replayed from its seed.
+
+torch is imported where it is used: ``derive_seed`` serves processes that never load torch.
+"""
 
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch global generators (for code we do not control)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
@@ -17,6 +25,8 @@ def seed_everything(seed: int) -> None:
 
 def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A private torch generator: our own draws never depend on global state."""
+    import torch
+
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator

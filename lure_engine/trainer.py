@@ -7,6 +7,7 @@ through a callback and can keep the best weights on a validation set.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,9 +73,63 @@ def _milestone_steps(config: TrainConfig) -> list[int]:
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     model.eval()
-    correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))
+    correct = sum(
+        int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+        for i in range(0, len(x), batch_size)
+    )
     return correct / max(len(x), 1)
+
+
+@dataclass
+class _Run:
+    """What one training run carries from step to step."""
+
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    channels_last: bool
+    progress: ProgressCallback | None
+    progress_every: int
+    loss: float = float("nan")
+
+
+def _step_batch(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, run: _Run
+) -> torch.Tensor:
+    """Augment, forward, backward and step on one mini-batch; returns the (undetached) loss."""
+    config, device = run.config, images.device
+    images = augment_batch(
+        images, run.generator, hflip=config.hflip, crop_padding=config.crop_padding
+    )
+    if run.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    else:  # without crop augmentation the batch may still be a channels_last view
+        images = for_backward(images)
+    with torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and config.amp
+    ):
+        loss = F.cross_entropy(model(images), labels)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    return loss
+
+
+def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int, run: _Run) -> None:
+    """One pass over (x, y) in a seeded random order, reporting progress as it goes."""
+    config = run.config
+    model.train()
+    steps = (len(x) + config.batch_size - 1) // config.batch_size
+    order = torch.randperm(len(x), generator=run.generator).to(x.device)
+    for step in range(steps):
+        index = order[step * config.batch_size : (step + 1) * config.batch_size]
+        if len(index) < 2 and len(x) >= 2:  # BatchNorm cannot train on a batch of one
+            continue
+        loss = _step_batch(model, x[index], y[index], run)
+        if step == steps - 1 or (run.progress is not None and step % run.progress_every == 0):
+            run.loss = float(loss.detach())  # reading the loss syncs the device: not on every step
+            if run.progress is not None:
+                run.progress(Progress(epoch, config.epochs, step + 1, steps, run.loss))
 
 
 def train(
@@ -91,56 +146,36 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place on (x, y) (normalised NCHW tensors on the model's device).
 
-    ``progress`` is called every ``progress_every`` steps and on each epoch's last step; reading
-    the loss forces a device sync, so it is not read on the steps in between.
+    ``progress`` is called every ``progress_every`` steps and on each epoch's last step.
     """
-    import time
-
-    device = x.device
-    cuda = device.type == "cuda"
+    started = time.perf_counter()
+    cuda = x.device.type == "cuda"
     channels_last = cuda and config.channels_last and x.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, _milestone_steps(config), config.gamma)
-    generator = torch_generator(seed)
-    steps = (len(x) + config.batch_size - 1) // config.batch_size
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, _milestone_steps(config), config.gamma
+    )
+    run = _Run(config, optimizer, torch_generator(seed), channels_last, progress, progress_every)
     best_accuracy, best_state, best_epoch = -1.0, None, None
-    loss_value, started = float("nan"), time.perf_counter()
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=generator).to(device)
-        for step in range(steps):
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            if len(index) < 2 and len(x) >= 2:  # BatchNorm cannot train on a batch of one
-                continue
-            images = augment_batch(x[index], generator, hflip=config.hflip, crop_padding=config.crop_padding)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            else:  # without crop augmentation the batch may still be a channels_last view
-                images = for_backward(images)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and config.amp):
-                loss = F.cross_entropy(model(images), y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            last_step = step == steps - 1
-            if last_step or (progress is not None and step % progress_every == 0):
-                loss_value = float(loss.detach())
-                if progress is not None:
-                    progress(Progress(epoch + 1, config.epochs, step + 1, steps, loss_value))
+    for epoch in range(1, config.epochs + 1):
+        _train_epoch(model, x, y, epoch, run)
         scheduler.step()
         if config.keep_best_on_validation and val is not None:
             accuracy = _accuracy(model, *val)
             if accuracy > best_accuracy:
-                best_accuracy, best_epoch = accuracy, epoch + 1
-                best_state = copy.deepcopy(model.state_dict())
+                best_accuracy, best_epoch, best_state = (
+                    accuracy,
+                    epoch,
+                    copy.deepcopy(model.state_dict()),
+                )
         if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, model)
-            model.train()
+            on_epoch_end(epoch, model)
     if best_state is not None:
         model.load_state_dict(best_state)
     if cuda:
-        torch.cuda.synchronize(device)
-    return TrainResult(time.perf_counter() - started, len(x) * config.epochs, loss_value, best_epoch)
+        torch.cuda.synchronize(x.device)
+    return TrainResult(time.perf_counter() - started, len(x) * config.epochs, run.loss, best_epoch)

@@ -1,7 +1,7 @@
 """One LURE update of one mega-batch: unlearn, relearn, then estimate importance for next time.
 
-This is the function the ALMA simulator and the server's worker both call, so a benchmark measures
-exactly what production runs (DESIGN.md, "The update, precisely", steps 2, 3 and 5).
+The core of :func:`lure_engine.pipeline.update_on_megabatch`, which the ALMA simulator and the
+server's worker both call (docs/ARCHITECTURE.md walks the whole update step by step).
 """
 
 from __future__ import annotations
@@ -48,9 +48,12 @@ class UpdateSeeds:
     importance: int
 
     @classmethod
-    def derive(cls, base: int, index: int) -> "UpdateSeeds":
-        return cls(derive_seed(base, "reinit", index), derive_seed(base, "train", index),
-                   derive_seed(base, "importance", index))
+    def derive(cls, base: int, index: int) -> UpdateSeeds:
+        return cls(
+            derive_seed(base, "reinit", index),
+            derive_seed(base, "train", index),
+            derive_seed(base, "importance", index),
+        )
 
 
 @dataclass
@@ -60,7 +63,6 @@ class UpdateResult:
     train: TrainResult
     reset_seconds: float
     importance_seconds: float
-    importance_sample_size: int
 
     @property
     def unlearn_seconds(self) -> float:
@@ -68,9 +70,29 @@ class UpdateResult:
         return self.reset_seconds + self.importance_seconds
 
 
+Tensors = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W) and labels (N,)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _importance_mask(model: nn.Module, megabatch: Tensors, config: UpdateConfig, seed: int) -> Mask:
+    """Score the model on a seeded π-sample of the mega-batch's train split; keep the top k."""
+    x, y = megabatch
+    size = max(1, int(round(config.importance_sample_fraction * len(x))))
+    pick = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
+    pick = torch.from_numpy(pick).to(x.device)
+    return compute_keep_mask(
+        model,
+        x[pick],
+        y[pick],
+        estimator=config.importance,
+        keep_fraction=config.keep_fraction,
+        scope=config.scope,
+        seed=seed,
+    )
 
 
 def run_update(
@@ -79,44 +101,42 @@ def run_update(
     previous_mask: Mask | None,
     *,
     has_parent: bool,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    megabatch_x: torch.Tensor,
-    megabatch_y: torch.Tensor,
+    train_set: Tensors,
+    megabatch: Tensors,
     config: UpdateConfig,
     seeds: UpdateSeeds,
-    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    val: Tensors | None = None,
     progress: ProgressCallback | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> UpdateResult:
     """Update ``model`` on one mega-batch.
 
-    ``train_x/y`` is the training set (the mega-batch's train split plus replay); ``megabatch_x/y``
-    is the mega-batch's train split alone, from which the importance sample π is drawn. Without a
+    ``train_set`` is what is trained on (the mega-batch's train split plus replay); ``megabatch`` is
+    the mega-batch's train split alone, from which the importance sample π is drawn. Without a
     parent (the first mega-batch) there is nothing to unlearn.
     """
-    device = train_x.device
-    strategy = make_strategy(config.strategy, **config.strategy_options)
+    device = train_set[0].device
     started = time.perf_counter()
     if has_parent:
-        context = ForgetContext(spec, seeds.reinit, previous_mask, config.reset_source)
-        model = strategy.apply(model, context)
+        strategy = make_strategy(config.strategy, **config.strategy_options)
+        model = strategy.apply(
+            model, ForgetContext(spec, seeds.reinit, previous_mask, config.reset_source)
+        )
     _sync(device)
     reset_seconds = time.perf_counter() - started
-
-    train_result = train(model, train_x, train_y, config.train, seed=seeds.train, val=val, progress=progress,
-                         on_epoch_end=on_epoch_end)
-
-    next_mask, sample_size, importance_seconds = None, 0, 0.0
+    train_result = train(
+        model,
+        *train_set,
+        config.train,
+        seed=seeds.train,
+        val=val,
+        progress=progress,
+        on_epoch_end=on_epoch_end,
+    )
+    next_mask, importance_seconds = None, 0.0
     if uses_importance_mask(config.strategy):
         started = time.perf_counter()
-        sample_size = max(1, int(round(config.importance_sample_fraction * len(megabatch_x))))
-        rng = np.random.default_rng(seeds.importance)
-        pick = torch.from_numpy(np.sort(rng.choice(len(megabatch_x), sample_size, replace=False))).to(device)
-        next_mask = compute_keep_mask(
-            model, megabatch_x[pick], megabatch_y[pick], estimator=config.importance,
-            keep_fraction=config.keep_fraction, scope=config.scope, seed=seeds.importance,
-        )
+        next_mask = _importance_mask(model, megabatch, config, seeds.importance)
         _sync(device)
         importance_seconds = time.perf_counter() - started
-    return UpdateResult(model, next_mask, train_result, reset_seconds, importance_seconds, sample_size)
+    return UpdateResult(model, next_mask, train_result, reset_seconds, importance_seconds)

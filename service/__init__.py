@@ -1,1 +1,3 @@
-"""The LURE update server: HTTP API, storage and dashboard (see DESIGN.md), plus the ``lure`` CLI."""
+"""The LURE update server's HTTP side: the API, the dashboard, the ``lure`` CLI and the Python
+client (docs/ARCHITECTURE.md).
+"""

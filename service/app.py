@@ -9,12 +9,15 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from lure_core.blobs import BlobStore
+from lure_core.database import make_engine, make_session_factory, upgrade_database
+from lure_core.queue import make_producer
 from service.api.auth import READ, require
 from service.api.deps import Resources
 from service.api.guard import RequestGuard
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
-from service.dashboard import routes as dashboard
 from service.batching import MicroBatcher
+from service.dashboard import routes as dashboard
 from service.dispatcher import Dispatcher
 from service.health import FileVerifier
 from service.inference import ModelCache
@@ -22,9 +25,6 @@ from service.ingest import Ingestor
 from service.instance_lock import hold_data_dir
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
 from service.settings import ServerSettings
-from worker.celery_app import make_celery
-from worker.storage.blobs import BlobStore
-from worker.storage.database import make_engine, make_session_factory, upgrade_database
 
 log = logging.getLogger("lure.api")
 
@@ -36,17 +36,32 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
     blobs = BlobStore(settings.blob_dir)
-    celery = make_celery(settings)
-    dispatcher = Dispatcher(sessions, celery, settings.dispatch_interval_seconds,
-                            stale_after=settings.stale_job_seconds, resend_after=settings.resend_queued_after_seconds)
-    return Resources(settings, sessions, blobs, celery, dispatcher,
-                     Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
-                     ModelCache(blobs, settings.model_cache_size,
-                                on_refused=lambda v, _: metrics.refused_checkpoints.labels(str(v.model_id),
-                                                                                           str(v.number)).inc()),
-                     metrics,
-                     MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
-                     FileVerifier(blobs))
+    celery = make_producer(settings)
+    dispatcher = Dispatcher(
+        sessions,
+        celery,
+        settings.dispatch_interval_seconds,
+        stale_after=settings.stale_job_seconds,
+        resend_after=settings.resend_queued_after_seconds,
+    )
+    return Resources(
+        settings,
+        sessions,
+        blobs,
+        celery,
+        dispatcher,
+        Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
+        ModelCache(
+            blobs,
+            settings.model_cache_size,
+            on_refused=lambda v, _: metrics.refused_checkpoints.labels(
+                str(v.model_id), str(v.number)
+            ).inc(),
+        ),
+        metrics,
+        MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
+        FileVerifier(blobs),
+    )
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -60,19 +75,30 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.state.resources = resources
         resources.dispatcher.start()
         if not settings.auth:
-            log.warning("AUTHENTICATION IS OFF (LURE_AUTH=false): anyone who can reach this port can read, "
-                        "write and promote models")
-        log.info("LURE API ready: database %s, broker %s", settings.resolved_database_url,
-                 settings.resolved_broker_url)
+            log.warning(
+                "AUTHENTICATION IS OFF (LURE_AUTH=false): anyone who can reach this port can read, "
+                "write and promote models"
+            )
+        log.info(
+            "LURE API ready: database %s, broker %s",
+            settings.resolved_database_url,
+            settings.resolved_broker_url,
+        )
         yield
         resources.dispatcher.stop()
 
-    app = FastAPI(title="LURE update server", version="0.1.0", lifespan=lifespan,
-                  description="Online model updates with Learn, Unlearn, Relearn.")
+    app = FastAPI(
+        title="LURE update server",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Online model updates with Learn, Unlearn, Relearn.",
+    )
     for module in (health, models, chunks, megabatches, jobs, versions, predict, dashboard):
         app.include_router(module.router)
     app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
-    app.add_middleware(RequestGuard)  # inside the metrics middleware: refused requests are counted too
+    app.add_middleware(
+        RequestGuard
+    )  # inside the metrics middleware: refused requests are counted too
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[require(READ)])

@@ -23,10 +23,11 @@ class MicroBatcher:
         self.max_images, self.max_wait = max_images, max_wait
         self._pending: dict[Hashable, list[tuple[np.ndarray, asyncio.Future]]] = defaultdict(list)
         self._draining: set[Hashable] = set()
-        self.batches_run = 0  # for tests and metrics
 
     async def run(self, key: Hashable, forward: Forward, images: np.ndarray) -> np.ndarray:
-        """``forward(images)`` for this request, possibly computed together with others for ``key``."""
+        """``forward(images)`` for this request, possibly computed together with others for
+        ``key``.
+        """
         future = asyncio.get_running_loop().create_future()
         self._pending[key].append((images, future))
         if key not in self._draining:
@@ -47,21 +48,24 @@ class MicroBatcher:
             while self._pending[key]:
                 if self.max_wait > 0:
                     await asyncio.sleep(self.max_wait)
-                batch = [(images, future) for images, future in self._take(key) if not future.cancelled()]
+                batch = [
+                    (images, future) for images, future in self._take(key) if not future.cancelled()
+                ]
                 if not batch:
                     continue
                 try:
-                    outputs = await run_in_threadpool(forward, np.concatenate([images for images, _ in batch]))
+                    outputs = await run_in_threadpool(
+                        forward, np.concatenate([images for images, _ in batch])
+                    )
                 except Exception as error:  # every waiting request gets the failure, none hangs
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     continue
-                self.batches_run += 1
                 offset = 0
                 for images, future in batch:
                     if not future.done():
-                        future.set_result(outputs[offset:offset + len(images)])
+                        future.set_result(outputs[offset : offset + len(images)])
                     offset += len(images)
         finally:
             self._draining.discard(key)

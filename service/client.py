@@ -29,9 +29,12 @@ class LureError(RuntimeError):
         self.status, self.detail = status, detail
 
 
-def _npz(x: np.ndarray, y: np.ndarray) -> bytes:
+def encode_npz(
+    x: np.ndarray, y: np.ndarray, *, compressed: bool = True, **extra: np.ndarray
+) -> bytes:
+    """A chunk body: an ``.npz`` holding uint8 images ``x`` (N, H, W[, C]) and labels ``y``."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, x=x, y=y)
+    (np.savez_compressed if compressed else np.savez)(buffer, x=x, y=y, **extra)
     return buffer.getvalue()
 
 
@@ -49,7 +52,10 @@ def encode_image(image: np.ndarray | bytes | str | Path) -> str:
 
 def load_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``folder/<class>/*.png|jpg``: classes sorted by name (numeric names keep their number)."""
-    classes = sorted((d.name for d in folder.iterdir() if d.is_dir()), key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+    classes = sorted(
+        (d.name for d in folder.iterdir() if d.is_dir()),
+        key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n),
+    )
     if not classes:
         raise ValueError(f"{folder} has no class subfolders")
     numeric = all(c.isdigit() for c in classes)
@@ -63,7 +69,9 @@ def load_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise ValueError(f"{folder} holds no .png or .jpg images")
     sizes = {i.shape for i in images}
     if len(sizes) > 1:
-        raise ValueError(f"{folder}: images differ in size {sorted(sizes)[:3]}; resize them or push as JSON")
+        raise ValueError(
+            f"{folder}: images differ in size {sorted(sizes)[:3]}; resize them or push as JSON"
+        )
     return np.stack(images), np.asarray(labels, np.int64), classes
 
 
@@ -77,15 +85,22 @@ def load_npz_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class LureClient:
-    def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 120,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        timeout: float = 120,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=url, headers=headers, timeout=timeout, transport=transport)
+        self.http = httpx.Client(
+            base_url=url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "LureClient":
+    def __enter__(self) -> LureClient:
         return self
 
     def __exit__(self, *_) -> None:
@@ -101,6 +116,18 @@ class LureClient:
             raise LureError(response.status_code, detail)
         return response
 
+    def wait_until_healthy(self, timeout: float = 60.0) -> None:
+        """Poll ``/healthz`` until the server answers (it may still be starting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"the server did not answer /healthz within {timeout} s")
+
     # models
     def create_model(self, name: str, **config) -> dict:
         return self._call("POST", "/v1/models", json={"name": name, **config}).json()
@@ -112,28 +139,54 @@ class LureClient:
         return self._call("GET", "/v1/models").json()
 
     # data
-    def push_arrays(self, model: str, x: np.ndarray, y: np.ndarray, split: str = "train", chunk_size: int = 500,
-                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    def push_arrays(
+        self,
+        model: str,
+        x: np.ndarray,
+        y: np.ndarray,
+        split: str = "train",
+        chunk_size: int = 500,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[dict]:
         """Send (x, y) in chunks; re-running the same push resumes without duplicates."""
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
-        digest = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.asarray(y).tobytes() + split.encode())
+        digest = hashlib.sha256(
+            np.ascontiguousarray(x).tobytes() + np.asarray(y).tobytes() + split.encode()
+        )
         prefix = digest.hexdigest()[:32]
         answers = []
         for start in range(0, len(x), chunk_size):
             stop = min(start + chunk_size, len(x))
-            headers = {"content-type": "application/octet-stream",
-                       "Idempotency-Key": f"{prefix}-{start}-{stop}-{chunk_size}"}
-            answers.append(self._call("POST", f"/v1/models/{model}/chunks", params={"split": split},
-                                      content=_npz(x[start:stop], np.asarray(y[start:stop])), headers=headers).json())
+            headers = {
+                "content-type": "application/octet-stream",
+                "Idempotency-Key": f"{prefix}-{start}-{stop}-{chunk_size}",
+            }
+            answers.append(
+                self._call(
+                    "POST",
+                    f"/v1/models/{model}/chunks",
+                    params={"split": split},
+                    content=encode_npz(x[start:stop], np.asarray(y[start:stop])),
+                    headers=headers,
+                ).json()
+            )
             if progress:
                 progress(stop, len(x))
         return answers
 
-    def push_images(self, model: str, images: Sequence, labels: Sequence[int], split: str = "train") -> dict:
-        return self._call("POST", f"/v1/models/{model}/chunks",
-                          json={"split": split, "images": [encode_image(i) for i in images],
-                                "labels": [int(v) for v in labels]}).json()
+    def push_images(
+        self, model: str, images: Sequence, labels: Sequence[int], split: str = "train"
+    ) -> dict:
+        return self._call(
+            "POST",
+            f"/v1/models/{model}/chunks",
+            json={
+                "split": split,
+                "images": [encode_image(i) for i in images],
+                "labels": [int(v) for v in labels],
+            },
+        ).json()
 
     def seal(self, model: str) -> dict:
         return self._call("POST", f"/v1/models/{model}/megabatches/seal").json()
@@ -169,7 +222,9 @@ class LureClient:
     def metrics(self, model: str) -> dict:
         return self._call("GET", f"/v1/models/{model}/metrics").json()
 
-    def wait_for_version(self, model: str, at_least: int, timeout: float = 600, poll: float = 1.0) -> dict:
+    def wait_for_version(
+        self, model: str, at_least: int, timeout: float = 600, poll: float = 1.0
+    ) -> dict:
         """Block until version ``at_least`` (or a later one) is published; returns the newest."""
         deadline = time.monotonic() + timeout
         while True:
@@ -186,5 +241,9 @@ class LureClient:
     # inference
     def predict(self, model: str, images: Iterable, version: int | None = None) -> dict:
         params = {"version": version} if version is not None else {}
-        return self._call("POST", f"/v1/models/{model}/predict", params=params,
-                          json={"images": [encode_image(i) for i in images]}).json()
+        return self._call(
+            "POST",
+            f"/v1/models/{model}/predict",
+            params=params,
+            json={"images": [encode_image(i) for i in images]},
+        ).json()

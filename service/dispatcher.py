@@ -17,15 +17,21 @@ from celery import Celery
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.celery_app import UPDATE_QUEUE, UPDATE_TASK
-from worker.storage.schema import JobRow
+from lure_core.queue import send_update
+from lure_core.records import JobRow, JobState
 
 log = logging.getLogger("lure.dispatcher")
 
 
 class Dispatcher:
-    def __init__(self, sessions: sessionmaker[Session], celery: Celery, interval: float,
-                 stale_after: float = 60.0, resend_after: float = 600.0) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        celery: Celery,
+        interval: float,
+        stale_after: float = 60.0,
+        resend_after: float = 600.0,
+    ) -> None:
         self.sessions, self.celery, self.interval = sessions, celery, interval
         self.stale_after, self.resend_after = stale_after, resend_after
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -44,28 +50,51 @@ class Dispatcher:
 
     def pending(self) -> int:
         with self.sessions() as session:
-            return len(session.scalars(select(JobRow.id).where(JobRow.dispatched_at.is_(None))).all())
+            return len(
+                session.scalars(select(JobRow.id).where(JobRow.dispatched_at.is_(None))).all()
+            )
 
     def dispatch_once(self) -> int:
         """Send every undispatched (or dropped) job in id order; stop at the first broker error."""
         now = datetime.now(UTC)
-        stale, resend = now - timedelta(seconds=self.stale_after), now - timedelta(seconds=self.resend_after)
+        stale, resend = (
+            now - timedelta(seconds=self.stale_after),
+            now - timedelta(seconds=self.resend_after),
+        )
         with self.sessions() as session:
-            job_ids = session.scalars(select(JobRow.id).where(or_(
-                and_(JobRow.state == "queued", JobRow.dispatched_at.is_(None)),
-                and_(JobRow.state == "queued", JobRow.dispatched_at < resend),
-                and_(JobRow.state == "running", JobRow.heartbeat_at < stale, JobRow.dispatched_at < stale),
-            )).order_by(JobRow.id)).all()
+            job_ids = session.scalars(
+                select(JobRow.id)
+                .where(
+                    or_(
+                        and_(JobRow.state == JobState.QUEUED, JobRow.dispatched_at.is_(None)),
+                        and_(JobRow.state == JobState.QUEUED, JobRow.dispatched_at < resend),
+                        and_(
+                            JobRow.state == JobState.RUNNING,
+                            JobRow.heartbeat_at < stale,
+                            JobRow.dispatched_at < stale,
+                        ),
+                    )
+                )
+                .order_by(JobRow.id)
+            ).all()
         sent = 0
         for job_id in job_ids:
             try:
-                self.celery.send_task(UPDATE_TASK, args=[job_id], queue=UPDATE_QUEUE)
+                send_update(self.celery, job_id)
             except Exception as error:  # broker down: keep the job in the outbox, retry later
-                log.warning("broker unavailable, %d job(s) wait in the outbox: %s", len(job_ids) - sent, error)
+                log.warning(
+                    "broker unavailable, %d job(s) wait in the outbox: %s",
+                    len(job_ids) - sent,
+                    error,
+                )
                 break
             log.info("job %d sent to the queue", job_id, extra={"job_id": job_id})
             with self.sessions.begin() as session:
-                session.execute(update(JobRow).where(JobRow.id == job_id).values(dispatched_at=datetime.now(UTC)))
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id)
+                    .values(dispatched_at=datetime.now(UTC))
+                )
             sent += 1
         return sent
 

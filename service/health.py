@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.storage.blobs import BlobStore, sha256_hex
-from worker.storage.schema import JobRow, MegaBatchRow, ModelRow, VersionRow, WorkerRow
+from lure_core.blobs import BlobStore, sha256_hex
+from lure_core.records import JobRow, JobState, MegaBatchRow, ModelRow, VersionRow, WorkerRow
 
 
 class FileVerifier:
@@ -55,47 +55,79 @@ class Health:
 
 def _failed_jobs(session: Session, names: dict[int, str]) -> dict[str, list[str]]:
     failed: dict[str, list[str]] = {}
-    rows = session.execute(select(JobRow, MegaBatchRow.index).join(MegaBatchRow, JobRow.megabatch_id == MegaBatchRow.id)
-                           .where(JobRow.state == "failed").order_by(JobRow.id)).all()
+    rows = session.execute(
+        select(JobRow, MegaBatchRow.index)
+        .join(MegaBatchRow, JobRow.megabatch_id == MegaBatchRow.id)
+        .where(JobRow.state == JobState.FAILED)
+        .order_by(JobRow.id)
+    ).all()
     for job, index in rows:
         last = (job.error or "").strip().splitlines()[:1]
         failed.setdefault(names[job.model_id], []).append(
             f"model {names[job.model_id]}: job {job.id} (mega-batch {index}) failed"
-            f"{': ' + last[0][:300] if last else ''}; its data is not trained on until it is retried "
-            f"(POST /v1/jobs/{job.id}/retry or `lure jobs retry {job.id}`)")
+            f"{': ' + last[0][:300] if last else ''}; its data is not trained on until it is "
+            "retried "
+            f"(POST /v1/jobs/{job.id}/retry or `lure jobs retry {job.id}`)"
+        )
     return failed
 
 
 def _damaged_live(session: Session, verifier: FileVerifier) -> dict[str, str]:
     damaged = {}
-    rows = session.execute(select(ModelRow.name, VersionRow).join(
-        VersionRow, (VersionRow.model_id == ModelRow.id) & (VersionRow.number == ModelRow.live_version))).all()
+    rows = session.execute(
+        select(ModelRow.name, VersionRow).join(
+            VersionRow,
+            (VersionRow.model_id == ModelRow.id) & (VersionRow.number == ModelRow.live_version),
+        )
+    ).all()
     for name, version in rows:
-        if version.damaged or not verifier.intact(version.checkpoint_key, version.checkpoint_sha256):
-            damaged[name] = (f"model {name}: the live version {version.number}'s checkpoint fails its sha256 "
-                             f"check; the next predict or update moves the model to its newest intact ancestor")
+        if version.damaged or not verifier.intact(
+            version.checkpoint_key, version.checkpoint_sha256
+        ):
+            damaged[name] = (
+                f"model {name}: the live version {version.number}'s checkpoint fails its sha256 "
+                f"check; the next predict or update moves the model to its newest intact ancestor"
+            )
     return damaged
 
 
-def assess(sessions: sessionmaker[Session], verifier: FileVerifier, *, worker_timeout: float,
-           stale_after: float) -> Health:
+def assess(
+    sessions: sessionmaker[Session],
+    verifier: FileVerifier,
+    *,
+    worker_timeout: float,
+    stale_after: float,
+) -> Health:
     """Read the records once and list every reason the server is not doing its job."""
     now = datetime.now(UTC)
     health = Health()
     with sessions() as session:
-        health.workers_alive = len(session.scalars(select(WorkerRow.name).where(
-            WorkerRow.seen_at >= now - timedelta(seconds=worker_timeout))).all())
+        health.workers_alive = len(
+            session.scalars(
+                select(WorkerRow.name).where(
+                    WorkerRow.seen_at >= now - timedelta(seconds=worker_timeout)
+                )
+            ).all()
+        )
         names = dict(session.execute(select(ModelRow.id, ModelRow.name)).all())
-        for job in session.scalars(select(JobRow).where(
-                JobRow.state == "running", JobRow.heartbeat_at < now - timedelta(seconds=stale_after))):
+        for job in session.scalars(
+            select(JobRow).where(
+                JobRow.state == JobState.RUNNING,
+                JobRow.heartbeat_at < now - timedelta(seconds=stale_after),
+            )
+        ):
             silent = (now - job.heartbeat_at).total_seconds()
-            health.stale_jobs.append(f"model {names[job.model_id]}: job {job.id} is running but its worker has "
-                                     f"not reported for {silent:.0f} s (limit {stale_after:.0f} s)")
+            health.stale_jobs.append(
+                f"model {names[job.model_id]}: job {job.id} is running but its worker has "
+                f"not reported for {silent:.0f} s (limit {stale_after:.0f} s)"
+            )
         health.failed_jobs = _failed_jobs(session, names)
         health.damaged_live = _damaged_live(session, verifier)
     if health.workers_alive == 0:
-        health.problems.append(f"no worker has reported in the last {worker_timeout:.0f} s: sealed mega-batches "
-                               "are not being trained (start one with `lure worker`)")
+        health.problems.append(
+            f"no worker has reported in the last {worker_timeout:.0f} s: sealed mega-batches "
+            "are not being trained (start one with `lure worker`)"
+        )
     health.problems += health.stale_jobs
     health.problems += [p for problems in health.failed_jobs.values() for p in problems]
     health.problems += list(health.damaged_live.values())

@@ -27,20 +27,25 @@ def _fit(image: Image.Image, channels: int, size: int) -> np.ndarray:
 
 
 def _open_image(raw: bytes, position: int, max_side: int) -> Image.Image:
-    """Header first (format, size) and only then the pixels, so the side limit holds before decoding."""
+    """Header first (format, size) and only then the pixels, so the side limit holds before
+    decoding.
+    """
     image = Image.open(io.BytesIO(raw))
     if image.format not in ("PNG", "JPEG"):
         raise ImageError(f"images[{position}] is {image.format}, expected PNG or JPEG")
     if min(image.size) < 1:
         raise ImageError(f"images[{position}] is {image.size[0]}x{image.size[1]}: it has no pixels")
     if max(image.size) > max_side:
-        raise ImageError(f"images[{position}] is {image.size[0]}x{image.size[1]}, larger than the limit of "
-                         f"{max_side} pixels a side")
+        raise ImageError(
+            f"images[{position}] is {image.size[0]}x{image.size[1]}, larger than the limit of "
+            f"{max_side} pixels a side"
+        )
     return image
 
 
-def decode_base64_images(items: list[str], channels: int, size: int, max_side: int,
-                         max_decoded_bytes: int | None = None) -> np.ndarray:
+def decode_base64_images(
+    items: list[str], channels: int, size: int, max_side: int, max_decoded_bytes: int | None = None
+) -> np.ndarray:
     """Decode every item or raise :class:`ImageError` naming the first bad one.
 
     Whatever a hostile file makes Pillow raise (a text chunk that inflates past Pillow's limit, a
@@ -56,8 +61,10 @@ def decode_base64_images(items: list[str], channels: int, size: int, max_side: i
             image = _open_image(raw, position, max_side)
             decoded_bytes += image.size[0] * image.size[1] * 4
             if max_decoded_bytes is not None and decoded_bytes > max_decoded_bytes:
-                raise ImageError(f"images[{position}]: the chunk's images decode to more than "
-                                 f"{max_decoded_bytes} bytes, the limit; send fewer or smaller images")
+                raise ImageError(
+                    f"images[{position}]: the chunk's images decode to more than "
+                    f"{max_decoded_bytes} bytes, the limit; send fewer or smaller images"
+                )
             image.load()
             if image.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "CMYK", "YCbCr"):
                 raise ImageError(f"images[{position}] has unsupported mode {image.mode}")
@@ -66,7 +73,9 @@ def decode_base64_images(items: list[str], channels: int, size: int, max_side: i
             raise
         except Exception as error:  # noqa: BLE001 - any decoder failure is the client's bad file
             reason = str(error).strip() or type(error).__name__
-            raise ImageError(f"images[{position}] could not be decoded as PNG or JPEG ({reason})") from None
+            raise ImageError(
+                f"images[{position}] could not be decoded as PNG or JPEG ({reason})"
+            ) from None
     return np.stack(out)
 
 
@@ -81,18 +90,21 @@ def fit_array_images(x: np.ndarray, channels: int, size: int, max_side: int) -> 
     if min(x.shape[1:]) < 1:
         raise ImageError(f"images must be at least 1x1 pixels with a channel, got shape {x.shape}")
     if max(x.shape[1:3]) > max_side:
-        raise ImageError(f"images are {x.shape[2]}x{x.shape[1]}, larger than the limit of {max_side} pixels a side")
+        raise ImageError(
+            f"images are {x.shape[2]}x{x.shape[1]}, larger than the limit of {max_side} pixels "
+            "a side"
+        )
     have = x.shape[3]
     if have not in (1, 3):
-        raise ImageError(f"images have {have} channels; only 1 (grayscale) or 3 (RGB) can be converted")
+        raise ImageError(
+            f"images have {have} channels; only 1 (grayscale) or 3 (RGB) can be converted"
+        )
     if have == channels and x.shape[1:3] == (size, size):
         return np.ascontiguousarray(x)
     mode = "L" if have == 1 else "RGB"
-    return np.stack([_fit(Image.fromarray(img[..., 0] if have == 1 else img, mode), channels, size) for img in x])
-
-
-def encode_png_base64(image: np.ndarray) -> str:
-    """For clients and tests: a uint8 (H, W, C) array as base64 PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return np.stack(
+        [
+            _fit(Image.fromarray(img[..., 0] if have == 1 else img, mode), channels, size)
+            for img in x
+        ]
+    )

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from lure_core.blobs import BlobStore, ChecksumMismatch
+from lure_core.checkpoints import load_state
+from lure_core.recipe import Recipe
+from lure_core.records import VersionRow
 from lure_engine.data import to_tensor
 from lure_engine.models import build_model
-from worker import recipe
-from worker.storage.blobs import BlobStore, IntegrityError
-from worker.storage.checkpoints import load_state
-from worker.storage.schema import VersionRow
 
 log = logging.getLogger("lure.inference")
 
@@ -33,23 +33,30 @@ class ModelCache:
         self._refused: dict[tuple, str] = {}  # checkpoints that failed their check: never re-read
         self._lock = threading.Lock()
 
-    def get(self, config: dict, version: VersionRow) -> nn.Module:
-        """The loaded model; IntegrityError when the checkpoint's sha256 differs from the record."""
+    def get(self, recipe: Recipe, version: VersionRow) -> nn.Module:
+        """The loaded model; ChecksumMismatch when the checkpoint's sha256 differs from the
+        record.
+        """
         key = (version.model_id, version.number, version.checkpoint_sha256)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
             if key in self._refused:
-                raise IntegrityError(self._refused[key])
-        model = build_model(recipe.model_spec(config))
+                raise ChecksumMismatch(self._refused[key])
+        model = build_model(recipe.model_spec)
         try:
             state = load_state(self.blobs, version.checkpoint_key, version.checkpoint_sha256)
-        except IntegrityError as error:
+        except ChecksumMismatch as error:
             with self._lock:
                 self._refused[key] = str(error)
-            log.error("refusing version %s of model %s: %s", version.number, version.model_id, error,
-                      extra={"version": version.number, "model_id": version.model_id})
+            log.error(
+                "refusing version %s of model %s: %s",
+                version.number,
+                version.model_id,
+                error,
+                extra={"version": version.number, "model_id": version.model_id},
+            )
             self.on_refused(version, str(error))
             raise
         model.load_state_dict(state)

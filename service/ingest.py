@@ -19,10 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from lure_engine.alma.stream import split_train_val
-from worker import recipe
-from worker.storage.blobs import BlobStore
-from worker.storage.schema import ChunkRow, JobRow, MegaBatchRow, ModelRow
+from lure_core.blobs import BlobStore
+from lure_core.records import ChunkRow, JobRow, JobState, MegaBatchRow, MegaBatchState, ModelRow
+from lure_engine.splits import split_megabatch
 
 log = logging.getLogger("lure.ingest")
 
@@ -33,11 +32,15 @@ class IngestResult:
     megabatch: MegaBatchRow | None
     sealed: list[MegaBatchRow] = field(default_factory=list)
     jobs: list[JobRow] = field(default_factory=list)
-    replayed: bool = False  # an Idempotency-Key seen before: the first request's chunk, nothing stored
+    replayed: bool = (
+        False  # an Idempotency-Key seen before: the first request's chunk, nothing stored
+    )
 
 
 def find_by_idempotency_key(session: Session, model_id: int, key: str) -> ChunkRow | None:
-    return session.scalar(select(ChunkRow).where(ChunkRow.model_id == model_id, ChunkRow.idempotency_key == key))
+    return session.scalar(
+        select(ChunkRow).where(ChunkRow.model_id == model_id, ChunkRow.idempotency_key == key)
+    )
 
 
 class Ingestor:
@@ -46,31 +49,30 @@ class Ingestor:
         self.on_sealed = on_sealed or (lambda: None)
         self._locks: dict[int, threading.Lock] = defaultdict(threading.Lock)
 
-    def add_chunk(self, model_id: int, split: str, x: np.ndarray, y: np.ndarray,
-                  idempotency_key: str | None = None) -> IngestResult:
+    def add_chunk(
+        self,
+        model_id: int,
+        split: str,
+        x: np.ndarray,
+        y: np.ndarray,
+        idempotency_key: str | None = None,
+    ) -> IngestResult:
         """Durable on return: blob fsynced and record committed (or neither, on error)."""
         key = f"models/{model_id}/chunks/{uuid.uuid4().hex}.npz"
         sha = self.blobs.write_arrays(key, x=x, y=y.astype(np.int64))
+        chunk = ChunkRow(
+            model_id=model_id,
+            split=split,
+            n_samples=len(x),
+            blob_key=key,
+            sha256=sha,
+            idempotency_key=idempotency_key,
+        )
         try:
             with self._locks[model_id], self.sessions.begin() as session:
-                model = session.get(ModelRow, model_id, with_for_update=True)
-                if idempotency_key and (first := find_by_idempotency_key(session, model_id, idempotency_key)):
-                    self.blobs.delete(key)
-                    return IngestResult(first, None, replayed=True)
-                chunk = ChunkRow(model_id=model_id, split=split, n_samples=len(x), blob_key=key, sha256=sha,
-                                 idempotency_key=idempotency_key)
-                result = IngestResult(chunk, None)
-                if split == "train":
-                    megabatch = open_megabatch(session, model_id, create=True)
-                    megabatch.n_samples += len(x)
-                    session.flush()
-                    chunk.megabatch_id = megabatch.id
-                    result.megabatch = megabatch
-                    if megabatch.n_samples >= model.config["megabatch_size"]:
-                        result.jobs.append(seal(session, model, megabatch))
-                        result.sealed.append(megabatch)
-                session.add(chunk)
-                session.flush()
+                result = _record(session, chunk)
+            if result.replayed:
+                self.blobs.delete(key)
         except IntegrityError:
             self.blobs.delete(key)
             if idempotency_key:  # the same key committed concurrently (another API replica)
@@ -98,26 +100,61 @@ class Ingestor:
         return megabatch, job
 
 
+def _record(session: Session, chunk: ChunkRow) -> IngestResult:
+    """Record ``chunk`` (its blob is on disk): join the open mega-batch, seal it when full."""
+    model = session.get(ModelRow, chunk.model_id, with_for_update=True)
+    key = chunk.idempotency_key
+    if key and (first := find_by_idempotency_key(session, chunk.model_id, key)):
+        return IngestResult(first, None, replayed=True)
+    result = IngestResult(chunk, None)
+    if chunk.split == "train":
+        megabatch = open_megabatch(session, chunk.model_id, create=True)
+        megabatch.n_samples += chunk.n_samples
+        session.flush()
+        chunk.megabatch_id, result.megabatch = megabatch.id, megabatch
+        if megabatch.n_samples >= model.recipe.megabatch_size:
+            result.jobs.append(seal(session, model, megabatch))
+            result.sealed.append(megabatch)
+    session.add(chunk)
+    session.flush()
+    return result
+
+
 def open_megabatch(session: Session, model_id: int, create: bool) -> MegaBatchRow | None:
-    megabatch = session.scalar(select(MegaBatchRow).where(
-        MegaBatchRow.model_id == model_id, MegaBatchRow.state == "open"))
+    megabatch = session.scalar(
+        select(MegaBatchRow).where(
+            MegaBatchRow.model_id == model_id, MegaBatchRow.state == MegaBatchState.OPEN
+        )
+    )
     if megabatch is None and create:
-        last = session.scalar(select(func.max(MegaBatchRow.index)).where(MegaBatchRow.model_id == model_id))
-        megabatch = MegaBatchRow(model_id=model_id, index=(last or 0) + 1, state="open", n_samples=0)
+        last = session.scalar(
+            select(func.max(MegaBatchRow.index)).where(MegaBatchRow.model_id == model_id)
+        )
+        megabatch = MegaBatchRow(
+            model_id=model_id, index=(last or 0) + 1, state=MegaBatchState.OPEN, n_samples=0
+        )
         session.add(megabatch)
         session.flush()
     return megabatch
 
 
 def seal(session: Session, model: ModelRow, megabatch: MegaBatchRow) -> JobRow:
-    seed = recipe.split_seed(model.config, megabatch.index)
-    train_rows, val_rows = split_train_val(np.arange(megabatch.n_samples), 0.1, seed)
-    megabatch.state, megabatch.split_seed = "sealed", seed
+    seed = model.recipe.split_seed(megabatch.index)
+    train_rows, val_rows = split_megabatch(megabatch.n_samples, seed)
+    megabatch.state, megabatch.split_seed = MegaBatchState.SEALED, seed
     megabatch.n_train, megabatch.n_val = len(train_rows), len(val_rows)
     megabatch.sealed_at = datetime.now(UTC)
-    job = JobRow(model_id=model.id, megabatch_id=megabatch.id, state="queued", progress={}, timings={})
+    job = JobRow(
+        model_id=model.id, megabatch_id=megabatch.id, state=JobState.QUEUED, progress={}, timings={}
+    )
     session.add(job)
     session.flush()
-    log.info("mega-batch %d of %s sealed with %d samples; job %d queued", megabatch.index, model.name,
-             megabatch.n_samples, job.id, extra={"model": model.name, "megabatch": megabatch.index, "job_id": job.id})
+    log.info(
+        "mega-batch %d of %s sealed with %d samples; job %d queued",
+        megabatch.index,
+        model.name,
+        megabatch.n_samples,
+        job.id,
+        extra={"model": model.name, "megabatch": megabatch.index, "job_id": job.id},
+    )
     return job

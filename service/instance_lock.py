@@ -12,7 +12,9 @@ import fcntl
 import os
 from pathlib import Path
 
-_held: dict[Path, int] = {}  # lock files this process holds (``lure up`` takes it before the API starts)
+_held: dict[
+    Path, int
+] = {}  # lock files this process holds (``lure up`` takes it before the API starts)
 
 
 class DataDirInUse(RuntimeError):
@@ -32,9 +34,11 @@ def hold_data_dir(data_dir: Path) -> None:
         holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(descriptor)
         raise DataDirInUse(
-            f"data folder {path.parent} is in use by another LURE server (pid {holder}); two servers on one "
-            "SQLite database would lose updates. Stop that one, give this one another --data-dir, or use "
-            "PostgreSQL (LURE_DATABASE_URL) to run several API replicas.") from None
+            f"data folder {path.parent} is in use by another LURE server (pid {holder}); two "
+            "servers on one SQLite database would lose updates. Stop that one, give this one "
+            "another --data-dir, or use "
+            "PostgreSQL (LURE_DATABASE_URL) to run several API replicas."
+        ) from None
     os.ftruncate(descriptor, 0)
     os.pwrite(descriptor, str(os.getpid()).encode(), 0)
     _held[path] = descriptor

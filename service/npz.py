@@ -60,7 +60,9 @@ def _header(archive: zipfile.ZipFile, name: str) -> Declared:
         except Exception as error:  # a damaged or hand-made header
             raise NpzError(f"{name} does not start with a valid .npy header: {error}") from None
     if dtype.hasobject:
-        raise NpzError(f"{name[:-4]} holds pickled Python objects ({dtype}); only numeric arrays are accepted")
+        raise NpzError(
+            f"{name[:-4]} holds pickled Python objects ({dtype}); only numeric arrays are accepted"
+        )
     return Declared(tuple(int(d) for d in shape), dtype)
 
 
@@ -78,9 +80,13 @@ def _check_x(x: Declared, limits: ChunkLimits) -> None:
     if n > limits.max_samples:
         raise NpzError(f"chunk has {n} samples; the limit is {limits.max_samples}", 413)
     if max(height, width) > limits.max_side:
-        raise NpzError(f"images are {width}x{height}, larger than the limit of {limits.max_side} pixels a side")
+        raise NpzError(
+            f"images are {width}x{height}, larger than the limit of {limits.max_side} pixels a side"
+        )
     if x.nbytes > limits.max_decoded_bytes:
-        raise NpzError(f"x declares {x.nbytes} bytes of pixels; the limit is {limits.max_decoded_bytes}", 413)
+        raise NpzError(
+            f"x declares {x.nbytes} bytes of pixels; the limit is {limits.max_decoded_bytes}", 413
+        )
 
 
 def _check_y(y: Declared, n: int) -> None:
@@ -101,9 +107,14 @@ def _read(archive: zipfile.ZipFile, name: str) -> np.ndarray:
 def read_npz_chunk(body: bytes, limits: ChunkLimits) -> tuple[np.ndarray, np.ndarray]:
     """``(x, y)`` from an ``.npz`` body holding exactly ``x`` and ``y``, or an :class:`NpzError`."""
     if body.startswith(NPY_MAGIC):
-        raise NpzError("body is a bare .npy array; send an .npz with arrays x and y (np.savez(f, x=..., y=...))")
+        raise NpzError(
+            "body is a bare .npy array; send an .npz with arrays x and y "
+            "(np.savez(f, x=..., y=...))"
+        )
     if not body.startswith(ZIP_MAGIC):
-        raise NpzError("body is not a readable .npz archive (a zip of .npy files with arrays x and y)")
+        raise NpzError(
+            "body is not a readable .npz archive (a zip of .npy files with arrays x and y)"
+        )
     try:
         archive = zipfile.ZipFile(io.BytesIO(body))
         names = sorted(info.filename for info in archive.infolist())

@@ -1,23 +1,33 @@
-"""The API's settings: the shared storage settings plus HTTP and input limits (``LURE_*`` env vars)."""
+"""The API's settings: the shared storage settings plus HTTP and input limits (``LURE_*``
+env vars).
+"""
 
 from __future__ import annotations
 
-from worker.config import StorageSettings
+from lure_core.settings import SharedSettings
 
 
-class ServerSettings(StorageSettings):
+class ServerSettings(SharedSettings):
     auth: bool = True  # False lets every request through; the server warns at start
     host: str = "127.0.0.1"
     port: int = 8000
     dispatch_interval_seconds: float = 0.5  # how often the outbox is drained to the queue
-    resend_queued_after_seconds: float = 600.0  # a queued job sent this long ago and never started is re-sent
+    resend_queued_after_seconds: float = (
+        600.0  # a queued job sent this long ago and never started is re-sent
+    )
     max_body_bytes: int = 64 * 1024 * 1024
     max_samples_per_chunk: int = 50_000
     max_image_side: int = 1024
-    max_decoded_chunk_bytes: int = 512 * 1024 * 1024  # pixels one chunk may decode to (zip and PNG bombs)
+    max_decoded_chunk_bytes: int = (
+        512 * 1024 * 1024
+    )  # pixels one chunk may decode to (zip and PNG bombs)
     max_predict_batch: int = 256
     model_cache_size: int = 4  # loaded versions kept in memory for /predict
     predict_batching: bool = True  # run concurrent predict requests of one version as one batch
     predict_max_batch_images: int = 64  # images in one batched forward pass
-    predict_max_wait_ms: float = 0.0  # extra wait to gather a batch; 0: batch only what queued meanwhile
-    worker_timeout_seconds: float = 30.0  # readiness reports a problem when no worker reported for this long
+    predict_max_wait_ms: float = (
+        0.0  # extra wait to gather a batch; 0: batch only what queued meanwhile
+    )
+    worker_timeout_seconds: float = (
+        30.0  # readiness reports a problem when no worker reported for this long
+    )

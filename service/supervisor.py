@@ -18,7 +18,11 @@ log = logging.getLogger("lure.supervisor")
 
 def exit_reason(code: int) -> str:
     if code < 0:
-        return f"killed by {signal.Signals(-code).name}" if -code in signal.valid_signals() else f"signal {-code}"
+        return (
+            f"killed by {signal.Signals(-code).name}"
+            if -code in signal.valid_signals()
+            else f"signal {-code}"
+        )
     return f"exited with status {code}"
 
 
@@ -29,7 +33,9 @@ class WorkerSupervisor:
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a restart and a stop never interleave
-        self._thread = threading.Thread(target=self._watch, name="lure-worker-supervisor", daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch, name="lure-worker-supervisor", daemon=True
+        )
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.command, env=self.env)
@@ -57,7 +63,12 @@ class WorkerSupervisor:
                 return
             if time.monotonic() - started > 60:
                 backoff = 1.0
-            log.error("worker %s (pid %d); restarting it in %.0f s", exit_reason(code), self.process.pid, backoff)
+            log.error(
+                "worker %s (pid %d); restarting it in %.0f s",
+                exit_reason(code),
+                self.process.pid,
+                backoff,
+            )
             if self._stopping.wait(backoff):
                 return
             backoff = min(backoff * 2, self.max_backoff)

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
-from service.images import encode_png_base64
+from service.client import encode_image, encode_npz
+from service.demo import DEMO_MODEL
 
-DIGITS_MODEL = {
-    "name": "digits", "architecture": "small_cnn", "width": 0.5, "num_classes": 10, "image_size": 8,
-    "channels": 1, "strategy": "lure", "replay": "full", "megabatch_size": 300, "epochs": 8,
-    "batch_size": 32, "lr": 0.05, "hflip": False,
-}
+# the demo's digits model (small_cnn on 8x8 digits), with fewer epochs so tests train in seconds
+DIGITS_MODEL = {**DEMO_MODEL, "name": "digits", "epochs": 8}
 
 
 def npz_body(x: np.ndarray, y: np.ndarray, **extra) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, x=x, y=y, **extra)
-    return buffer.getvalue()
+    return encode_npz(x, y, compressed=False, **extra)
 
 
 NPZ = {"content-type": "application/octet-stream"}
 
 
 def png_images(x: np.ndarray) -> list[str]:
-    return [encode_png_base64(image) for image in x]
+    return [encode_image(image) for image in x]

@@ -39,15 +39,20 @@ def png_garbage_second_idat() -> bytes:
     data = _png(np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8))
     out, position = data[:8], 8
     while position < len(data):
-        length = struct.unpack(">I", data[position:position + 4])[0]
-        kind, body = data[position + 4:position + 8], data[position + 8:position + 8 + length]
+        length = struct.unpack(">I", data[position : position + 4])[0]
+        kind, body = data[position + 4 : position + 8], data[position + 8 : position + 8 + length]
         position += 12 + length
         if kind == b"IDAT":
             half = body[: len(body) // 2]
-            out += struct.pack(">I", len(half)) + kind + half + struct.pack(">I", zlib.crc32(kind + half))
+            out += (
+                struct.pack(">I", len(half))
+                + kind
+                + half
+                + struct.pack(">I", zlib.crc32(kind + half))
+            )
             out += struct.pack(">I", 64) + b"\x01\x02\x03\x04" + b"garbage!" * 8 + b"\0\0\0\0"
         else:
-            out += data[position - 12 - length:position]
+            out += data[position - 12 - length : position]
     return out
 
 
@@ -59,27 +64,36 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def _header_only(dtype: str, shape: tuple[int, ...]) -> bytes:
     header = io.BytesIO()
-    np.lib.format.write_array_header_2_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    np.lib.format.write_array_header_2_0(
+        header, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
     return header.getvalue()
 
 
 def npz_declaring(x_shape: tuple[int, ...], n_labels: int | None = None) -> bytes:
-    """An .npz whose headers declare uint8 x of ``x_shape`` and int64 y, but which carries no data."""
+    """An .npz whose headers declare uint8 x of ``x_shape`` and int64 y, but which carries
+    no data.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("x.npy", _header_only("|u1", x_shape))
-        archive.writestr("y.npy", _header_only("<i8", (n_labels if n_labels is not None else x_shape[0],)))
+        archive.writestr(
+            "y.npy", _header_only("<i8", (n_labels if n_labels is not None else x_shape[0],))
+        )
     return buffer.getvalue()
 
 
 def npz_zip_bomb(samples: int, side: int) -> bytes:
-    """A real zip bomb: ``samples`` all-zero RGB images of side ``side``, deflated ~1000:1, streamed."""
+    """A real zip bomb: ``samples`` all-zero RGB images of side ``side``, deflated ~1000:1,
+    streamed.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         with archive.open("x.npy", "w", force_zip64=True) as member:
             header = io.BytesIO()
-            np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
-                                                          "shape": (samples, side, side, 3)})
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": "|u1", "fortran_order": False, "shape": (samples, side, side, 3)}
+            )
             member.write(b"\x93NUMPY\x01\x00" + header.getvalue()[8:])
             block = bytes(side * side * 3)
             for _ in range(samples):

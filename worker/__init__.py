@@ -1,1 +1,3 @@
-"""Celery worker that runs LURE updates for sealed mega-batches (built in the server issue)."""
+"""The Celery worker: it claims update jobs, runs each update in a child process it supervises, and
+publishes the versions (docs/ARCHITECTURE.md).
+"""

@@ -11,30 +11,32 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.config import StorageSettings
-from worker.storage.blobs import BlobStore
-from worker.storage.schema import JobRow, MegaBatchRow
+from lure_core.blobs import BlobStore
+from lure_core.records import FINISHED, PENDING, JobRow, JobState, MegaBatchRow
+from lure_core.settings import SharedSettings
 
 log = logging.getLogger("lure.worker")
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     PUBLISHED = "published"
     ALREADY_DONE = "already_done"
     WAIT = "wait"  # an earlier mega-batch is still pending, or another worker holds this job
     RETRY = "retry"  # this attempt failed; the job is queued again for a later attempt
-    FAILED = "failed"  # the last allowed attempt failed: the job is failed, later mega-batches go on
+    FAILED = (
+        "failed"  # the last allowed attempt failed: the job is failed, later mega-batches go on
+    )
     MISSING = "missing"
 
 
 @dataclass
 class WorkerContext:
-    settings: StorageSettings
+    settings: SharedSettings
     sessions: sessionmaker[Session]
     blobs: BlobStore
 
@@ -44,31 +46,66 @@ def runner_name(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
-def _attempts_left(job: JobRow, settings: StorageSettings) -> int:
+def _attempts_left(job: JobRow, settings: SharedSettings) -> int:
     return settings.max_update_attempts - (job.attempts - job.attempts_base)
 
 
-def _failed_attempt(job: JobRow, kind: str, error: str, settings: StorageSettings) -> tuple[dict, Outcome]:
-    """The column values that record a failed attempt of ``job``: queued again, or failed for good."""
-    entry = {"attempt": job.attempts, "at": now().isoformat(), "kind": kind, "runner": job.runner,
-             "error": error[-4000:]}
-    values = {"failures": [*(job.failures or []), entry], "runner": None, "progress": {"phase": "failed attempt"}}
+def _failed_attempt(
+    job: JobRow, kind: str, error: str, settings: SharedSettings
+) -> tuple[dict, Outcome]:
+    """The column values that record a failed attempt of ``job``: queued again, or failed
+    for good.
+    """
+    entry = {
+        "attempt": job.attempts,
+        "at": now().isoformat(),
+        "kind": kind,
+        "runner": job.runner,
+        "error": error[-4000:],
+    }
+    values = {
+        "failures": [*(job.failures or []), entry],
+        "runner": None,
+        "progress": {"phase": "failed attempt"},
+    }
     if _attempts_left(job, settings) > 0:
-        return values | {"state": "queued", "error": error[-4000:], "dispatched_at": now()}, Outcome.RETRY
+        return values | {
+            "state": JobState.QUEUED,
+            "error": error[-4000:],
+            "dispatched_at": now(),
+        }, Outcome.RETRY
     tried = job.attempts - job.attempts_base
-    error = (f"gave up after {tried} attempt{'s' * (tried > 1)}; later mega-batches train without this one "
-             f"until it is retried (POST /v1/jobs/{job.id}/retry). Last attempt: {error}")
-    return values | {"state": "failed", "error": error[-4000:], "finished_at": now()}, Outcome.FAILED
+    error = (
+        f"gave up after {tried} attempt{'s' * (tried > 1)}; later mega-batches train without "
+        "this one "
+        f"until it is retried (POST /v1/jobs/{job.id}/retry). Last attempt: {error}"
+    )
+    return values | {
+        "state": JobState.FAILED,
+        "error": error[-4000:],
+        "finished_at": now(),
+    }, Outcome.FAILED
 
 
-def _settle_attempt(session: Session, job: JobRow, kind: str, error: str, settings: StorageSettings) -> Outcome:
-    """Record the failure only if the attempt is still the one we read (compare-and-set, no locks)."""
+def _settle_attempt(
+    session: Session, job: JobRow, kind: str, error: str, settings: SharedSettings
+) -> Outcome:
+    """Record the failure only if the attempt is still the one we read (compare-and-set, no
+    locks).
+    """
     values, outcome = _failed_attempt(job, kind, error, settings)
     same_runner = JobRow.runner.is_(None) if job.runner is None else JobRow.runner == job.runner
     updated = session.execute(
-        update(JobRow).where(JobRow.id == job.id, JobRow.state == "running", JobRow.attempts == job.attempts,
-                             same_runner)
-        .values(**values).execution_options(synchronize_session=False)).rowcount
+        update(JobRow)
+        .where(
+            JobRow.id == job.id,
+            JobRow.state == JobState.RUNNING,
+            JobRow.attempts == job.attempts,
+            same_runner,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     return outcome if updated == 1 else Outcome.WAIT
 
 
@@ -76,13 +113,21 @@ def record_failure(ctx: WorkerContext, job_id: int, runner: str, kind: str, erro
     """The attempt held by ``runner`` failed (an exception, or its process died): count it."""
     with ctx.sessions.begin() as session:
         job = session.get(JobRow, job_id)
-        if job is None or job.state != "running" or job.runner != runner:
-            return Outcome.WAIT  # never claimed by this runner, or already taken over: nothing to record
+        if job is None or job.state != JobState.RUNNING or job.runner != runner:
+            return (
+                Outcome.WAIT
+            )  # never claimed by this runner, or already taken over: nothing to record
         outcome = _settle_attempt(session, job, kind, error, ctx.settings)
     if outcome is not Outcome.WAIT:
         summary = error.strip().splitlines()[-1 if kind == "exception" else 0]
-        log.error("job %s attempt failed (%s), %s: %s", job_id, kind,
-                  "will retry" if outcome is Outcome.RETRY else "giving up", summary, extra={"job_id": job_id})
+        log.error(
+            "job %s attempt failed (%s), %s: %s",
+            job_id,
+            kind,
+            "will retry" if outcome is Outcome.RETRY else "giving up",
+            summary,
+            extra={"job_id": job_id},
+        )
     return outcome
 
 
@@ -92,6 +137,39 @@ def retry_delay(ctx: WorkerContext, job_id: int) -> float:
         job = session.get(JobRow, job_id)
         failed = max(1, job.attempts - job.attempts_base) if job else 1
     return min(ctx.settings.retry_backoff_seconds * 2 ** (failed - 1), 600.0)
+
+
+def _earlier_pending(session: Session, job: JobRow) -> bool:
+    """Is an earlier mega-batch of the same model still queued or running?"""
+    index = select(MegaBatchRow.index).where(MegaBatchRow.id == job.megabatch_id).scalar_subquery()
+    query = (
+        select(func.count())
+        .select_from(JobRow)
+        .join(MegaBatchRow, JobRow.megabatch_id == MegaBatchRow.id)
+        .where(
+            JobRow.model_id == job.model_id, MegaBatchRow.index < index, JobRow.state.in_(PENDING)
+        )
+    )
+    return bool(session.scalar(query))
+
+
+def _take_over(session: Session, job: JobRow, settings: SharedSettings) -> Outcome:
+    """A running job: WAIT while its attempt is alive; a stale one is recorded as lost (RETRY)."""
+    stale = now() - timedelta(seconds=settings.stale_job_seconds)
+    if job.heartbeat_at is not None and job.heartbeat_at >= stale:
+        return Outcome.WAIT
+    since = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "its start"
+    lost = f"attempt lost: no heartbeat since {since} from {job.runner} (its worker died or hung)"
+    outcome = _settle_attempt(session, job, "lost", lost, settings)
+    verdict = {Outcome.RETRY: "taking it over", Outcome.FAILED: "giving up"}
+    log.warning(
+        "job %s: %s; %s",
+        job.id,
+        lost,
+        verdict.get(outcome, "someone else took it"),
+        extra={"job_id": job.id},
+    )
+    return outcome
 
 
 def claim(ctx: WorkerContext, job_id: int, runner: str) -> Outcome | None:
@@ -104,36 +182,33 @@ def claim(ctx: WorkerContext, job_id: int, runner: str) -> Outcome | None:
         job = session.get(JobRow, job_id)
         if job is None:
             return Outcome.MISSING
-        if job.state in ("succeeded", "failed"):
+        if job.state in FINISHED:
             return Outcome.ALREADY_DONE
-        index = session.scalar(select(MegaBatchRow.index).where(MegaBatchRow.id == job.megabatch_id))
-        earlier_pending = session.scalar(
-            select(func.count()).select_from(JobRow).join(MegaBatchRow, JobRow.megabatch_id == MegaBatchRow.id)
-            .where(JobRow.model_id == job.model_id, MegaBatchRow.index < index,
-                   JobRow.state.in_(("queued", "running"))))
-        if earlier_pending:
+        if _earlier_pending(session, job):
             return Outcome.WAIT
-        if job.state == "running":
-            stale = now() - timedelta(seconds=ctx.settings.stale_job_seconds)
-            if job.heartbeat_at is not None and job.heartbeat_at >= stale:
-                return Outcome.WAIT
-            since = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "its start"
-            lost = f"attempt lost: no heartbeat since {since} from {job.runner} (its worker died or hung)"
-            outcome = _settle_attempt(session, job, "lost", lost, ctx.settings)
-            log.warning("job %s: %s; %s", job_id, lost, {Outcome.RETRY: "taking it over",
-                        Outcome.FAILED: "giving up"}.get(outcome, "someone else took it"), extra={"job_id": job_id})
-            if outcome is not Outcome.RETRY:
-                return outcome
+        if (
+            job.state == JobState.RUNNING
+            and (outcome := _take_over(session, job, ctx.settings)) is not Outcome.RETRY
+        ):
+            return outcome
         claimed = session.execute(
             update(JobRow)
-            .where(JobRow.id == job_id, JobRow.state == "queued", JobRow.attempts == job.attempts)
-            .values(state="running", attempts=JobRow.attempts + 1, runner=runner, started_at=now(),
-                    heartbeat_at=now(), progress={"phase": "loading"})
+            .where(
+                JobRow.id == job_id,
+                JobRow.state == JobState.QUEUED,
+                JobRow.attempts == job.attempts,
+            )
+            .values(
+                state=JobState.RUNNING,
+                attempts=JobRow.attempts + 1,
+                runner=runner,
+                started_at=now(),
+                heartbeat_at=now(),
+                progress={"phase": "loading"},
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
         return None if claimed == 1 else Outcome.WAIT
-
-
 
 
 def now() -> datetime:

@@ -12,44 +12,34 @@ import logging
 from functools import lru_cache
 
 from celery import Celery
-from celery.signals import setup_logging, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
 
-from worker.config import StorageSettings
+from lure_core.blobs import BlobStore
+from lure_core.database import make_engine, make_session_factory
+from lure_core.logs import configure_json_logging
+from lure_core.queue import UPDATE_TASK, celery_config
+from lure_core.settings import SharedSettings
+from worker.attempts import Outcome, WorkerContext, runner_name
 from worker.heartbeat import WorkerHeartbeat
 from worker.isolation import run_isolated, start_fork_server
-from worker.logs import configure_json_logging
-from worker.storage.blobs import BlobStore
-from worker.storage.database import make_engine, make_session_factory
-from worker.attempts import Outcome, WorkerContext, runner_name
 
-UPDATE_TASK = "lure.update"
-UPDATE_QUEUE = "lure-updates"
 log = logging.getLogger("lure.worker")
 
 
-def make_celery(settings: StorageSettings) -> Celery:
-    app = Celery("lure", broker=settings.resolved_broker_url)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,  # results live in our database, not a result backend
-        task_default_queue=UPDATE_QUEUE,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
-    if settings.resolved_broker_url.startswith("filesystem://"):
-        settings.ensure_dirs()
-        folder = str(settings.queue_dir / "in")
-        app.conf.broker_transport_options = {
-            "data_folder_in": folder, "data_folder_out": folder,
-            "processed_folder": str(settings.queue_dir / "processed"), "store_processed": False,
-        }
+def make_celery(settings: SharedSettings) -> Celery:
+    app = Celery("lure")
+    app.conf.update(celery_config(settings))
     return app
 
 
-settings = StorageSettings()
+settings = SharedSettings()
 app = make_celery(settings)
+
+
+@worker_init.connect
+def _create_folders(**_) -> None:
+    """The queue and blob folders, when the worker starts (importing this module creates none)."""
+    settings.ensure_dirs()
 
 
 @setup_logging.connect
@@ -61,9 +51,11 @@ def _json_logs(**_) -> None:
 @lru_cache(maxsize=1)
 def worker_context() -> WorkerContext:
     """Built once per worker process; updates themselves run in child processes."""
-    settings.ensure_dirs()
-    return WorkerContext(settings, make_session_factory(make_engine(settings.resolved_database_url)),
-                         BlobStore(settings.blob_dir))
+    return WorkerContext(
+        settings,
+        make_session_factory(make_engine(settings.resolved_database_url)),
+        BlobStore(settings.blob_dir),
+    )
 
 
 _heartbeats: list[WorkerHeartbeat] = []
@@ -91,6 +83,8 @@ def update_task(self, job_id: int) -> str:
     if result.outcome is Outcome.WAIT:
         raise self.retry(countdown=2)
     if result.outcome is Outcome.RETRY:
-        log.warning("job %s: next attempt in %.0f s", job_id, result.retry_in, extra={"job_id": job_id})
+        log.warning(
+            "job %s: next attempt in %.0f s", job_id, result.retry_in, extra={"job_id": job_id}
+        )
         raise self.retry(countdown=result.retry_in)
     return result.outcome.value

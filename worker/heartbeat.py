@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.storage.schema import WorkerRow
+from lure_core.records import WorkerRow
 
 log = logging.getLogger("lure.worker")
 
@@ -23,7 +23,9 @@ class WorkerHeartbeat:
     def __init__(self, sessions: sessionmaker[Session], name: str, interval: float) -> None:
         self.sessions, self.name, self.interval = sessions, name, interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="lure-worker-heartbeat", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="lure-worker-heartbeat", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -41,7 +43,9 @@ class WorkerHeartbeat:
     def beat(self) -> None:
         now = datetime.now(UTC)
         with self.sessions.begin() as session:
-            seen = session.execute(update(WorkerRow).where(WorkerRow.name == self.name).values(seen_at=now)).rowcount
+            seen = session.execute(
+                update(WorkerRow).where(WorkerRow.name == self.name).values(seen_at=now)
+            ).rowcount
             if not seen:
                 session.add(WorkerRow(name=self.name, started_at=now, seen_at=now))
 

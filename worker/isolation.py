@@ -24,15 +24,21 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from worker.config import StorageSettings
-from worker.storage.schema import JobRow
+from lure_core.records import JobRow
+from lure_core.settings import SharedSettings
 from worker.attempts import Outcome, WorkerContext, record_failure, retry_delay, runner_name
 
 log = logging.getLogger("lure.worker")
 
 # The child's exit status says what happened; anything else is a crash.
-_EXIT_CODES = {Outcome.PUBLISHED: 0, Outcome.ALREADY_DONE: 20, Outcome.WAIT: 21, Outcome.RETRY: 22,
-               Outcome.FAILED: 23, Outcome.MISSING: 24}
+_EXIT_CODES = {
+    Outcome.PUBLISHED: 0,
+    Outcome.ALREADY_DONE: 20,
+    Outcome.WAIT: 21,
+    Outcome.RETRY: 22,
+    Outcome.FAILED: 23,
+    Outcome.MISSING: 24,
+}
 _OUTCOMES = {code: outcome for outcome, code in _EXIT_CODES.items()}
 _CHILD_MODULES = ["worker.update_job"]  # preloaded by the fork server: torch and the engine with it
 
@@ -55,13 +61,15 @@ def start_fork_server() -> None:
     multiprocessing.forkserver.ensure_running()
 
 
-def _child_main(settings: StorageSettings, job_id: int, fault_path: str) -> None:
-    """Entry point of the update process: configure it like a worker, run the job, exit with its outcome."""
+def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
+    """Entry point of the update process: configure it like a worker, run the job, exit with its
+    outcome.
+    """
     import torch
 
-    from worker.logs import configure_json_logging
-    from worker.storage.blobs import BlobStore
-    from worker.storage.database import make_engine, make_session_factory
+    from lure_core.blobs import BlobStore
+    from lure_core.database import make_engine, make_session_factory
+    from lure_core.logs import configure_json_logging
     from worker.update_job import execute_job  # preloaded by the fork server
 
     fault_file = open(fault_path, "w")  # noqa: SIM115 - must stay open until the process dies
@@ -80,7 +88,9 @@ def describe_exit(code: int) -> tuple[str, str]:
     """(kind, text) for a child's exit status that is not one of ours."""
     if code < 0:
         number = -code
-        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        name = (
+            signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        )
         text = f"update process killed by {name} ({signal.strsignal(number) or 'unknown signal'})"
         if number == signal.SIGKILL:
             text += ": out of memory (the kernel's OOM killer), or killed by an operator"
@@ -94,7 +104,9 @@ def _fault_stack(path: Path, frames: int = 20) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
-    lines = [line for line in text.split("\nExtension modules:")[0].strip().splitlines() if line.strip()]
+    lines = [
+        line for line in text.split("\nExtension modules:")[0].strip().splitlines() if line.strip()
+    ]
     head = [line for line in lines if not line.startswith("  File ")]
     stack = [line for line in lines if line.startswith("  File ")]
     return "\n".join(head[:3] + stack[:frames])
@@ -102,12 +114,17 @@ def _fault_stack(path: Path, frames: int = 20) -> str:
 
 def _heartbeat(ctx: WorkerContext, job_id: int, runner: str) -> None:
     with ctx.sessions.begin() as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.runner == runner)
-                        .values(heartbeat_at=datetime.now(UTC)))
+        session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.runner == runner)
+            .values(heartbeat_at=datetime.now(UTC))
+        )
 
 
 def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
-    """Heartbeat the job while ``child`` lives; kill it past the update timeout. True if timed out."""
+    """Heartbeat the job while ``child`` lives; kill it past the update timeout. True if
+    timed out.
+    """
     runner, started = runner_name(child.pid), time.monotonic()
     timeout = ctx.settings.update_timeout_seconds
     interval = min(ctx.settings.heartbeat_seconds, ctx.settings.stale_job_seconds / 3)
@@ -116,8 +133,13 @@ def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
         if not child.is_alive():
             break
         if timeout is not None and time.monotonic() - started > timeout:
-            log.error("job %s: update process %s ran past %.0f s; killing it", job_id, child.pid, timeout,
-                      extra={"job_id": job_id})
+            log.error(
+                "job %s: update process %s ran past %.0f s; killing it",
+                job_id,
+                child.pid,
+                timeout,
+                extra={"job_id": job_id},
+            )
             child.kill()
             child.join()
             return True
@@ -130,20 +152,30 @@ def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
 
 def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
     """Run one job in a child process and account for however it ended."""
-    with tempfile.NamedTemporaryFile("w", prefix=f"lure-job{job_id}-", suffix=".fault", delete=False) as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", prefix=f"lure-job{job_id}-", suffix=".fault", delete=False
+    ) as handle:
         fault_path = Path(handle.name)
     try:
-        child = _context().Process(target=_child_main, args=(ctx.settings, job_id, str(fault_path)),
-                                   name=f"lure-update-{job_id}")
+        child = _context().Process(
+            target=_child_main,
+            args=(ctx.settings, job_id, str(fault_path)),
+            name=f"lure-update-{job_id}",
+        )
         child.start()
         timed_out = _supervise(ctx, job_id, child)
         code = child.exitcode
         if code in _OUTCOMES and not timed_out:
             outcome = _OUTCOMES[code]
-            return JobResult(outcome, retry_delay(ctx, job_id) if outcome is Outcome.RETRY else None)
+            return JobResult(
+                outcome, retry_delay(ctx, job_id) if outcome is Outcome.RETRY else None
+            )
         kind, text = describe_exit(code)
         if timed_out:
-            kind, text = "timeout", f"update ran past update_timeout_seconds={ctx.settings.update_timeout_seconds}"
+            kind, text = (
+                "timeout",
+                f"update ran past update_timeout_seconds={ctx.settings.update_timeout_seconds}",
+            )
         stack = _fault_stack(fault_path)
         error = text + (f"\nlast Python stack of the update process:\n{stack}" if stack else "")
         log.error("job %s: %s", job_id, error, extra={"job_id": job_id})
@@ -153,4 +185,3 @@ def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
         return JobResult(outcome, retry_delay(ctx, job_id) if outcome is Outcome.RETRY else None)
     finally:
         fault_path.unlink(missing_ok=True)
-

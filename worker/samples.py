@@ -10,9 +10,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_engine.alma.stream import split_train_val
-from worker.storage.blobs import BlobStore
-from worker.storage.schema import ChunkRow, MegaBatchRow
+from lure_core.blobs import BlobStore
+from lure_core.records import ChunkRow, MegaBatchRow, MegaBatchState
+from lure_engine.data import ImageArrays
+from lure_engine.pipeline import MegaBatchData
+from lure_engine.splits import split_megabatch
 
 ROW_BITS = 32
 
@@ -23,7 +25,9 @@ def sample_ids(megabatch_index: int, rows: np.ndarray) -> np.ndarray:
 
 def _load_chunks(blobs: BlobStore, chunks: list[ChunkRow]) -> tuple[np.ndarray, np.ndarray]:
     arrays = [blobs.read_arrays(c.blob_key, c.sha256) for c in chunks]
-    return np.concatenate([a["x"] for a in arrays]), np.concatenate([a["y"] for a in arrays]).astype(np.int64)
+    return np.concatenate([a["x"] for a in arrays]), np.concatenate(
+        [a["y"] for a in arrays]
+    ).astype(np.int64)
 
 
 class SampleReader:
@@ -35,31 +39,73 @@ class SampleReader:
 
     def megabatch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if index not in self._cache:
-            row = self.session.scalar(select(MegaBatchRow).where(
-                MegaBatchRow.model_id == self.model_id, MegaBatchRow.index == index))
+            row = self.session.scalar(
+                select(MegaBatchRow).where(
+                    MegaBatchRow.model_id == self.model_id, MegaBatchRow.index == index
+                )
+            )
             chunks = self.session.scalars(
-                select(ChunkRow).where(ChunkRow.megabatch_id == row.id).order_by(ChunkRow.id)).all()
+                select(ChunkRow).where(ChunkRow.megabatch_id == row.id).order_by(ChunkRow.id)
+            ).all()
             self._cache[index] = _load_chunks(self.blobs, list(chunks))
         return self._cache[index]
 
     def split(self, row: MegaBatchRow) -> tuple[np.ndarray, np.ndarray]:
         """The recorded 90/10 split: train rows and validation rows."""
-        return split_train_val(np.arange(row.n_samples), 0.1, row.split_seed)
+        return split_megabatch(row.n_samples, row.split_seed)
 
-    def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(ids) == 0:
-            x, _ = self.megabatch(1)
-            return np.empty((0, *x.shape[1:]), np.uint8), np.empty(0, np.int64)
+    def gather(self, ids: np.ndarray) -> ImageArrays:
+        """The samples ``ids`` refer to, in the order of ``ids`` (replay order is training
+        order).
+        """
+        x_first, _ = self.megabatch(1 if len(ids) == 0 else int(ids[0] >> ROW_BITS))
+        x_out = np.empty((len(ids), *x_first.shape[1:]), np.uint8)
+        y_out = np.empty(len(ids), np.int64)
         indexes, rows = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
-        xs, ys = [], []
         for index in np.unique(indexes):
+            where = indexes == index
             x, y = self.megabatch(int(index))
-            pick = rows[indexes == index]
-            xs.append(x[pick])
-            ys.append(y[pick])
-        return np.concatenate(xs), np.concatenate(ys)
+            x_out[where], y_out[where] = x[rows[where]], y[rows[where]]
+        return ImageArrays(x_out, y_out)
 
-    def test_set(self) -> tuple[np.ndarray, np.ndarray] | None:
-        chunks = self.session.scalars(select(ChunkRow).where(
-            ChunkRow.model_id == self.model_id, ChunkRow.split == "test").order_by(ChunkRow.id)).all()
-        return _load_chunks(self.blobs, list(chunks)) if chunks else None
+    def test_set(self) -> ImageArrays | None:
+        chunks = self.session.scalars(
+            select(ChunkRow)
+            .where(ChunkRow.model_id == self.model_id, ChunkRow.split == "test")
+            .order_by(ChunkRow.id)
+        ).all()
+        return ImageArrays(*_load_chunks(self.blobs, list(chunks))) if chunks else None
+
+    def update_data(self, megabatch: MegaBatchRow, replay_ids: np.ndarray) -> MegaBatchData:
+        """What an update of ``megabatch`` reads: the layout the simulator builds from a dataset."""
+        x, y = self.megabatch(megabatch.index)
+        train_rows, _ = self.split(megabatch)
+        replay = self.gather(replay_ids)
+        return MegaBatchData(
+            megabatch=ImageArrays(x, y),
+            train_split=ImageArrays(x[train_rows], y[train_rows]),
+            train=ImageArrays(
+                np.concatenate([replay.x, x[train_rows]]), np.concatenate([replay.y, y[train_rows]])
+            ),
+            val=self._validation(megabatch.index),
+            test=self.test_set(),
+        )
+
+    def _validation(self, up_to: int) -> ImageArrays:
+        """The validation rows of every sealed mega-batch up to ``up_to``, in mega-batch order."""
+        parts = []
+        for row in self.session.scalars(
+            select(MegaBatchRow)
+            .where(
+                MegaBatchRow.model_id == self.model_id,
+                MegaBatchRow.state == MegaBatchState.SEALED,
+                MegaBatchRow.index <= up_to,
+            )
+            .order_by(MegaBatchRow.index)
+        ):
+            x, y = self.megabatch(row.index)
+            _, val_rows = self.split(row)
+            parts.append((x[val_rows], y[val_rows]))
+        return ImageArrays(
+            np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        )

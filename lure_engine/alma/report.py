@@ -22,15 +22,21 @@ def final_values(results: dict) -> dict[str, dict[str, list[float]]]:
         last = run["megabatches"][-1]
         for key, _, _ in COLUMNS:
             table[run["strategy"]][key].append(float(last[key]))
-        table[run["strategy"]]["train_seconds"].append(sum(m["train_seconds"] for m in run["megabatches"]))
-        table[run["strategy"]]["unlearn_seconds"].append(sum(m["unlearn_seconds"] for m in run["megabatches"]))
+        table[run["strategy"]]["train_seconds"].append(
+            sum(m["train_seconds"] for m in run["megabatches"])
+        )
+        table[run["strategy"]]["unlearn_seconds"].append(
+            sum(m["unlearn_seconds"] for m in run["megabatches"])
+        )
     return table
 
 
 def summarise(results: dict) -> dict[str, dict[str, dict[str, float]]]:
     """strategy → metric → {mean, std} (population std over seeds, as the paper's ±)."""
     return {
-        strategy: {key: {"mean": float(np.mean(v)), "std": float(np.std(v))} for key, v in metrics.items()}
+        strategy: {
+            key: {"mean": float(np.mean(v)), "std": float(np.std(v))} for key, v in metrics.items()
+        }
         for strategy, metrics in final_values(results).items()
     }
 
@@ -44,7 +50,10 @@ def markdown_table(results: dict) -> str:
         for key, _, scale in COLUMNS:
             mean, std = metrics[key]["mean"] * scale, metrics[key]["std"] * scale
             cells.append(f"{mean:.0f} ± {std:.0f}" if key == "cer" else f"{mean:.2f} ± {std:.2f}")
-        cells += [f"{metrics['train_seconds']['mean']:.1f}", f"{metrics['unlearn_seconds']['mean']:.2f}"]
+        cells += [
+            f"{metrics['train_seconds']['mean']:.1f}",
+            f"{metrics['unlearn_seconds']['mean']:.2f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     config = results["config"]
     lines.append("")
@@ -53,7 +62,8 @@ def markdown_table(results: dict) -> str:
         f"{config['megabatches']} mega-batches, replay {config['replay']}, "
         f"{config['update']['train']['epochs']} epochs, seeds {list(config['seeds'])}, "
         f"importance {config['update']['importance']}, keep {config['update']['keep_fraction']}, "
-        f"label noise {config['label_noise']}; values after the last mega-batch, mean ± std over seeds."
+        f"label noise {config['label_noise']}; values after the last mega-batch, "
+        "mean ± std over seeds."
     )
     return "\n".join(lines) + "\n"
 
@@ -78,7 +88,9 @@ def plot(results: dict, path: Path) -> None:
             axis.plot(x, mean, marker="o", label=strategy)
             axis.fill_between(x, mean - std, mean + std, alpha=0.2)
     axes[0].set(xlabel="mega-batch", ylabel="test accuracy (%)", title="Test accuracy")
-    axes[1].set(xlabel="mega-batch", ylabel="cumulative test errors", title="Cumulative error rate (CER)")
+    axes[1].set(
+        xlabel="mega-batch", ylabel="cumulative test errors", title="Cumulative error rate (CER)"
+    )
     for axis in axes:
         axis.grid(alpha=0.3)
         axis.legend()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lure_engine.forgetting.base import RESET_SOURCES, ForgetContext, ForgettingStrategy, fresh_state
+from lure_engine.forgetting.base import (
+    RESET_SOURCES,
+    ForgetContext,
+    ForgettingStrategy,
+    fresh_state,
+)
 from lure_engine.forgetting.baselines import ColdStart, WarmStart
 from lure_engine.forgetting.llf import LaterLayerForgetting
 from lure_engine.forgetting.lure import LureForgetting

@@ -27,7 +27,9 @@ class ForgetContext:
 
     def __post_init__(self) -> None:
         if self.reset_source not in RESET_SOURCES:
-            raise ValueError(f"unknown reset source {self.reset_source!r}; choose {', '.join(RESET_SOURCES)}")
+            raise ValueError(
+                f"unknown reset source {self.reset_source!r}; choose {', '.join(RESET_SOURCES)}"
+            )
 
 
 class ForgettingStrategy(Protocol):

@@ -1,4 +1,6 @@
-"""Later-layer forgetting (Zhou et al. 2022): re-initialise whole named blocks, weights and stats."""
+"""Later-layer forgetting (Zhou et al. 2022): re-initialise whole named blocks, weights and
+stats.
+"""
 
 from __future__ import annotations
 

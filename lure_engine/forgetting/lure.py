@@ -1,4 +1,6 @@
-"""LURE's unlearn step: reset the entries the keep-mask drops, leave every kept entry bit-identical."""
+"""LURE's unlearn step: reset the entries the keep-mask drops, leave every kept entry bit-
+identical.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lure_engine.importance.estimators import ESTIMATORS
-from lure_engine.importance.mask import Mask, keep_count, mask_stats, top_k_mask
+from lure_engine.importance.mask import Mask, keep_count, top_k_mask
 from lure_engine.importance.scope import SCOPES, scored_parameter_names
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "Mask",
     "compute_keep_mask",
     "keep_count",
-    "mask_stats",
     "scored_parameter_names",
     "top_k_mask",
 ]
@@ -33,7 +32,9 @@ def compute_keep_mask(
 ) -> Mask:
     """Score ``model`` on (x, y) with ``estimator`` and keep the top ``keep_fraction`` entries."""
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown importance estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+        raise ValueError(
+            f"unknown importance estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
+        )
     names = scored_parameter_names(model, scope)
     scores = ESTIMATORS[estimator](model, x, y, names=names, seed=seed)
     return top_k_mask(scores, keep_fraction)

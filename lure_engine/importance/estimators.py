@@ -85,11 +85,15 @@ def magnitude_scores(model: nn.Module, x=None, y=None, names: list[str] = (), **
     return normalise({name: p.detach().abs() for name, p in params.items()})
 
 
-def random_scores(model: nn.Module, x=None, y=None, names: list[str] = (), seed: int = 0, **_) -> Scores:
+def random_scores(
+    model: nn.Module, x=None, y=None, names: list[str] = (), seed: int = 0, **_
+) -> Scores:
     """Uniform random scores from ``seed``: the control that keeps a random subset."""
     params = _params(model, list(names))
     generator = torch_generator(seed)
-    return {name: torch.rand(p.shape, generator=generator).to(p.device) for name, p in params.items()}
+    return {
+        name: torch.rand(p.shape, generator=generator).to(p.device) for name, p in params.items()
+    }
 
 
 ESTIMATORS: dict[str, Estimator] = {

@@ -16,7 +16,9 @@ def keep_count(total: int, keep_fraction: float) -> int:
 
 
 def normalise(scores: Scores) -> Scores:
-    """Divide by the global sum (the paper's s_j); ranking is unchanged, values become comparable."""
+    """Divide by the global sum (the paper's s_j); ranking is unchanged, values become
+    comparable.
+    """
     total = sum(float(s.sum()) for s in scores.values())
     if total <= 0:
         return {name: torch.zeros_like(s) for name, s in scores.items()}
@@ -41,9 +43,3 @@ def top_k_mask(scores: Scores, keep_fraction: float) -> Mask:
         mask[name] = keep_flat[offset : offset + size].view_as(scores[name]).to(scores[name].device)
         offset += size
     return mask
-
-
-def mask_stats(mask: Mask) -> dict[str, float]:
-    kept = sum(int(m.sum()) for m in mask.values())
-    total = sum(m.numel() for m in mask.values())
-    return {"kept": kept, "total": total, "keep_fraction": kept / max(total, 1)}

@@ -7,7 +7,7 @@ what the forgetting strategies need to draw fresh initial values.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -58,9 +58,6 @@ class ModelSpec:
             raise ValueError("channels must be >= 1 and image_size >= 4")
         if not self.width > 0:
             raise ValueError(f"width must be positive, got {self.width}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @property
     def later_blocks(self) -> tuple[str, ...]:

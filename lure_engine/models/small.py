@@ -6,7 +6,11 @@ from torch import nn
 
 
 def _conv_block(cin: int, cout: int, pool: bool) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(True)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(True),
+    ]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
@@ -31,7 +35,9 @@ class MLP(nn.Module):
     def __init__(self, num_classes: int, channels: int, image_size: int, width: float) -> None:
         super().__init__()
         hidden = max(8, int(round(256 * width)))
-        self.hidden1 = nn.Sequential(nn.Flatten(), nn.Linear(channels * image_size**2, hidden), nn.ReLU())
+        self.hidden1 = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels * image_size**2, hidden), nn.ReLU()
+        )
         self.hidden2 = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
 

@@ -19,7 +19,11 @@ class SmallImageVGG(nn.Module):
             layers: list[nn.Module] = []
             for out in stage_widths:
                 out = max(4, int(round(out * width)))
-                layers += [nn.Conv2d(in_channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(True)]
+                layers += [
+                    nn.Conv2d(in_channels, out, 3, padding=1),
+                    nn.BatchNorm2d(out),
+                    nn.ReLU(True),
+                ]
                 in_channels = out
             if size >= 2:
                 layers.append(nn.MaxPool2d(2))

@@ -45,7 +45,9 @@ class NoReplay(FullReplay):
 
 
 class ReservoirBuffer:
-    """At most ``capacity`` samples, each seen sample equally likely to be held (Vitter's algorithm R)."""
+    """At most ``capacity`` samples, each seen sample equally likely to be held (Vitter's algorithm
+    R).
+    """
 
     name = "reservoir"
 
@@ -79,8 +81,12 @@ class ReservoirBuffer:
 
     def state_dict(self) -> dict:
         return {
-            "kind": self.name, "capacity": self.capacity, "seed": self.seed, "seen": self.seen,
-            "ids": list(self._ids), "labels": list(self._labels),
+            "kind": self.name,
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "seen": self.seen,
+            "ids": list(self._ids),
+            "labels": list(self._labels),
         }
 
     def load_state_dict(self, state: dict) -> None:

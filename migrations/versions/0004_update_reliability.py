@@ -3,6 +3,7 @@
 Revision ID: 0004
 Revises: 0003
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -14,15 +15,21 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("models") as batch:
-        batch.add_column(sa.Column("promotion_epoch", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(
+            sa.Column("promotion_epoch", sa.Integer(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("attempts_base", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(
+            sa.Column("attempts_base", sa.Integer(), nullable=False, server_default="0")
+        )
         batch.add_column(sa.Column("failures", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("runner", sa.String(length=128), nullable=True))
         batch.add_column(sa.Column("parent_version", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("promotion_epoch", sa.Integer(), nullable=True))
     with op.batch_alter_table("versions") as batch:
-        batch.add_column(sa.Column("release", sa.String(length=16), nullable=False, server_default="live"))
+        batch.add_column(
+            sa.Column("release", sa.String(length=16), nullable=False, server_default="live")
+        )
         batch.add_column(sa.Column("release_note", sa.Text(), nullable=True))
         batch.add_column(sa.Column("damaged", sa.Text(), nullable=True))
         batch.add_column(sa.Column("damaged_at", sa.DateTime(timezone=True), nullable=True))

@@ -12,11 +12,13 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import Headers
 
+from lure_core.api_keys import Principal, authenticate
 from service.api.deps import Resources, resources
-from worker.storage.api_keys import Principal, authenticate
 
 READ = None  # any valid key
-PUBLIC_PATHS = frozenset({"/healthz", "/dashboard", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/dashboard", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 PUBLIC_PREFIXES = ("/dashboard/static/",)
 BEARER = {"WWW-Authenticate": "Bearer"}
 
@@ -36,8 +38,11 @@ def principal_for(sessions: sessionmaker[Session], headers: Headers) -> Principa
     """The key's holder, or an HTTPException(401) saying what is wrong with the key."""
     key = presented_key(headers)
     if key is None:
-        raise HTTPException(401, "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                            headers=BEARER)
+        raise HTTPException(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers=BEARER,
+        )
     with sessions() as session:
         principal = authenticate(session, key)
     if principal is None:
@@ -51,7 +56,9 @@ def require(scope: str | None):
     def check(request: Request, res: Resources = Depends(resources)) -> Principal | None:
         if not res.settings.auth:
             return None
-        principal = getattr(request.state, "principal", None) or principal_for(res.sessions, request.headers)
+        principal = getattr(request.state, "principal", None) or principal_for(
+            res.sessions, request.headers
+        )
         if scope is not None and not principal.allows(scope):
             raise HTTPException(403, f"API key '{principal.name}' lacks the '{scope}' scope")
         request.state.principal = principal

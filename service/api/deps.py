@@ -11,18 +11,19 @@ from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lure_core.blobs import BlobStore
+from lure_core.records import ModelRow, VersionRow
 from service.batching import MicroBatcher
 from service.dispatcher import Dispatcher
 from service.health import FileVerifier
 from service.inference import ModelCache
-from service.observability.metrics import ApiMetrics
 from service.ingest import Ingestor
+from service.observability.metrics import ApiMetrics
 from service.settings import ServerSettings
-from worker.storage.blobs import BlobStore
-from worker.storage.schema import ModelRow, VersionRow
 
-
-MAX_ID = 2**31 - 1  # ids beyond what every database's INTEGER holds are refused with a 422, not a 500
+MAX_ID = (
+    2**31 - 1
+)  # ids beyond what every database's INTEGER holds are refused with a 422, not a 500
 RecordId = Annotated[int, Path(ge=1, le=MAX_ID, description="a positive record id")]
 
 
@@ -57,7 +58,9 @@ def model_or_404(session: Session, name: str) -> ModelRow:
 
 
 def version_or_404(session: Session, model: ModelRow, number: int) -> VersionRow:
-    version = session.scalar(select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.number == number))
+    version = session.scalar(
+        select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.number == number)
+    )
     if version is None:
         raise HTTPException(404, f"model {model.name!r} has no version {number}")
     return version

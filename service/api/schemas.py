@@ -39,11 +39,13 @@ class ModelCreate(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     batch_size: int = Field(64, ge=2, le=4096)
-    hflip: bool = Field(True, description="flip augmentation; turn off where a mirror changes the label")
+    hflip: bool = Field(
+        True, description="flip augmentation; turn off where a mirror changes the label"
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
-    def _buffer_size_with_buffer(self) -> "ModelCreate":
+    def _buffer_size_with_buffer(self) -> ModelCreate:
         if self.replay == "buffer" and self.buffer_size is None:
             raise ValueError("replay 'buffer' needs buffer_size")
         if self.replay != "buffer" and self.buffer_size is not None:
@@ -64,10 +66,12 @@ class ChunkCreate(BaseModel):
 
     split: Literal["train", "test"] = "train"
     images: list[str] = Field(min_length=1, description="base64 PNG or JPEG")
-    labels: list[StrictInt] = Field(min_length=1, description="integers; 1.0, \"1\" and true are refused")
+    labels: list[StrictInt] = Field(
+        min_length=1, description='integers; 1.0, "1" and true are refused'
+    )
 
     @model_validator(mode="after")
-    def _same_length(self) -> "ChunkCreate":
+    def _same_length(self) -> ChunkCreate:
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         return self
@@ -96,7 +100,9 @@ class ChunkOut(BaseModel):
     sealed: list[int] = Field(default_factory=list, description="mega-batches this request sealed")
     jobs: list[int] = Field(default_factory=list, description="update jobs this request queued")
     trained_in_version: int | None = None
-    replayed: bool = Field(False, description="true when an Idempotency-Key matched an earlier chunk")
+    replayed: bool = Field(
+        False, description="true when an Idempotency-Key matched an earlier chunk"
+    )
 
 
 class JobOut(BaseModel):
@@ -106,9 +112,13 @@ class JobOut(BaseModel):
     state: str
     attempts: int
     attempts_left: int = Field(description="attempts this job may still make before it is failed")
-    failures: list[dict] = Field(description="one entry per failed attempt: attempt, at, kind, runner, error")
+    failures: list[dict] = Field(
+        description="one entry per failed attempt: attempt, at, kind, runner, error"
+    )
     runner: str | None = Field(None, description="host:pid of the process running it now")
-    parent_version: int | None = Field(None, description="the live version the current attempt started from")
+    parent_version: int | None = Field(
+        None, description="the live version the current attempt started from"
+    )
     progress: dict
     timings: dict
     error: str | None
@@ -135,10 +145,14 @@ class VersionOut(BaseModel):
     sha256: str
     mask_sha256: str | None
     replay_size: int
-    release: str = Field(description="live: went live when published; superseded: a promotion made during "
-                                     "its training won, so it was published without going live")
+    release: str = Field(
+        description="live: went live when published; superseded: a promotion made during "
+        "its training won, so it was published without going live"
+    )
     release_note: str | None = None
-    damaged: str | None = Field(None, description="why its stored checkpoint failed the sha256 check, if it did")
+    damaged: str | None = Field(
+        None, description="why its stored checkpoint failed the sha256 check, if it did"
+    )
     created_at: datetime
     metrics: dict
 

@@ -7,13 +7,20 @@ second, not an hour.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from service.cli.errors import fail
 
@@ -35,7 +42,9 @@ def _split_list(text: str, what: str) -> list[str]:
 def _check_choice(values: list[str], known, what: str) -> None:
     unknown = [v for v in values if v not in known]
     if unknown:
-        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+        raise ValueError(
+            f"unknown {what} {', '.join(map(repr, unknown))}; choose from {', '.join(known)}"
+        )
 
 
 @dataclass
@@ -44,54 +53,108 @@ class BenchArgs:
     config: AlmaConfig
 
 
-def build_config(
-    *, dataset: str, model: str, width: float, strategies: str, replay: str, megabatches: int, epochs: int,
-    seeds: str, importance: str, keep: float, label_noise: float, batch_size: int, lr: float,
-    augment: str, scope: str, reset_source: str, keep_best: bool,
-) -> BenchArgs:
-    """Validate every argument and load the data; raises ValueError naming the first problem."""
+@dataclass(frozen=True)
+class BenchOptions:
+    """The arguments of ``lure bench alma`` as given, before any check (defaults: the CLI's)."""
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    width: float = 1.0
+    strategies: str = "warm,lure,shrink_perturb,llf,cold"
+    replay: str = "full"
+    megabatches: int = 8
+    epochs: int = 20
+    seeds: str = "0"
+    importance: str = "snip"
+    keep: float = 0.8
+    label_noise: float = 0.0
+    batch_size: int = 64
+    lr: float = 0.1
+    augment: str = "auto"
+    scope: str = "conv_linear_weights"
+    reset_source: str = "fresh_model"
+    keep_best: bool = False
+
+
+def _check_names(options: BenchOptions) -> list[str]:
+    """The names that must come from a registry; returns the strategies."""
+    from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
+    from lure_engine.importance import ESTIMATORS, SCOPES
+    from lure_engine.models import available_models
+    from lure_engine.replay import parse_replay
+
+    strategies = _split_list(options.strategies, "--strategies")
+    _check_choice(strategies, list(STRATEGIES), "strategy")
+    _check_choice([options.model], available_models(), "model")
+    _check_choice([options.importance], list(ESTIMATORS), "importance estimator")
+    _check_choice([options.scope], list(SCOPES), "parameter scope")
+    _check_choice([options.reset_source], list(RESET_SOURCES), "reset source")
+    _check_choice([options.augment], list(AUGMENTS), "augmentation")
+    parse_replay(options.replay)
+    return strategies
+
+
+def _check_numbers(options: BenchOptions) -> tuple[int, ...]:
+    """Ranges of the numeric options; returns the seeds."""
+    if not 0.0 < options.keep < 1.0:
+        raise ValueError(f"--keep must lie strictly between 0 and 1, got {options.keep}")
+    if not 0.0 <= options.label_noise < 1.0:
+        raise ValueError(f"--label-noise must lie in [0, 1), got {options.label_noise}")
+    if min(options.megabatches, options.epochs, options.batch_size) < 1:
+        raise ValueError("--megabatches, --epochs and --batch-size must be at least 1")
+    if options.width <= 0:
+        raise ValueError(f"--width must be positive, got {options.width}")
+    try:
+        return tuple(int(s) for s in _split_list(options.seeds, "--seeds"))
+    except ValueError as error:
+        raise ValueError(
+            f"--seeds must be comma-separated integers, got {options.seeds!r}"
+        ) from error
+
+
+def build_config(options: BenchOptions) -> BenchArgs:
+    """Validate every option and load the data; raises ValueError naming the first problem."""
     from lure_engine.alma import AlmaConfig
     from lure_engine.augment import default_crop_padding
     from lure_engine.data import load_dataset
-    from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
-    from lure_engine.importance import ESTIMATORS, SCOPES
-    from lure_engine.models import ModelSpec, available_models
-    from lure_engine.replay import parse_replay
+    from lure_engine.models import ModelSpec
     from lure_engine.trainer import TrainConfig
     from lure_engine.update import UpdateConfig
 
-    strategy_list = _split_list(strategies, "--strategies")
-    _check_choice(strategy_list, list(STRATEGIES), "strategy")
-    _check_choice([model], available_models(), "model")
-    _check_choice([importance], list(ESTIMATORS), "importance estimator")
-    _check_choice([scope], list(SCOPES), "parameter scope")
-    _check_choice([reset_source], list(RESET_SOURCES), "reset source")
-    _check_choice([augment], list(AUGMENTS), "augmentation")
-    if not 0.0 < keep < 1.0:
-        raise ValueError(f"--keep must lie strictly between 0 and 1, got {keep}")
-    if not 0.0 <= label_noise < 1.0:
-        raise ValueError(f"--label-noise must lie in [0, 1), got {label_noise}")
-    if megabatches < 1 or epochs < 1 or batch_size < 1:
-        raise ValueError("--megabatches, --epochs and --batch-size must be at least 1")
-    if width <= 0:
-        raise ValueError(f"--width must be positive, got {width}")
-    try:
-        seed_list = tuple(int(s) for s in _split_list(seeds, "--seeds"))
-    except ValueError as error:
-        raise ValueError(f"--seeds must be comma-separated integers, got {seeds!r}") from error
-    parse_replay(replay)
-    data = load_dataset(dataset)
-    ModelSpec(model, data.num_classes, data.channels, data.image_size, width)
-    if len(data.train) // megabatches < 10:
-        raise ValueError(f"{len(data.train)} training samples are too few for {megabatches} mega-batches")
-    hflip = data.hflip if augment == "auto" else augment == "flip+crop"
-    padding = 0 if augment == "none" else default_crop_padding(data.image_size)
-    train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, hflip=hflip, crop_padding=padding,
-                        keep_best_on_validation=keep_best)
-    update = UpdateConfig(importance=importance, keep_fraction=keep, scope=scope, reset_source=reset_source,
-                          train=train)
-    config = AlmaConfig(model=model, width=width, strategies=tuple(strategy_list), replay=replay,
-                        megabatches=megabatches, seeds=seed_list, label_noise=label_noise, update=update)
+    strategies, seeds = _check_names(options), _check_numbers(options)
+    data = load_dataset(options.dataset)
+    ModelSpec(options.model, data.num_classes, data.channels, data.image_size, options.width)
+    if len(data.train) // options.megabatches < 10:
+        raise ValueError(
+            f"{len(data.train)} training samples are too few for {options.megabatches} mega-batches"
+        )
+    hflip = data.hflip if options.augment == "auto" else options.augment == "flip+crop"
+    padding = 0 if options.augment == "none" else default_crop_padding(data.image_size)
+    train = TrainConfig(
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        lr=options.lr,
+        hflip=hflip,
+        crop_padding=padding,
+        keep_best_on_validation=options.keep_best,
+    )
+    update = UpdateConfig(
+        importance=options.importance,
+        keep_fraction=options.keep,
+        scope=options.scope,
+        reset_source=options.reset_source,
+        train=train,
+    )
+    config = AlmaConfig(
+        model=options.model,
+        width=options.width,
+        strategies=tuple(strategies),
+        replay=options.replay,
+        megabatches=options.megabatches,
+        seeds=seeds,
+        label_noise=options.label_noise,
+        update=update,
+    )
     return BenchArgs(data, config)
 
 
@@ -106,55 +169,82 @@ def write_outputs(results: dict, out: Path) -> dict[str, Path]:
     return paths
 
 
+def _run_with_progress(args: BenchArgs, device: str) -> dict:
+    """Run the benchmark behind a progress bar counting epochs."""
+    from lure_engine.alma import run_alma
+
+    config = args.config
+    total = (
+        len(config.strategies) * len(config.seeds) * config.megabatches * config.update.train.epochs
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task("starting", total=total)
+
+        def on_step(strategy: str, seed: int, index: int, p) -> None:
+            bar.update(
+                task,
+                description=f"{strategy} seed {seed} mb {index}/{config.megabatches} "
+                f"epoch {p.epoch}/{p.epochs} loss {p.loss:.3f}",
+            )
+            if p.step == p.steps:
+                bar.advance(task)
+
+        return run_alma(args.dataset, config, device=device, on_step=on_step)
+
+
 @app.command("alma")
 def alma(
     dataset: str = typer.Option("digits", help="digits | npz:PATH | cifar10:DIR"),
-    model: str = typer.Option("mlp", help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them all)."),
-    width: float = typer.Option(1.0, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU)."),
-    strategies: str = typer.Option("warm,lure,shrink_perturb,llf,cold", help="Comma-separated strategies."),
+    model: str = typer.Option(
+        "mlp", help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them)."
+    ),
+    width: float = typer.Option(
+        1.0, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU)."
+    ),
+    strategies: str = typer.Option(
+        "warm,lure,shrink_perturb,llf,cold", help="Comma-separated strategies."
+    ),
     replay: str = typer.Option("full", help="full | none | buffer:K[:reservoir|class_balanced]"),
     megabatches: int = typer.Option(8, help="Number of mega-batches in the stream."),
     epochs: int = typer.Option(20, help="Epochs per mega-batch."),
     seeds: str = typer.Option("0", help="Comma-separated seeds."),
     importance: str = typer.Option("snip", help="snip | fisher | magnitude | random"),
     keep: float = typer.Option(0.8, help="Fraction of scored weights LURE keeps (0 < k < 1)."),
-    label_noise: float = typer.Option(0.0, help="Symmetric label-noise rate on the training stream."),
+    label_noise: float = typer.Option(
+        0.0, help="Symmetric label-noise rate on the training stream."
+    ),
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(0.1),
-    augment: str = typer.Option("auto", help="auto | flip+crop | crop | none (auto: no flips for digits)"),
-    scope: str = typer.Option("conv_linear_weights", help="Which parameters are scored and may be reset."),
+    augment: str = typer.Option(
+        "auto", help="auto | flip+crop | crop | none (auto: no flips for digits)"
+    ),
+    scope: str = typer.Option(
+        "conv_linear_weights", help="Which parameters are scored and may be reset."
+    ),
     reset_source: str = typer.Option("fresh_model", help="fresh_model | kaiming_uniform"),
     keep_best: bool = typer.Option(False, help="Keep the best epoch on the validation splits."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    out: Path = typer.Option(Path("runs/alma"), help="Folder for results.json, results.md and alma.png."),
+    out: Path = typer.Option(
+        Path("runs/alma"), help="Folder for results.json, results.md and alma.png."
+    ),
 ) -> None:
     """Run forgetting strategies through an ALMA stream; write results.json, a table and a plot."""
-    from lure_engine.alma import markdown_table, run_alma
+    from lure_engine.alma import markdown_table
 
+    given = locals()
     try:
-        args = build_config(
-            dataset=dataset, model=model, width=width, strategies=strategies, replay=replay,
-            megabatches=megabatches, epochs=epochs, seeds=seeds, importance=importance, keep=keep,
-            label_noise=label_noise, batch_size=batch_size, lr=lr, augment=augment, scope=scope,
-            reset_source=reset_source, keep_best=keep_best,
-        )
+        args = build_config(BenchOptions(**{f.name: given[f.name] for f in fields(BenchOptions)}))
     except ValueError as error:
         raise fail(str(error)) from None
-    config = args.config
-    total = len(config.strategies) * len(config.seeds) * config.megabatches * epochs
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("starting", total=total)
-
-        def on_step(strategy: str, seed: int, index: int, p) -> None:
-            bar.update(task, description=f"{strategy} seed {seed} mb {index}/{config.megabatches} "
-                                         f"epoch {p.epoch}/{p.epochs} loss {p.loss:.3f}")
-            if p.step == p.steps:
-                bar.advance(task)
-
-        results = run_alma(args.dataset, config, device=device, on_step=on_step)
+    results = _run_with_progress(args, device)
     paths = write_outputs(results, out)
     typer.echo(markdown_table(results))
     typer.echo(f"wall time {results['wall_seconds']:.1f} s on {results['device']}")

@@ -9,14 +9,16 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from lure_core.api_keys import SCOPES, create_key, revoke_key
+from lure_core.database import make_engine, make_session_factory, upgrade_database
+from lure_core.records import ApiKeyRow
 from service.cli.errors import fail
 from service.settings import ServerSettings
-from worker.storage.api_keys import SCOPES, create_key, revoke_key
-from worker.storage.database import make_engine, make_session_factory, upgrade_database
-from worker.storage.schema import ApiKeyRow
 
 app = typer.Typer(help="API keys (scopes: ingest, predict, admin).", no_args_is_help=True)
-DATA_DIR = typer.Option(None, help="The server's data folder (LURE_DATA_DIR); LURE_DATABASE_URL wins.")
+DATA_DIR = typer.Option(
+    None, help="The server's data folder (LURE_DATA_DIR); LURE_DATABASE_URL wins."
+)
 
 
 def _sessions(data_dir: Path | None):
@@ -29,7 +31,9 @@ def _sessions(data_dir: Path | None):
 @app.command("create")
 def create(
     name: str = typer.Option(..., help="Who or what uses the key."),
-    scope: list[str] = typer.Option(..., "--scope", help=f"Repeat for several: {', '.join(SCOPES)}."),
+    scope: list[str] = typer.Option(
+        ..., "--scope", help=f"Repeat for several: {', '.join(SCOPES)}."
+    ),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Create a key; it is printed once (stdout) and only its hash is stored."""
@@ -38,8 +42,11 @@ def create(
             key, row = create_key(session, name, scope)
     except ValueError as error:
         raise fail(str(error)) from None
-    typer.echo(f"created key {row.prefix} '{name}' with scopes {', '.join(row.scopes)}; store it now, "
-               "it is not shown again:", err=True)
+    typer.echo(
+        f"created key {row.prefix} '{name}' with scopes {', '.join(row.scopes)}; store it now, "
+        "it is not shown again:",
+        err=True,
+    )
     typer.echo(key)
 
 
@@ -50,14 +57,21 @@ def list_keys(data_dir: Path = DATA_DIR) -> None:
         table.add_column(column)
     with _sessions(data_dir)() as session:
         for row in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)):
-            table.add_row(row.prefix, row.name, ",".join(row.scopes), f"{row.created_at:%Y-%m-%d %H:%M}",
-                          f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")
+            table.add_row(
+                row.prefix,
+                row.name,
+                ",".join(row.scopes),
+                f"{row.created_at:%Y-%m-%d %H:%M}",
+                f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "",
+            )
     Console(width=120).print(table)
 
 
 @app.command("revoke")
-def revoke(prefix: str = typer.Argument(..., help="The key's prefix (from `lure keys list`)."),
-           data_dir: Path = DATA_DIR) -> None:
+def revoke(
+    prefix: str = typer.Argument(..., help="The key's prefix (from `lure keys list`)."),
+    data_dir: Path = DATA_DIR,
+) -> None:
     with _sessions(data_dir).begin() as session:
         row = revoke_key(session, prefix)
     if row is None:

@@ -13,7 +13,14 @@ app.add_typer(remote.jobs_app, name="jobs")
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("worker")(server.worker)
-for command in (remote.create, remote.push, remote.predict, remote.versions, remote.watch, remote.promote):
+for command in (
+    remote.create,
+    remote.push,
+    remote.predict,
+    remote.versions,
+    remote.watch,
+    remote.promote,
+):
     app.command(command.__name__)(command)
 
 if __name__ == "__main__":

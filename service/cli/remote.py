@@ -17,7 +17,9 @@ from rich.table import Table
 from service.cli.errors import fail
 from service.client import LureClient, LureError, load_image_folder, load_npz_arrays
 
-URL = typer.Option("http://127.0.0.1:8000", "--url", envvar="LURE_URL", help="Server URL (LURE_URL).")
+URL = typer.Option(
+    "http://127.0.0.1:8000", "--url", envvar="LURE_URL", help="Server URL (LURE_URL)."
+)
 API_KEY = typer.Option(None, "--api-key", envvar="LURE_API_KEY", help="API key (LURE_API_KEY).")
 MODEL = typer.Option(..., "--model", "-m", help="Model name.")
 console = Console(width=None if sys.stdout.isatty() else 150)  # full tables when piped
@@ -33,19 +35,38 @@ def _pct(value) -> str:
 
 def create(
     name: str = typer.Argument(..., help="Model name."),
-    architecture: str = typer.Option("resnet18"), width: float = typer.Option(1.0),
+    architecture: str = typer.Option("resnet18"),
+    width: float = typer.Option(1.0),
     num_classes: int = typer.Option(..., help="Number of classes."),
-    image_size: int = typer.Option(32), channels: int = typer.Option(3),
-    strategy: str = typer.Option("lure"), replay: str = typer.Option("full", help="full | buffer | none"),
-    buffer_size: int = typer.Option(None), megabatch_size: int = typer.Option(1000), epochs: int = typer.Option(50),
-    hflip: bool = typer.Option(True, help="Flip augmentation (off where a mirror changes the label)."),
-    option: list[str] = typer.Option([], "--set", help="Any other model field as key=JSON, e.g. --set lr=0.05"),
-    url: str = URL, api_key: str = API_KEY,
+    image_size: int = typer.Option(32),
+    channels: int = typer.Option(3),
+    strategy: str = typer.Option("lure"),
+    replay: str = typer.Option("full", help="full | buffer | none"),
+    buffer_size: int = typer.Option(None),
+    megabatch_size: int = typer.Option(1000),
+    epochs: int = typer.Option(50),
+    hflip: bool = typer.Option(
+        True, help="Flip augmentation (off where a mirror changes the label)."
+    ),
+    option: list[str] = typer.Option(
+        [], "--set", help="Any other model field as key=JSON, e.g. --set lr=0.05"
+    ),
+    url: str = URL,
+    api_key: str = API_KEY,
 ) -> None:
     """Create a model on the server."""
-    config = dict(architecture=architecture, width=width, num_classes=num_classes, image_size=image_size,
-                  channels=channels, strategy=strategy, replay=replay, megabatch_size=megabatch_size, epochs=epochs,
-                  hflip=hflip)
+    config = {
+        "architecture": architecture,
+        "width": width,
+        "num_classes": num_classes,
+        "image_size": image_size,
+        "channels": channels,
+        "strategy": strategy,
+        "replay": replay,
+        "megabatch_size": megabatch_size,
+        "epochs": epochs,
+        "hflip": hflip,
+    }
     if buffer_size is not None:
         config["buffer_size"] = buffer_size
     for item in option:
@@ -59,8 +80,10 @@ def create(
             model = client.create_model(name, **config)
     except LureError as error:
         raise fail(str(error.detail)) from None
-    typer.echo(f"created model {model['name']} ({model['config']['architecture']}, "
-               f"{model['config']['strategy']}, mega-batches of {model['config']['megabatch_size']})")
+    typer.echo(
+        f"created model {model['name']} ({model['config']['architecture']}, "
+        f"{model['config']['strategy']}, mega-batches of {model['config']['megabatch_size']})"
+    )
 
 
 def _load(data: str, split: str):
@@ -76,14 +99,20 @@ def _load(data: str, split: str):
         return x, y
     if path.suffix == ".npz" and path.is_file():
         return load_npz_arrays(path, split)
-    raise ValueError(f"{data}: expected an .npz file, an image folder (one subfolder per class) or 'digits'")
+    raise ValueError(
+        f"{data}: expected an .npz file, an image folder (one subfolder per class) or 'digits'"
+    )
 
 
 def push(
-    data: str = typer.Argument(..., help=".npz (x/y or x_train/y_train...), image folder, or 'digits'."),
-    model: str = MODEL, split: str = typer.Option("train", help="train | test"),
+    data: str = typer.Argument(
+        ..., help=".npz (x/y or x_train/y_train...), image folder, or 'digits'."
+    ),
+    model: str = MODEL,
+    split: str = typer.Option("train", help="train | test"),
     chunk_size: int = typer.Option(500, help="Samples per request."),
-    url: str = URL, api_key: str = API_KEY,
+    url: str = URL,
+    api_key: str = API_KEY,
 ) -> None:
     """Send labelled data in chunks, with a progress bar. Safe to re-run after an interruption."""
     if split not in ("train", "test"):
@@ -92,29 +121,52 @@ def push(
         x, y = _load(data, split)
     except (ValueError, OSError) as error:
         raise fail(str(error)) from None
-    columns = (TextColumn("push"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"), TimeRemainingColumn())
+    columns = (
+        TextColumn("push"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples"),
+        TimeRemainingColumn(),
+    )
     try:
-        with _client(url, api_key) as client, Progress(*columns, console=Console(stderr=True)) as bar:
+        with (
+            _client(url, api_key) as client,
+            Progress(*columns, console=Console(stderr=True)) as bar,
+        ):
             task = bar.add_task("push", total=len(x))
-            answers = client.push_arrays(model, x, y, split=split, chunk_size=chunk_size,
-                                         progress=lambda done, _: bar.update(task, completed=done))
+            answers = client.push_arrays(
+                model,
+                x,
+                y,
+                split=split,
+                chunk_size=chunk_size,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
     except LureError as error:
         raise fail(str(error.detail)) from None
+    typer.echo(_push_summary(answers, len(x), split, model))
+
+
+def _push_summary(answers: list[dict], samples: int, split: str, model: str) -> str:
     sealed = [index for a in answers for index in a.get("sealed", [])]
     replayed = sum(a.get("replayed", False) for a in answers)
-    last = answers[-1]
-    typer.echo(f"pushed {len(x)} {split} samples in {len(answers)} chunks to {model}"
-               + (f" ({replayed} chunks were already stored; none stored twice)" if replayed else "")
-               + (f"; sealed mega-batches {sealed}" if sealed else "")
-               + (f"; open mega-batch #{last['open_megabatch']['index']} holds "
-                  f"{last['open_megabatch']['n_samples']}/{last['open_megabatch']['size']}"
-                  if last.get("open_megabatch") else ""))
+    parts = [f"pushed {samples} {split} samples in {len(answers)} chunks to {model}"]
+    if replayed:
+        parts.append(f" ({replayed} chunks were already stored; none stored twice)")
+    if sealed:
+        parts.append(f"; sealed mega-batches {sealed}")
+    if open_row := answers[-1].get("open_megabatch"):
+        fill = f"{open_row['n_samples']}/{open_row['size']}"
+        parts.append(f"; open mega-batch #{open_row['index']} holds {fill}")
+    return "".join(parts)
 
 
 def predict(
     images: list[Path] = typer.Argument(..., help="PNG or JPEG files."),
-    model: str = MODEL, version: int = typer.Option(None, help="Pin a version (default: live)."),
-    url: str = URL, api_key: str = API_KEY,
+    model: str = MODEL,
+    version: int = typer.Option(None, help="Pin a version (default: live)."),
+    url: str = URL,
+    api_key: str = API_KEY,
 ) -> None:
     """Classify image files with the live (or a pinned) version."""
     missing = [str(p) for p in images if not p.is_file()]
@@ -128,8 +180,10 @@ def predict(
     table = Table(title=f"{model} v{answer['version']}")
     for column in ("image", "label", "confidence"):
         table.add_column(column)
-    for path, prediction in zip(images, answer["predictions"]):
-        table.add_row(str(path), str(prediction["label"]), f"{max(prediction['probabilities']):.3f}")
+    for path, prediction in zip(images, answer["predictions"], strict=False):
+        table.add_row(
+            str(path), str(prediction["label"]), f"{max(prediction['probabilities']):.3f}"
+        )
     console.print(table)
 
 
@@ -141,19 +195,41 @@ def versions(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None
     except LureError as error:
         raise fail(str(error.detail)) from None
     table = Table(title=f"versions of {model}")
-    for column in ("version", "mega-batch", "parent", "strategy", "test acc.", "CER", "gen. gap", "ECE",
-                   "train s", "sha256", "live"):
+    for column in (
+        "version",
+        "mega-batch",
+        "parent",
+        "strategy",
+        "test acc.",
+        "CER",
+        "gen. gap",
+        "ECE",
+        "train s",
+        "sha256",
+        "live",
+    ):
         table.add_column(column)
     for v in rows:
         m = v["metrics"]
-        table.add_row(str(v["number"]), str(v["megabatch"]), str(v["parent"] or "–"), v["strategy"],
-                      _pct(m.get("test_accuracy")), str(m.get("cer", "–")), _pct(m.get("generalization_gap")),
-                      "–" if m.get("ece") is None else f"{m['ece']:.4f}", f"{m.get('train_seconds', 0):.1f}",
-                      v["sha256"][:12], "●" if v["live"] else "")
+        table.add_row(
+            str(v["number"]),
+            str(v["megabatch"]),
+            str(v["parent"] or "–"),
+            v["strategy"],
+            _pct(m.get("test_accuracy")),
+            str(m.get("cer", "–")),
+            _pct(m.get("generalization_gap")),
+            "–" if m.get("ece") is None else f"{m['ece']:.4f}",
+            f"{m.get('train_seconds', 0):.1f}",
+            v["sha256"][:12],
+            "●" if v["live"] else "",
+        )
     console.print(table)
 
 
-def promote(version: int = typer.Argument(...), model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None:
+def promote(
+    version: int = typer.Argument(...), model: str = MODEL, url: str = URL, api_key: str = API_KEY
+) -> None:
     """Serve an older version again (rollback); the next update starts from it."""
     try:
         with _client(url, api_key) as client:
@@ -166,18 +242,25 @@ def promote(version: int = typer.Argument(...), model: str = MODEL, url: str = U
 def _job_line(job: dict) -> str:
     p = job.get("progress") or {}
     if job["state"] == "running" and p.get("phase") == "relearn":
-        return (f"job {job['id']} (mega-batch {job['megabatch']}): relearn epoch {p['epoch']}/{p['epochs']} "
-                f"step {p['step']}/{p['steps']} loss {p['loss']:.4f}")
+        return (
+            f"job {job['id']} (mega-batch {job['megabatch']}): "
+            f"relearn epoch {p['epoch']}/{p['epochs']} "
+            f"step {p['step']}/{p['steps']} loss {p['loss']:.4f}"
+        )
     if job["state"] == "failed":
-        return f"job {job['id']} (mega-batch {job['megabatch']}): failed: {(job.get('error') or '').splitlines()[-1:]}"
-    return f"job {job['id']} (mega-batch {job['megabatch']}): {job['state']} {p.get('phase', '')}".rstrip()
+        last = (job.get("error") or "").splitlines()[-1:]
+        return f"job {job['id']} (mega-batch {job['megabatch']}): failed: {last}"
+    state = f"{job['state']} {p.get('phase', '')}".rstrip()
+    return f"job {job['id']} (mega-batch {job['megabatch']}): {state}"
 
 
 def watch(
-    model: str = MODEL, until_version: int = typer.Option(None, help="Exit once this version is published."),
+    model: str = MODEL,
+    until_version: int = typer.Option(None, help="Exit once this version is published."),
     interval: float = typer.Option(1.0, help="Seconds between polls."),
     timeout: float = typer.Option(None, help="Give up after this many seconds."),
-    url: str = URL, api_key: str = API_KEY,
+    url: str = URL,
+    api_key: str = API_KEY,
 ) -> None:
     """Follow update jobs and new versions as they happen (Ctrl-C to stop)."""
     seen_versions: set[int] = set()
@@ -190,15 +273,21 @@ def watch(
             while True:
                 for job in client.jobs(model, limit=10):
                     line = _job_line(job)
-                    if job["state"] in ("queued", "running", "failed") and last_lines.get(job["id"]) != line:
+                    if (
+                        job["state"] in ("queued", "running", "failed")
+                        and last_lines.get(job["id"]) != line
+                    ):
                         typer.echo(line)
                     last_lines[job["id"]] = line
                 for v in client.versions(model):
                     if v["number"] not in seen_versions:
                         seen_versions.add(v["number"])
                         m = v["metrics"]
-                        typer.echo(f"version {v['number']} published from mega-batch {v['megabatch']}: test accuracy "
-                                   f"{_pct(m.get('test_accuracy'))}, CER {m.get('cer')}, sha256 {v['sha256'][:12]}")
+                        typer.echo(
+                            f"version {v['number']} published from mega-batch "
+                            f"{v['megabatch']}: test accuracy {_pct(m.get('test_accuracy'))}, "
+                            f"CER {m.get('cer')}, sha256 {v['sha256'][:12]}"
+                        )
                 if until_version is not None and any(n >= until_version for n in seen_versions):
                     return
                 if timeout is not None and time.monotonic() - started > timeout:
@@ -214,8 +303,12 @@ jobs_app = typer.Typer(help="Update jobs: list them, retry a failed one.", no_ar
 
 
 @jobs_app.command("list")
-def jobs_list(model: str = MODEL, limit: int = typer.Option(20, help="The newest N jobs."),
-              url: str = URL, api_key: str = API_KEY) -> None:
+def jobs_list(
+    model: str = MODEL,
+    limit: int = typer.Option(20, help="The newest N jobs."),
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
     """The model's jobs with their state, attempts and last error."""
     try:
         with _client(url, api_key) as client:
@@ -227,19 +320,30 @@ def jobs_list(model: str = MODEL, limit: int = typer.Option(20, help="The newest
         table.add_column(column)
     for job in rows:
         last = (job.get("error") or "").strip().splitlines()[:1]
-        table.add_row(str(job["id"]), str(job["megabatch"]), job["state"], str(job["attempts"]),
-                      str(job["version"] or "–"), last[0][:100] if last else "")
+        table.add_row(
+            str(job["id"]),
+            str(job["megabatch"]),
+            job["state"],
+            str(job["attempts"]),
+            str(job["version"] or "–"),
+            last[0][:100] if last else "",
+        )
     console.print(table)
 
 
 @jobs_app.command("retry")
-def jobs_retry(job_id: int = typer.Argument(..., help="A failed job's id."),
-               url: str = URL, api_key: str = API_KEY) -> None:
+def jobs_retry(
+    job_id: int = typer.Argument(..., help="A failed job's id."),
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
     """Queue a failed job again with a fresh attempt budget (admin)."""
     try:
         with _client(url, api_key) as client:
             job = client.retry_job(job_id)
     except LureError as error:
         raise fail(str(error.detail)) from None
-    typer.echo(f"job {job['id']} (mega-batch {job['megabatch']} of {job['model']}) queued again; "
-               f"{job['attempts_left']} attempts allowed")
+    typer.echo(
+        f"job {job['id']} (mega-batch {job['megabatch']} of {job['model']}) queued again; "
+        f"{job['attempts_left']} attempts allowed"
+    )

@@ -15,19 +15,16 @@ from service.settings import ServerSettings
 from service.supervisor import WorkerSupervisor
 
 
-
 def _settings(host: str | None, port: int | None, data_dir: Path | None) -> ServerSettings:
-    overrides = {k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None}
+    overrides = {
+        k: v for k, v in {"host": host, "port": port, "data_dir": data_dir}.items() if v is not None
+    }
     return ServerSettings(**overrides)
 
 
 def _worker_command(concurrency: int = 1) -> list[str]:
-    from worker.celery_app import UPDATE_QUEUE
-
-    # updates run in child processes of their own (worker/isolation.py): the pool only supervises
-    pool = ["--pool=solo"] if concurrency == 1 else ["--pool=threads", f"--concurrency={concurrency}"]
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", *pool,
-            "--loglevel=INFO", "-Q", UPDATE_QUEUE, "--without-gossip", "--without-mingle"]
+    """The worker process (``python -m worker``): started by name, never imported by the API."""
+    return [sys.executable, "-m", "worker", "--concurrency", str(concurrency)]
 
 
 def _child_env(settings: ServerSettings) -> dict[str, str]:
@@ -42,15 +39,16 @@ def up(
     host: str = typer.Option(None, help="Interface to listen on (LURE_HOST, default 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (LURE_PORT, default 8000)."),
     data_dir: Path = typer.Option(None, help="Database, blobs and queue folder (LURE_DATA_DIR)."),
-    demo: bool = typer.Option(False, help="Create a model and stream scikit-learn's digits into it."),
+    demo: bool = typer.Option(
+        False, help="Create a model and stream scikit-learn's digits into it."
+    ),
 ) -> None:
     """Run the API and a real Celery worker; SQLite and a filesystem queue unless told otherwise."""
     import uvicorn
 
+    from lure_core.database import upgrade_database
+    from lure_core.logs import configure_json_logging
     from service.app import create_app
-    from worker.storage.database import upgrade_database
-
-    from worker.logs import configure_json_logging
 
     configure_json_logging("api")
     settings = _settings(host, port, data_dir)
@@ -60,13 +58,17 @@ def up(
     worker = WorkerSupervisor(_worker_command(), _child_env(settings))
     worker.start()
     base_url = f"http://{settings.host}:{settings.port}"
-    typer.echo(f"LURE server on {base_url} (dashboard {base_url}/dashboard, docs {base_url}/docs); "
-               f"data in {settings.data_dir.resolve()}")
+    typer.echo(
+        f"LURE server on {base_url} (dashboard {base_url}/dashboard, docs {base_url}/docs); "
+        f"data in {settings.data_dir.resolve()}"
+    )
     key = _bootstrap_key(settings, demo)
     if demo:
         from service.demo import run_demo
 
-        threading.Thread(target=run_demo, args=(base_url, key), daemon=True, name="lure-demo").start()
+        threading.Thread(
+            target=run_demo, args=(base_url, key), daemon=True, name="lure-demo"
+        ).start()
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     finally:
@@ -87,11 +89,14 @@ def _hold_embedded_folder(settings: ServerSettings) -> None:
 def _bootstrap_key(settings: ServerSettings, demo: bool) -> str | None:
     """A first admin key when none exists (and always one for the demo), printed once."""
     if not settings.auth:
-        typer.echo("WARNING: authentication is off (LURE_AUTH=false): anyone who can reach the port "
-                   "can read, write and promote models", err=True)
+        typer.echo(
+            "WARNING: authentication is off (LURE_AUTH=false): anyone who can reach the port "
+            "can read, write and promote models",
+            err=True,
+        )
         return None
-    from worker.storage.api_keys import active_admin_exists, create_key
-    from worker.storage.database import make_engine, make_session_factory
+    from lure_core.api_keys import active_admin_exists, create_key
+    from lure_core.database import make_engine, make_session_factory
 
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -106,13 +111,15 @@ def _bootstrap_key(settings: ServerSettings, demo: bool) -> str | None:
 
 
 def api(
-    host: str = typer.Option(None), port: int = typer.Option(None), data_dir: Path = typer.Option(None),
+    host: str = typer.Option(None),
+    port: int = typer.Option(None),
+    data_dir: Path = typer.Option(None),
 ) -> None:
     """Run only the API (production: workers run elsewhere, on the same database and broker)."""
     import uvicorn
 
+    from lure_core.logs import configure_json_logging
     from service.app import create_app
-    from worker.logs import configure_json_logging
 
     configure_json_logging("api")
     settings = _settings(host, port, data_dir)
@@ -121,7 +128,9 @@ def api(
 
 
 def worker(
-    concurrency: int = typer.Option(1, help="Parallel updates (of different models) in this worker."),
+    concurrency: int = typer.Option(
+        1, help="Parallel updates (of different models) in this worker."
+    ),
     data_dir: Path = typer.Option(None),
 ) -> None:
     """Run only a Celery worker for update jobs."""

@@ -14,33 +14,52 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lure_core.records import PENDING, JobRow, JobState, ModelRow
 from service.health import FileVerifier, assess
-from worker.storage.schema import JobRow, ModelRow
 
 UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 PHASES = ("total", "unlearn", "train", "evaluate")
 
 
+# attribute: (kind, metric name, help, labels)
+_INSTRUMENTS = {
+    "requests": (Counter, "lure_http_requests", "HTTP requests", ("route", "method", "status")),
+    "latency": (
+        Histogram,
+        "lure_http_request_duration_seconds",
+        "HTTP latency",
+        ("route", "method"),
+    ),
+    "predictions": (Counter, "lure_predictions", "Images classified", ("model", "version")),
+    "samples": (Counter, "lure_samples_ingested", "Samples accepted", ("model", "split")),
+    "sealed": (Counter, "lure_megabatches_sealed", "Mega-batches sealed", ("model",)),
+    "refused_checkpoints": (
+        Counter,
+        "lure_checkpoint_integrity_failures",
+        "Checkpoints refused because their sha256 differs from the record",
+        ("model_id", "version"),
+    ),
+}
+
+
 class ApiMetrics:
     """The API process's own instruments, on a private registry (tests can build many apps)."""
 
+    requests: Counter
+    latency: Histogram
+    predictions: Counter  # by the version that answered
+    samples: Counter
+    sealed: Counter
+    refused_checkpoints: Counter
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("lure_http_requests", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("lure_http_request_duration_seconds", "HTTP request latency by route",
-                                 ["route", "method"], registry=self.registry)
-        self.predictions = Counter("lure_predictions", "Images classified, by model and answering version",
-                                   ["model", "version"], registry=self.registry)
-        self.samples = Counter("lure_samples_ingested", "Samples accepted, by model and split",
-                               ["model", "split"], registry=self.registry)
-        self.sealed = Counter("lure_megabatches_sealed", "Mega-batches sealed, by model", ["model"],
-                              registry=self.registry)
-        self.refused_checkpoints = Counter("lure_checkpoint_integrity_failures",
-                                           "Checkpoints refused because their sha256 differs from the record",
-                                           ["model_id", "version"], registry=self.registry)
+        for attribute, (kind, name, documentation, labels) in _INSTRUMENTS.items():
+            setattr(self, attribute, kind(name, documentation, labels, registry=self.registry))
 
-    def watch_database(self, sessions: sessionmaker[Session], verifier: FileVerifier, settings) -> None:
+    def watch_database(
+        self, sessions: sessionmaker[Session], verifier: FileVerifier, settings
+    ) -> None:
         self.registry.register(DatabaseCollector(sessions, verifier, settings))
 
 
@@ -58,25 +77,35 @@ class DatabaseCollector:
         with self.sessions() as session:
             names = dict(session.execute(select(ModelRow.id, ModelRow.name)).all())
             live = session.execute(select(ModelRow.name, ModelRow.live_version)).all()
-            states = session.execute(select(JobRow.model_id, JobRow.state, func.count())
-                                     .group_by(JobRow.model_id, JobRow.state)).all()
-            timings = session.execute(select(JobRow.model_id, JobRow.timings)
-                                      .where(JobRow.state == "succeeded")).all()
-        depth = GaugeMetricFamily("lure_queue_depth", "Update jobs waiting or running, by model and state",
-                                  labels=["model", "state"])
-        failures = CounterMetricFamily("lure_update_failures", "Update jobs that failed, by model",
-                                       labels=["model"])
+            states = session.execute(
+                select(JobRow.model_id, JobRow.state, func.count()).group_by(
+                    JobRow.model_id, JobRow.state
+                )
+            ).all()
+            timings = session.execute(
+                select(JobRow.model_id, JobRow.timings).where(JobRow.state == JobState.SUCCEEDED)
+            ).all()
+        depth = GaugeMetricFamily(
+            "lure_queue_depth",
+            "Update jobs waiting or running, by model and state",
+            labels=["model", "state"],
+        )
+        failures = CounterMetricFamily(
+            "lure_update_failures", "Update jobs that failed, by model", labels=["model"]
+        )
         failed = defaultdict(int)
         for model_id, state, count in states:
-            if state in ("queued", "running"):
+            if state in PENDING:
                 depth.add_metric([names[model_id], state], count)
-            if state == "failed":
+            if state == JobState.FAILED:
                 failed[names[model_id]] += count
         for name in names.values():
             failures.add_metric([name], failed[name])
         yield depth
         yield failures
-        gauge = GaugeMetricFamily("lure_live_version", "The version /predict serves, by model", labels=["model"])
+        gauge = GaugeMetricFamily(
+            "lure_live_version", "The version /predict serves, by model", labels=["model"]
+        )
         for name, version in live:
             if version is not None:
                 gauge.add_metric([name], version)
@@ -85,29 +114,50 @@ class DatabaseCollector:
         yield from self._health(list(names.values()))
 
     def _health(self, models: list[str]):
-        health = assess(self.sessions, self.verifier, worker_timeout=self.settings.worker_timeout_seconds,
-                        stale_after=self.settings.stale_job_seconds)
-        yield GaugeMetricFamily("lure_workers_alive", "Worker processes that reported recently",
-                                value=health.workers_alive)
-        yield GaugeMetricFamily("lure_jobs_stale", "Running update jobs whose worker stopped reporting",
-                                value=len(health.stale_jobs))
-        failed = GaugeMetricFamily("lure_jobs_failed_waiting", "Failed update jobs not yet retried, by model",
-                                   labels=["model"])
-        damaged = GaugeMetricFamily("lure_live_checkpoint_damaged",
-                                    "1 when the model's live checkpoint fails its sha256 check", labels=["model"])
+        health = assess(
+            self.sessions,
+            self.verifier,
+            worker_timeout=self.settings.worker_timeout_seconds,
+            stale_after=self.settings.stale_job_seconds,
+        )
+        yield GaugeMetricFamily(
+            "lure_workers_alive",
+            "Worker processes that reported recently",
+            value=health.workers_alive,
+        )
+        yield GaugeMetricFamily(
+            "lure_jobs_stale",
+            "Running update jobs whose worker stopped reporting",
+            value=len(health.stale_jobs),
+        )
+        failed = GaugeMetricFamily(
+            "lure_jobs_failed_waiting",
+            "Failed update jobs not yet retried, by model",
+            labels=["model"],
+        )
+        damaged = GaugeMetricFamily(
+            "lure_live_checkpoint_damaged",
+            "1 when the model's live checkpoint fails its sha256 check",
+            labels=["model"],
+        )
         for name in models:
             failed.add_metric([name], len(health.failed_jobs.get(name, [])))
             damaged.add_metric([name], int(name in health.damaged_live))
         yield failed
         yield damaged
-        yield GaugeMetricFamily("lure_health_problems", "Reasons /readyz reports degraded (0: healthy)",
-                                value=len(health.problems))
+        yield GaugeMetricFamily(
+            "lure_health_problems",
+            "Reasons /readyz reports degraded (0: healthy)",
+            value=len(health.problems),
+        )
 
     @staticmethod
     def _durations(names: dict[int, str], timings) -> HistogramMetricFamily:
-        family = HistogramMetricFamily("lure_update_duration_seconds",
-                                       "Update duration by model and phase (total, unlearn, train, evaluate)",
-                                       labels=["model", "phase"])
+        family = HistogramMetricFamily(
+            "lure_update_duration_seconds",
+            "Update duration by model and phase (total, unlearn, train, evaluate)",
+            labels=["model", "phase"],
+        )
         observed: dict[tuple[str, str], list[float]] = defaultdict(list)
         for model_id, timing in timings:
             for phase in PHASES:
@@ -115,13 +165,18 @@ class DatabaseCollector:
                 if value is not None:
                     observed[(names[model_id], phase)].append(float(value))
         for (model, phase), values in sorted(observed.items()):
-            buckets = [(str(b) if b != float("inf") else "+Inf", sum(v <= b for v in values)) for b in UPDATE_BUCKETS]
+            buckets = [
+                (str(b) if b != float("inf") else "+Inf", sum(v <= b for v in values))
+                for b in UPDATE_BUCKETS
+            ]
             family.add_metric([model, phase], buckets, sum(values))
         return family
 
 
 class MetricsMiddleware:
-    """Counts and times every request under its route template (``/v1/models/{name}``), not its URL."""
+    """Counts and times every request under its route template (``/v1/models/{name}``), not
+    its URL.
+    """
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
         self.app, self.metrics = app, metrics
@@ -145,4 +200,3 @@ class MetricsMiddleware:
             method = scope["method"]
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - started)
             self.metrics.requests.labels(route, method, str(status["code"])).inc()
-

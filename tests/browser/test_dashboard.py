@@ -11,14 +11,28 @@ import pytest
 
 from lure_engine.data import load_digits_dataset
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
-from tests.integration.processes import Process, create_admin_key, free_port, lure_command, wait_ready
+from tests.integration.processes import (
+    Process,
+    create_admin_key,
+    free_port,
+    lure_command,
+    wait_ready,
+)
 from tests.integration.scenario import wait_for_versions
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture()
@@ -29,24 +43,42 @@ def server_with_two_versions(tmp_path):
             pytest.fail(message)
         pytest.skip(message)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LURE_")} | {"LURE_TORCH_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LURE_")} | {
+        "LURE_TORCH_THREADS": "1"
+    }
     key = create_admin_key(env, tmp_path / "data")
-    server = Process(lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")), env,
-                     tmp_path / "server.log")
+    server = Process(
+        lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")),
+        env,
+        tmp_path / "server.log",
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, server, key)
         data = load_digits_dataset()
-        with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as client:
+        with httpx.Client(
+            base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
             client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
-            client.post("/v1/models/digits/chunks?split=test", content=npz_body(data.test.x, data.test.y),
-                        headers=NPZ).raise_for_status()
+            client.post(
+                "/v1/models/digits/chunks?split=test",
+                content=npz_body(data.test.x, data.test.y),
+                headers=NPZ,
+            ).raise_for_status()
             for start in (0, 300):
-                client.post("/v1/models/digits/chunks?split=train", headers=NPZ, content=npz_body(
-                    data.train.x[start:start + 300], data.train.y[start:start + 300])).raise_for_status()
+                client.post(
+                    "/v1/models/digits/chunks?split=train",
+                    headers=NPZ,
+                    content=npz_body(
+                        data.train.x[start : start + 300], data.train.y[start : start + 300]
+                    ),
+                ).raise_for_status()
             versions = wait_for_versions(client, "digits", 2)
-            client.post("/v1/models/digits/chunks?split=train", headers=NPZ,
-                        content=npz_body(data.train.x[600:700], data.train.y[600:700])).raise_for_status()
+            client.post(
+                "/v1/models/digits/chunks?split=train",
+                headers=NPZ,
+                content=npz_body(data.train.x[600:700], data.train.y[600:700]),
+            ).raise_for_status()
         yield base, versions, key
     except BaseException:
         print(server.tail(60))
@@ -66,11 +98,17 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{base}/dashboard")
-        page.wait_for_function("document.getElementById('status').textContent.includes('enter an API key')")
-        page.fill("#key-input", key)  # as a user would: the key goes to this browser's localStorage only
+        page.wait_for_function(
+            "document.getElementById('status').textContent.includes('enter an API key')"
+        )
+        page.fill(
+            "#key-input", key
+        )  # as a user would: the key goes to this browser's localStorage only
         page.click("#key-form button")
         page.wait_for_selector("#versions tbody tr[data-version='1']", timeout=30_000)
-        page.wait_for_function("window.lureDashboard.charts.accuracy.data.datasets[0].data.length === 2")
+        page.wait_for_function(
+            "window.lureDashboard.charts.accuracy.data.datasets[0].data.length === 2"
+        )
 
         overview = page.locator("#models tbody tr").first
         assert overview.locator("td").nth(0).inner_text() == "digits"
@@ -88,12 +126,17 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
             const c = window.lureDashboard.charts;
             return {accuracy: c.accuracy.data.datasets[0].data, cer: c.cer.data.datasets[0].data,
                     gap: c.gap.data.datasets[0].data, ece: c.ece.data.datasets[0].data,
-                    labels: c.accuracy.data.labels, reliability: c.reliability.data.datasets[0].data};
+                    labels: c.accuracy.data.labels,
+                    reliability: c.reliability.data.datasets[0].data};
         }""")
         assert charts["labels"] == ["1", "2"]
-        assert charts["accuracy"] == pytest.approx([v["metrics"]["test_accuracy"] for v in versions])
+        assert charts["accuracy"] == pytest.approx(
+            [v["metrics"]["test_accuracy"] for v in versions]
+        )
         assert charts["cer"] == [v["metrics"]["cer"] for v in versions]
-        assert charts["gap"] == pytest.approx([v["metrics"]["generalization_gap"] for v in versions])
+        assert charts["gap"] == pytest.approx(
+            [v["metrics"]["generalization_gap"] for v in versions]
+        )
         assert charts["ece"] == pytest.approx([v["metrics"]["ece"] for v in versions])
         assert len(charts["reliability"]) >= 1
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -102,8 +145,14 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         page.on("dialog", lambda dialog: dialog.accept())
         page.locator("#versions tbody tr[data-version='1'] button").click()
         page.wait_for_function(
-            "document.querySelector('#versions tbody tr.live')?.dataset.version === '1'", timeout=15_000)
-        assert httpx.get(f"{base}/v1/models/digits", headers={"Authorization": f"Bearer {key}"}).json()[
-            "live_version"] == 1
+            "document.querySelector('#versions tbody tr.live')?.dataset.version === '1'",
+            timeout=15_000,
+        )
+        assert (
+            httpx.get(
+                f"{base}/v1/models/digits", headers={"Authorization": f"Bearer {key}"}
+            ).json()["live_version"]
+            == 1
+        )
         browser.close()
     assert errors == []

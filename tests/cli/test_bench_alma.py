@@ -6,16 +6,43 @@ from typer.testing import CliRunner
 
 from service.cli.main import app
 
-REQUIRED = {"index", "test_accuracy", "test_errors", "cer", "train_accuracy", "val_accuracy",
-            "generalization_gap", "ece", "train_seconds", "unlearn_seconds"}
+REQUIRED = {
+    "index",
+    "test_accuracy",
+    "test_errors",
+    "cer",
+    "train_accuracy",
+    "val_accuracy",
+    "generalization_gap",
+    "ece",
+    "train_seconds",
+    "unlearn_seconds",
+}
 
 
 def test_short_digits_run_writes_results_table_and_plot(tmp_path):
     out = tmp_path / "bench"
-    result = CliRunner().invoke(app, [
-        "bench", "alma", "--dataset", "digits", "--model", "mlp", "--strategies", "warm,lure",
-        "--megabatches", "3", "--epochs", "2", "--seeds", "0,1", "--out", str(out),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "alma",
+            "--dataset",
+            "digits",
+            "--model",
+            "mlp",
+            "--strategies",
+            "warm,lure",
+            "--megabatches",
+            "3",
+            "--epochs",
+            "2",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["strategies"] == ["warm", "lure"]
@@ -36,8 +63,12 @@ def _run_cli(*args):
 
 
 def test_the_console_script_reports_errors_on_stderr_with_a_nonzero_exit():
-    result = subprocess.run([sys.executable, "-m", "service.cli.main", "bench", "alma", "--keep", "0"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "bench", "alma", "--keep", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --keep must lie strictly between 0 and 1, got 0.0"
 
@@ -62,7 +93,12 @@ def test_npz_with_wrong_shapes_is_refused(tmp_path):
     import numpy as np
 
     path = tmp_path / "bad.npz"
-    np.savez(path, x_train=np.zeros((10, 8, 8, 1, 1), np.uint8), y_train=np.zeros(10),
-             x_test=np.zeros((5, 8, 8, 1), np.uint8), y_test=np.zeros(5))
+    np.savez(
+        path,
+        x_train=np.zeros((10, 8, 8, 1, 1), np.uint8),
+        y_train=np.zeros(10),
+        x_test=np.zeros((5, 8, 8, 1), np.uint8),
+        y_test=np.zeros(5),
+    )
     result = _run_cli("--dataset", f"npz:{path}")
     assert result.exit_code != 0 and "x_train must be uint8 (N,H,W,C)" in result.stderr

@@ -9,7 +9,9 @@ def test_image_folder_labels_follow_subfolders(tmp_path):
     for label, shade in (("0", 10), ("1", 200), ("10", 90)):
         (tmp_path / label).mkdir()
         for i in range(2):
-            Image.fromarray(np.full((6, 6, 3), shade + i, np.uint8)).save(tmp_path / label / f"{i}.png")
+            Image.fromarray(np.full((6, 6, 3), shade + i, np.uint8)).save(
+                tmp_path / label / f"{i}.png"
+            )
     (tmp_path / "1" / "notes.txt").write_text("ignored")
     x, y, classes = load_image_folder(tmp_path)
     assert classes == ["0", "1", "10"] and x.shape == (6, 6, 6, 3)
@@ -37,8 +39,13 @@ def test_folder_without_classes_or_with_mixed_sizes_is_refused(tmp_path):
 
 def test_npz_arrays_by_split(tmp_path):
     path = tmp_path / "d.npz"
-    np.savez(path, x_train=np.zeros((3, 4, 4, 1), np.uint8), y_train=np.arange(3),
-             x_test=np.ones((2, 4, 4, 1), np.uint8), y_test=np.arange(2))
+    np.savez(
+        path,
+        x_train=np.zeros((3, 4, 4, 1), np.uint8),
+        y_train=np.arange(3),
+        x_test=np.ones((2, 4, 4, 1), np.uint8),
+        y_test=np.arange(2),
+    )
     assert load_npz_arrays(path, "test")[0].shape == (2, 4, 4, 1)
     assert load_npz_arrays(path, "train")[1].tolist() == [0, 1, 2]
     np.savez(path, z=np.zeros(1))

@@ -17,18 +17,25 @@ from lure_engine.trainer import TrainConfig, train
 
 
 def _record_layouts(model: torch.nn.Module) -> list[bool]:
-    """Whether each input of the first convolution was NCHW-contiguous, for passes that need grads."""
+    """Whether each input of the first convolution was NCHW-contiguous, for passes that
+    need grads.
+    """
     seen: list[bool] = []
     first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    first_conv.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].is_contiguous())
-                                     if torch.is_grad_enabled() else None)
+    first_conv.register_forward_hook(
+        lambda _m, inputs, _o: (
+            seen.append(inputs[0].is_contiguous()) if torch.is_grad_enabled() else None
+        )
+    )
     return seen
 
 
 @pytest.fixture()
 def images():
     rng = np.random.default_rng(0)
-    return to_tensor(rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)), torch.from_numpy(rng.integers(0, 10, 24))
+    return to_tensor(rng.integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)), torch.from_numpy(
+        rng.integers(0, 10, 24)
+    )
 
 
 def test_to_tensor_gives_channels_last_views_which_backward_passes_must_not_see(images):

@@ -67,7 +67,7 @@ def test_llf_refuses_unknown_blocks(cnn, cnn_spec):
 def test_cold_shares_no_weights_with_the_old_model(cnn, cnn_spec):
     new = make_strategy("cold").apply(cnn, ForgetContext(cnn_spec, seed=5))
     assert new is not cnn
-    for (name, old), (_, fresh) in zip(cnn.named_parameters(), new.named_parameters()):
+    for (name, old), (_, fresh) in zip(cnn.named_parameters(), new.named_parameters(), strict=True):
         assert old.data_ptr() != fresh.data_ptr()
         if old.dim() >= 2:  # BatchNorm ones/zeros are equal by construction
             assert not torch.isclose(old, fresh).any(), name

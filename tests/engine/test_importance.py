@@ -12,7 +12,7 @@ def _independent_snip_scores(model, x, y, names):
     params = dict(model.named_parameters())
     loss = F.cross_entropy(model(x), y)
     grads = torch.autograd.grad(loss, [params[n] for n in names])
-    return torch.cat([(g * params[n]).abs().flatten() for g, n in zip(grads, names)])
+    return torch.cat([(g * params[n]).abs().flatten() for g, n in zip(grads, names, strict=False)])
 
 
 @pytest.mark.parametrize("keep", [0.2, 0.8, 0.55])

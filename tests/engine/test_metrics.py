@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from lure_engine.metrics import (
-    cumulative_error_rate,
     evaluate_logits,
     expected_calibration_error,
     generalization_gap,
@@ -10,9 +9,31 @@ from lure_engine.metrics import (
 )
 
 
-def test_cer_is_the_running_sum_of_test_errors():
-    assert cumulative_error_rate([5, 0, 3, 7]) == [5, 5, 8, 15]
-    assert cumulative_error_rate([]) == []
+def test_cer_is_the_running_sum_of_test_errors(cnn):
+    from types import SimpleNamespace
+
+    from lure_engine.metrics import measure_update
+
+    result = SimpleNamespace(
+        model=cnn,
+        train=SimpleNamespace(seconds=0.0),
+        unlearn_seconds=0.0,
+        reset_seconds=0.0,
+        importance_seconds=0.0,
+    )
+    x, y = torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    cers = []
+    for _ in range(3):  # each version adds its test errors to its parent's CER
+        metrics = measure_update(
+            result,
+            train=(x, y),
+            val=(x, y),
+            test=(x, y),
+            prequential_accuracy=0.0,
+            parent_cer=cers[-1] if cers else 0,
+        )
+        cers.append(metrics.cer)
+    assert cers == [metrics.test_errors, 2 * metrics.test_errors, 3 * metrics.test_errors]
 
 
 def test_ece_matches_a_hand_computed_case():
@@ -29,7 +50,9 @@ def test_evaluation_counts_errors_and_nll():
     result = evaluate_logits(logits, torch.tensor([0, 0, 0]))
     assert result.errors == 1 and result.count == 3
     assert result.accuracy == pytest.approx(2 / 3)
-    assert result.nll == pytest.approx(float(torch.nn.functional.cross_entropy(logits, torch.tensor([0, 0, 0]))))
+    assert result.nll == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits, torch.tensor([0, 0, 0])))
+    )
 
 
 def test_generalization_gap_is_train_minus_validation():

@@ -21,19 +21,35 @@ def _megabatch(accuracy: float, curve: list[float], seconds: float = 4.0) -> dic
 
 
 def _doc(runs: dict) -> dict:
-    return {"config": {"update": {"train": {"epochs": 4}}},
-            "runs": [{"strategy": s, "seed": seed, "megabatches": mbs} for (s, seed), mbs in runs.items()]}
+    return {
+        "config": {"update": {"train": {"epochs": 4}}},
+        "runs": [
+            {"strategy": s, "seed": seed, "megabatches": mbs} for (s, seed), mbs in runs.items()
+        ],
+    }
 
 
 def test_compute_to_accuracy_pairs_by_seed_and_counts_misses():
-    warm = [_megabatch(0.5, [0.2, 0.3, 0.4, 0.5]), _megabatch(0.6, [0.3, 0.4, 0.5, 0.6]),
-            _megabatch(0.7, [0.4, 0.5, 0.6, 0.7])]
-    lure = [_megabatch(0.5, [0.2, 0.3, 0.4, 0.5]), _megabatch(0.65, [0.61, 0.62, 0.63, 0.65]),
-            _megabatch(0.69, [0.5, 0.6, 0.68, 0.69])]
+    warm = [
+        _megabatch(0.5, [0.2, 0.3, 0.4, 0.5]),
+        _megabatch(0.6, [0.3, 0.4, 0.5, 0.6]),
+        _megabatch(0.7, [0.4, 0.5, 0.6, 0.7]),
+    ]
+    lure = [
+        _megabatch(0.5, [0.2, 0.3, 0.4, 0.5]),
+        _megabatch(0.65, [0.61, 0.62, 0.63, 0.65]),
+        _megabatch(0.69, [0.5, 0.6, 0.68, 0.69]),
+    ]
     lines, data = compute_to_accuracy(_doc({("warm", 0): warm, ("lure", 0): lure}))
-    # mega-batch 1 is skipped; lure reaches 0.6 at epoch 1 on mega-batch 2 and never reaches 0.7 on 3
-    assert data["lure"] == {"reached": 1, "of": 2, "mean_epochs": 1.0, "mean_seconds": 1.0,
-                            "last_megabatch_epochs": [None]}
+    # mega-batch 1 is skipped; lure reaches 0.6 at epoch 1 on mega-batch 2 and never reaches 0.7 on
+    # 3
+    assert data["lure"] == {
+        "reached": 1,
+        "of": 2,
+        "mean_epochs": 1.0,
+        "mean_seconds": 1.0,
+        "last_megabatch_epochs": [None],
+    }
     assert data["warm"]["reached"] == 2 and data["warm"]["mean_epochs"] == 4.0
     assert any(line.startswith("| lure | 1/2 | 1.00 | 1.0 | – |") for line in lines)
 
@@ -41,10 +57,18 @@ def test_compute_to_accuracy_pairs_by_seed_and_counts_misses():
 def test_every_table_has_three_seeds_and_the_paper_methods():
     jobs = jobs_for(Scale(), None)
     table1 = {(j.strategy, j.seed) for j in jobs if j.variant.table == "t1_full_replay"}
-    assert table1 == {(s, seed) for s in ("warm", "lure", "shrink_perturb", "llf", "cold") for seed in (0, 1, 2)}
-    resets = sorted(j.variant.options["keep"] for j in jobs if j.variant.table == "t7_reset_fraction")
+    assert table1 == {
+        (s, seed) for s in ("warm", "lure", "shrink_perturb", "llf", "cold") for seed in (0, 1, 2)
+    }
+    resets = sorted(
+        j.variant.options["keep"] for j in jobs if j.variant.table == "t7_reset_fraction"
+    )
     assert resets[0] == 0.6 and resets[-1] == 0.95
-    longer = {(j.variant.options["epochs"], j.strategy) for j in jobs if j.variant.table == "t1_longer_training"}
+    longer = {
+        (j.variant.options["epochs"], j.strategy)
+        for j in jobs
+        if j.variant.table == "t1_longer_training"
+    }
     assert longer == {(epochs, s) for epochs in (10, 20) for s in ("warm", "lure")}
     assert len({j.path(Path("r")) for j in jobs}) == len(jobs)
 
@@ -58,12 +82,16 @@ def test_a_job_runs_its_variant_options_and_is_written_once(tmp_path):
     assert written["job"] == {"table": "t1_longer_training", "variant": "2 epochs"}
     assert written["runs"][0]["megabatches"][-1]["test_accuracy"] == accuracy
     assert list(tmp_path.rglob("*.tmp")) == []
-    assert load_groups(tmp_path)[("t1_longer_training", "2 epochs")]["runs"][0]["strategy"] == "lure"
+    assert (
+        load_groups(tmp_path)[("t1_longer_training", "2 epochs")]["runs"][0]["strategy"] == "lure"
+    )
 
 
 def test_table_one_supplies_the_reference_row_of_each_ablation_present():
     full = _doc({("warm", 0): [], ("lure", 0): [], ("llf", 0): []})
-    groups = with_reference_rows({("t1_full_replay", "full"): full, ("t7_reset_fraction", "5%"): _doc({})})
+    groups = with_reference_rows(
+        {("t1_full_replay", "full"): full, ("t7_reset_fraction", "5%"): _doc({})}
+    )
     assert [r["strategy"] for r in groups[("t7_reset_fraction", "20%")]["runs"]] == ["lure"]
     assert ("t8_importance", "snip") not in groups  # no importance rows were run, so no reference
 

@@ -35,9 +35,12 @@ def test_pgd_lowers_accuracy_and_stays_in_the_epsilon_ball(trained):
     model, x, y = trained
     clean = evaluate(model, x, y).accuracy
     result = pgd_accuracy(model, x[:200], y[:200], [0.0, 0.1])
-    assert result[0]["accuracy"] == pytest.approx(evaluate(model, x[:200], y[:200]).accuracy, abs=0.02)
+    assert result[0]["accuracy"] == pytest.approx(
+        evaluate(model, x[:200], y[:200]).accuracy, abs=0.02
+    )
     assert result[1]["accuracy"] < clean - 0.2
     from lure_engine.robustness import pgd_attack
+
     adversarial = pgd_attack(model, x[:50], y[:50], 0.05)
     assert ((adversarial - x[:50]) * 0.25).abs().max() <= 0.05 + 1e-5
 

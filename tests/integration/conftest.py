@@ -1,4 +1,6 @@
-"""Integration fixtures: real services when present; missing ones fail in CI (LURE_REQUIRE_SERVICES)."""
+"""Integration fixtures: real services when present; missing ones fail in CI
+(LURE_REQUIRE_SERVICES).
+"""
 
 from __future__ import annotations
 

@@ -16,7 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.processes import Process, create_admin_key, free_port, lure_command, wait_ready
+from tests.integration.processes import (
+    Process,
+    create_admin_key,
+    free_port,
+    lure_command,
+    wait_ready,
+)
 
 KINDS = ["sqlite", "postgres"]
 
@@ -40,16 +46,23 @@ class Deployment:
         return Path(self.env["LURE_DATA_DIR"])
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {self.key}"})
+        return httpx.Client(
+            base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {self.key}"}
+        )
 
     def start_api(self) -> Process:
-        self.api = Process(lure_command("api", "--port", str(self.port)), self.env,
-                           self.tmp_path / f"api-{time.monotonic_ns()}.log")
+        self.api = Process(
+            lure_command("api", "--port", str(self.port)),
+            self.env,
+            self.tmp_path / f"api-{time.monotonic_ns()}.log",
+        )
         wait_ready(self.url, self.api, self.key)
         return self.api
 
     def start_worker(self) -> Process:
-        worker = Process(lure_command("worker"), self.env, self.tmp_path / f"worker{len(self.workers) + 1}.log")
+        worker = Process(
+            lure_command("worker"), self.env, self.tmp_path / f"worker{len(self.workers) + 1}.log"
+        )
         self.workers.append(worker)
         return worker
 
@@ -74,12 +87,16 @@ def environment(tmp_path: Path, **values: str) -> dict[str, str]:
     return env | {"LURE_TORCH_THREADS": "1", "LURE_DATA_DIR": str(tmp_path / "data")} | values
 
 
-def make_deployment(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **settings: str) -> Deployment:
+def make_deployment(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, **settings: str
+) -> Deployment:
     """A deployment with its API started (workers are started by the test)."""
     env = environment(tmp_path, **settings)
     if kind == "postgres":
-        env |= {"LURE_DATABASE_URL": request.getfixturevalue("postgres_url"),
-                "LURE_BROKER_URL": request.getfixturevalue("redis_url")}
+        env |= {
+            "LURE_DATABASE_URL": request.getfixturevalue("postgres_url"),
+            "LURE_BROKER_URL": request.getfixturevalue("redis_url"),
+        }
     deployment = Deployment(kind, tmp_path, env, create_admin_key(env), free_port())
     deployment.start_api()
     return deployment
@@ -99,7 +116,11 @@ def wait_job(client: httpx.Client, job_id: int, predicate, timeout: float = 180)
 def training(job: dict, epoch: int = 2) -> bool:
     """The job's update process is in its relearn phase, at ``epoch`` or later."""
     progress = job.get("progress") or {}
-    return job["state"] == "running" and progress.get("phase") == "relearn" and progress["epoch"] >= epoch
+    return (
+        job["state"] == "running"
+        and progress.get("phase") == "relearn"
+        and progress["epoch"] >= epoch
+    )
 
 
 def runner_pid(job: dict) -> int:

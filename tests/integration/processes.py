@@ -25,8 +25,9 @@ class Process:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         self._handle = open(log, "wb")
-        self.popen = subprocess.Popen(args, env=env, stdout=self._handle, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            args, env=env, stdout=self._handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.popen.poll() is None:
@@ -51,7 +52,9 @@ def create_admin_key(env: dict[str, str], data_dir: Path | None = None) -> str:
     args = ["keys", "create", "--name", "tests", "--scope", "admin"]
     if data_dir is not None:
         args += ["--data-dir", str(data_dir)]
-    result = subprocess.run(lure_command(*args), env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        lure_command(*args), env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 
@@ -62,7 +65,9 @@ def wait_ready(base_url: str, process: Process, api_key: str, timeout: float = 9
         if process.popen.poll() is not None:
             raise RuntimeError(f"server exited early:\n{process.tail()}")
         try:
-            answer = httpx.get(f"{base_url}/readyz", timeout=5, headers={"Authorization": f"Bearer {api_key}"})
+            answer = httpx.get(
+                f"{base_url}/readyz", timeout=5, headers={"Authorization": f"Bearer {api_key}"}
+            )
             if answer.status_code == 200:
                 return
         except httpx.TransportError:

@@ -11,7 +11,9 @@ from lure_engine.data import load_digits_dataset
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 
 
-def wait_for_versions(client: httpx.Client, name: str, count: int, timeout: float = 300) -> list[dict]:
+def wait_for_versions(
+    client: httpx.Client, name: str, count: int, timeout: float = 300
+) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         versions = client.get(f"/v1/models/{name}/versions").json()
@@ -20,22 +22,34 @@ def wait_for_versions(client: httpx.Client, name: str, count: int, timeout: floa
         failed = [j for j in client.get(f"/v1/models/{name}/jobs").json() if j["state"] == "failed"]
         assert not failed, failed[0]["error"]
         time.sleep(0.5)
-    raise AssertionError(f"only {len(versions)} of {count} versions after {timeout}s: "
-                         f"{client.get(f'/v1/models/{name}/jobs').json()}")
+    raise AssertionError(
+        f"only {len(versions)} of {count} versions after {timeout}s: "
+        f"{client.get(f'/v1/models/{name}/jobs').json()}"
+    )
 
 
 def run_scenario(base_url: str, api_key: str) -> dict:
     data = load_digits_dataset()
     name = DIGITS_MODEL["name"]
-    with httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {api_key}"}) as client:
+    with httpx.Client(
+        base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {api_key}"}
+    ) as client:
         assert client.post("/v1/models", json=DIGITS_MODEL).status_code == 201
-        test = client.post(f"/v1/models/{name}/chunks?split=test", content=npz_body(data.test.x, data.test.y),
-                           headers=NPZ)
+        test = client.post(
+            f"/v1/models/{name}/chunks?split=test",
+            content=npz_body(data.test.x, data.test.y),
+            headers=NPZ,
+        )
         assert test.status_code == 201 and test.json()["accepted"] == len(data.test.x)
         sealed = []
         for start in range(0, 900, 100):
-            answer = client.post(f"/v1/models/{name}/chunks?split=train", headers=NPZ,
-                                 content=npz_body(data.train.x[start:start + 100], data.train.y[start:start + 100]))
+            answer = client.post(
+                f"/v1/models/{name}/chunks?split=train",
+                headers=NPZ,
+                content=npz_body(
+                    data.train.x[start : start + 100], data.train.y[start : start + 100]
+                ),
+            )
             assert answer.status_code == 201, answer.text
             sealed += answer.json()["sealed"]
         assert sealed == [1, 2, 3]
@@ -54,7 +68,12 @@ def run_scenario(base_url: str, api_key: str) -> dict:
         images = png_images(data.test.x[:200])
         answer = client.post(f"/v1/models/{name}/predict", json={"images": images})
         assert answer.status_code == 200 and answer.headers["x-model-version"] == "3"
-        accuracy = np.mean([p["label"] == y for p, y in zip(answer.json()["predictions"], data.test.y[:200])])
+        accuracy = np.mean(
+            [
+                p["label"] == y
+                for p, y in zip(answer.json()["predictions"], data.test.y[:200], strict=True)
+            ]
+        )
         assert accuracy > 0.5, f"accuracy {accuracy} does not beat chance (0.1) clearly"
 
         assert client.post(f"/v1/models/{name}/versions/1/promote").status_code == 200

@@ -20,7 +20,9 @@ from tests.integration.processes import lure_command
 from tests.integration.scenario import wait_for_versions
 
 pytestmark = pytest.mark.slow
-SHARED = Path(os.environ.get("LURE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+SHARED = Path(
+    os.environ.get("LURE_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,13 @@ def c3k(tmp_path_factory) -> Path:
         pytest.skip(message)
     data = np.load(source)
     path = tmp_path_factory.mktemp("cifar") / "c3k.npz"
-    np.savez(path, x_train=data["x_train"][:3000], y_train=data["y_train"][:3000],
-             x_test=data["x_test"][:1000], y_test=data["y_test"][:1000])
+    np.savez(
+        path,
+        x_train=data["x_train"][:3000],
+        y_train=data["y_train"][:3000],
+        x_test=data["x_test"][:1000],
+        y_test=data["y_test"][:1000],
+    )
     return path
 
 
@@ -46,10 +53,33 @@ def _multithreaded_env() -> dict[str, str]:
 
 def test_the_exact_bench_repro_finishes(c3k, tmp_path):
     result = subprocess.run(
-        lure_command("bench", "alma", "--dataset", f"npz:{c3k}", "--model", "resnet18", "--width", "0.125",
-                     "--strategies", "lure", "--replay", "full", "--megabatches", "4", "--epochs", "1",
-                     "--seeds", "0", "--out", str(tmp_path / "out")),
-        env=_multithreaded_env(), capture_output=True, text=True, timeout=600)
+        lure_command(
+            "bench",
+            "alma",
+            "--dataset",
+            f"npz:{c3k}",
+            "--model",
+            "resnet18",
+            "--width",
+            "0.125",
+            "--strategies",
+            "lure",
+            "--replay",
+            "full",
+            "--megabatches",
+            "4",
+            "--epochs",
+            "1",
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path / "out"),
+        ),
+        env=_multithreaded_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "| lure |" in result.stdout and (tmp_path / "out" / "results.json").exists()
 
@@ -61,15 +91,30 @@ def test_the_server_trains_every_megabatch_of_the_repro(c3k, request, tmp_path):
     try:
         deployment.start_worker()
         with deployment.client() as client:
-            model = {"name": "cifar", "architecture": "resnet18", "width": 0.125, "num_classes": 10,
-                     "strategy": "lure", "replay": "full", "megabatch_size": 750, "epochs": 1}
+            model = {
+                "name": "cifar",
+                "architecture": "resnet18",
+                "width": 0.125,
+                "num_classes": 10,
+                "strategy": "lure",
+                "replay": "full",
+                "megabatch_size": 750,
+                "epochs": 1,
+            }
             client.post("/v1/models", json=model).raise_for_status()
-            client.post("/v1/models/cifar/chunks?split=test", headers=NPZ,
-                        content=npz_body(data["x_test"], data["y_test"])).raise_for_status()
+            client.post(
+                "/v1/models/cifar/chunks?split=test",
+                headers=NPZ,
+                content=npz_body(data["x_test"], data["y_test"]),
+            ).raise_for_status()
             for start in range(0, 3000, 750):
-                client.post("/v1/models/cifar/chunks?split=train", headers=NPZ,
-                            content=npz_body(data["x_train"][start:start + 750],
-                                             data["y_train"][start:start + 750])).raise_for_status()
+                client.post(
+                    "/v1/models/cifar/chunks?split=train",
+                    headers=NPZ,
+                    content=npz_body(
+                        data["x_train"][start : start + 750], data["y_train"][start : start + 750]
+                    ),
+                ).raise_for_status()
             versions = wait_for_versions(client, "cifar", 4, timeout=400)
             assert [v["number"] for v in versions] == [1, 2, 3, 4]
             jobs = client.get("/v1/models/cifar/jobs").json()

@@ -7,7 +7,13 @@ import os
 
 import pytest
 
-from tests.integration.processes import Process, create_admin_key, free_port, lure_command, wait_ready
+from tests.integration.processes import (
+    Process,
+    create_admin_key,
+    free_port,
+    lure_command,
+    wait_ready,
+)
 from tests.integration.scenario import run_scenario
 
 pytestmark = pytest.mark.slow
@@ -24,8 +30,11 @@ def test_embedded_default_lure_up(tmp_path):
     """`lure up`: SQLite, the filesystem queue and a worker it starts itself."""
     port = free_port()
     key = create_admin_key(_env(), tmp_path / "data")
-    server = Process(lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")), _env(),
-                     tmp_path / "up.log")
+    server = Process(
+        lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")),
+        _env(),
+        tmp_path / "up.log",
+    )
     try:
         wait_ready(f"http://127.0.0.1:{port}", server, key)
         run_scenario(f"http://127.0.0.1:{port}", key)
@@ -35,7 +44,11 @@ def test_embedded_default_lure_up(tmp_path):
     finally:
         server.stop()
     assert (tmp_path / "data" / "lure.db").exists()
-    records = [json.loads(line) for line in (tmp_path / "up.log").read_text().splitlines() if line.startswith("{")]
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "up.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     published = [r for r in records if r.get("process_name") == "worker" and "version" in r]
     assert sorted(r["version"] for r in published) == [1, 2, 3]
     assert all(isinstance(r["job_id"], int) for r in published)
@@ -43,9 +56,15 @@ def test_embedded_default_lure_up(tmp_path):
 
 
 def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url):
-    """Production shape: `lure api` and `lure worker` as separate processes on Redis + PostgreSQL."""
+    """Production shape: `lure api` and `lure worker` as separate processes on Redis +
+    PostgreSQL.
+    """
     port = free_port()
-    env = _env(LURE_DATABASE_URL=postgres_url, LURE_BROKER_URL=redis_url, LURE_DATA_DIR=str(tmp_path / "blobs"))
+    env = _env(
+        LURE_DATABASE_URL=postgres_url,
+        LURE_BROKER_URL=redis_url,
+        LURE_DATA_DIR=str(tmp_path / "blobs"),
+    )
     key = create_admin_key(env)  # also runs the migrations, before any process starts
     api = Process(lure_command("api", "--port", str(port)), env, tmp_path / "api.log")
     worker = None
@@ -66,7 +85,7 @@ def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url)
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from worker.storage.database import MIGRATIONS_DIR
+    from lure_core.database import MIGRATIONS_DIR
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -74,5 +93,8 @@ def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url)
     engine = sqlalchemy.create_engine(postgres_url)
     with engine.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT count(*) FROM versions")).scalar() == 3
-        assert connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar() == head
+        assert (
+            connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+            == head
+        )
     engine.dispose()

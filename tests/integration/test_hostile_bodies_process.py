@@ -32,11 +32,15 @@ def _peak_rss(pid: int) -> int:
     raise RuntimeError("no VmHWM")
 
 
-def _raw_post(port: int, path: str, headers: dict[str, str], body_chunks, timeout: float = 120) -> int:
+def _raw_post(
+    port: int, path: str, headers: dict[str, str], body_chunks, timeout: float = 120
+) -> int:
     """Send a request over a plain socket while reading the answer; returns its status code."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.settimeout(timeout)
-    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()
+    )
     sock.sendall(head.encode() + b"\r\n")
 
     def send_body() -> None:
@@ -62,7 +66,9 @@ def _raw_post(port: int, path: str, headers: dict[str, str], body_chunks, timeou
 
 
 def _api(request, tmp_path, **settings):
-    deployment = make_deployment("sqlite", request, tmp_path, LURE_MAX_BODY_BYTES=str(16 * MB), **settings)
+    deployment = make_deployment(
+        "sqlite", request, tmp_path, LURE_MAX_BODY_BYTES=str(16 * MB), **settings
+    )
     with deployment.client() as client:
         client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
     return deployment
@@ -92,8 +98,12 @@ def test_a_zip_bomb_is_refused_from_its_headers_without_inflating_it(api):
 def test_a_huge_body_without_a_key_is_refused_before_it_is_read(api):
     before = _peak_rss(api.api.popen.pid)
     chunks = (bytes(MB) for _ in range(400))  # 400 MB
-    status = _raw_post(api.port, "/v1/models/digits/predict",
-                       {"Content-Type": "application/json", "Content-Length": str(400 * MB)}, chunks)
+    status = _raw_post(
+        api.port,
+        "/v1/models/digits/predict",
+        {"Content-Type": "application/json", "Content-Length": str(400 * MB)},
+        chunks,
+    )
     grown = _peak_rss(api.api.popen.pid) - before
     assert status == 401
     assert grown < 32 * MB, f"peak memory grew by {grown / MB:.0f} MB"
@@ -102,13 +112,24 @@ def test_a_huge_body_without_a_key_is_refused_before_it_is_read(api):
 def test_a_streamed_body_with_a_key_stops_at_the_size_limit(api):
     before = _peak_rss(api.api.popen.pid)
     chunk = bytes(MB)
-    framed = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(400))  # chunked, no length
-    status = _raw_post(api.port, "/v1/models/digits/predict",
-                       {"Content-Type": "application/json", "Transfer-Encoding": "chunked",
-                        "Authorization": f"Bearer {api.key}"}, framed)
+    framed = (
+        f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(400)
+    )  # chunked, no length
+    status = _raw_post(
+        api.port,
+        "/v1/models/digits/predict",
+        {
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+            "Authorization": f"Bearer {api.key}",
+        },
+        framed,
+    )
     grown = _peak_rss(api.api.popen.pid) - before
     assert status == 413
-    assert grown < 64 * MB, f"peak memory grew by {grown / MB:.0f} MB"  # the 16 MB limit, not 400 MB
+    assert grown < 64 * MB, (
+        f"peak memory grew by {grown / MB:.0f} MB"
+    )  # the 16 MB limit, not 400 MB
 
 
 def _png_items(count: int, side: int) -> list[str]:
@@ -121,7 +142,9 @@ def _png_items(count: int, side: int) -> list[str]:
 
 
 def test_health_checks_answer_while_a_large_chunk_decodes(request, tmp_path):
-    api = _api(request, tmp_path, LURE_MAX_DECODED_CHUNK_BYTES=str(2048 * MB))  # room for 4,000 images
+    api = _api(
+        request, tmp_path, LURE_MAX_DECODED_CHUNK_BYTES=str(2048 * MB)
+    )  # room for 4,000 images
     try:
         _decode_while_probing(api)
     finally:
@@ -152,4 +175,6 @@ def _decode_while_probing(api) -> None:
             time.sleep(0.05)
     sender.join()
     assert result["status"] == 201 and result["seconds"] > 2, result  # decoding took a while...
-    assert max(latencies) < 1.0, f"/healthz took up to {max(latencies):.1f} s"  # ...and health kept answering
+    assert max(latencies) < 1.0, (
+        f"/healthz took up to {max(latencies):.1f} s"
+    )  # ...and health kept answering

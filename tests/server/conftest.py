@@ -6,20 +6,25 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from lure_core.api_keys import create_key
+from lure_core.blobs import BlobStore
+from lure_core.database import make_engine, make_session_factory
+from lure_core.records import ChunkRow, JobRow
 from service.app import create_app
 from service.settings import ServerSettings
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
-from worker.storage.api_keys import create_key
-from worker.storage.blobs import BlobStore
-from worker.storage.database import make_engine, make_session_factory
-from worker.storage.schema import ChunkRow, JobRow
 from worker.update_job import WorkerContext, execute_job
 
 
 @pytest.fixture()
 def settings(tmp_path) -> ServerSettings:
-    return ServerSettings(data_dir=tmp_path / "data", dispatch_interval_seconds=3600, max_body_bytes=2_000_000,
-                          max_samples_per_chunk=2000, max_predict_batch=64)
+    return ServerSettings(
+        data_dir=tmp_path / "data",
+        dispatch_interval_seconds=3600,
+        max_body_bytes=2_000_000,
+        max_samples_per_chunk=2000,
+        max_predict_batch=64,
+    )
 
 
 @pytest.fixture()
@@ -60,31 +65,42 @@ def worker_ctx(settings, client) -> WorkerContext:
 def run_jobs(worker_ctx):
     def run() -> list[str]:
         with worker_ctx.sessions() as session:
-            ids = session.scalars(select(JobRow.id).where(JobRow.state == "queued").order_by(JobRow.id)).all()
+            ids = session.scalars(
+                select(JobRow.id).where(JobRow.state == "queued").order_by(JobRow.id)
+            ).all()
         return [execute_job(worker_ctx, job_id).value for job_id in ids]
+
     return run
 
 
 @pytest.fixture()
 def stored(settings, worker_ctx):
     """What is on disk and in the database: to prove a refused request stored nothing."""
+
     def snapshot() -> tuple[int, int]:
         with worker_ctx.sessions() as session:
             chunks = session.scalar(select(func.count()).select_from(ChunkRow))
         files = [p for p in settings.blob_dir.rglob("*") if p.is_file()]
         return chunks, len(files)
+
     return snapshot
 
 
 def post_train(client, x, y):
-    answer = client.post("/v1/models/digits/chunks?split=train", content=npz_body(x, y), headers=NPZ)
+    answer = client.post(
+        "/v1/models/digits/chunks?split=train", content=npz_body(x, y), headers=NPZ
+    )
     assert answer.status_code == 201, answer.text
     return answer.json()
 
 
 @pytest.fixture()
 def two_versions(client, model, digits, run_jobs):
-    client.post("/v1/models/digits/chunks?split=test", content=npz_body(digits.test.x, digits.test.y), headers=NPZ)
+    client.post(
+        "/v1/models/digits/chunks?split=test",
+        content=npz_body(digits.test.x, digits.test.y),
+        headers=NPZ,
+    )
     first = post_train(client, digits.train.x[:300], digits.train.y[:300])
     assert run_jobs() == ["published"]
     second = post_train(client, digits.train.x[300:600], digits.train.y[300:600])

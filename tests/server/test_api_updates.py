@@ -6,13 +6,15 @@ from safetensors.torch import load_file
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from tests.helpers import png_images
+from lure_core.records import VersionRow
+from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.server.conftest import post_train as _post_train
-from worker.storage.schema import VersionRow
 from worker.update_job import Outcome, execute_job
 
 
-def test_versions_have_lineage_metrics_and_checkpoint_hashes(client, two_versions, settings, worker_ctx):
+def test_versions_have_lineage_metrics_and_checkpoint_hashes(
+    client, two_versions, settings, worker_ctx
+):
     versions = client.get("/v1/models/digits/versions").json()
     assert [v["number"] for v in versions] == [1, 2]
     assert [v["parent"] for v in versions] == [None, 1]
@@ -49,17 +51,23 @@ def test_predict_serves_the_live_version_and_a_pinned_one(client, two_versions, 
         assert len(prediction["probabilities"]) == 10
         assert sum(prediction["probabilities"]) == pytest.approx(1, abs=1e-4)
         assert prediction["label"] == int(np.argmax(prediction["probabilities"]))
-    accuracy = np.mean([p["label"] == y for p, y in zip(body["predictions"], digits.test.y[:40])])
+    predicted = [p["label"] for p in body["predictions"]]
+    accuracy = np.mean(np.asarray(predicted) == digits.test.y[:40])
     assert accuracy > 0.5
     pinned = client.post("/v1/models/digits/predict?version=1", json={"images": images[:3]})
     assert pinned.headers["x-model-version"] == "1" and pinned.json()["version"] == 1
 
 
-def test_promote_rolls_back_and_the_next_update_starts_from_it(client, two_versions, digits, run_jobs):
+def test_promote_rolls_back_and_the_next_update_starts_from_it(
+    client, two_versions, digits, run_jobs
+):
     promoted = client.post("/v1/models/digits/versions/1/promote")
     assert promoted.status_code == 200 and promoted.json()["live"] is True
     images = png_images(digits.test.x[:3])
-    assert client.post("/v1/models/digits/predict", json={"images": images}).headers["x-model-version"] == "1"
+    assert (
+        client.post("/v1/models/digits/predict", json={"images": images}).headers["x-model-version"]
+        == "1"
+    )
     _post_train(client, digits.train.x[600:900], digits.train.y[600:900])
     assert run_jobs() == ["published"]
     third = client.get("/v1/models/digits/versions/3").json()
@@ -86,7 +94,10 @@ def test_jobs_report_state_progress_and_timings(client, model, digits, run_jobs)
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["state"] == "succeeded" and job["version"] == 1 and job["attempts"] == 1
     assert job["progress"] == {"phase": "done"}
-    assert job["timings"]["train_seconds"] > 0 and job["timings"]["total_seconds"] >= job["timings"]["train_seconds"]
+    assert (
+        job["timings"]["train_seconds"] > 0
+        and job["timings"]["total_seconds"] >= job["timings"]["train_seconds"]
+    )
     assert client.get("/v1/jobs/12345").status_code == 404
     assert [j["id"] for j in client.get("/v1/models/digits/jobs").json()] == [job_id]
 
@@ -115,9 +126,15 @@ def test_a_failing_update_is_recorded_with_its_error(client, model, digits, work
     outcomes = [execute_job(worker_ctx, job_id) for _ in range(settings.max_update_attempts)]
     assert outcomes == [Outcome.RETRY] * (settings.max_update_attempts - 1) + [Outcome.FAILED]
     job = client.get(f"/v1/jobs/{job_id}").json()
-    assert job["state"] == "failed" and "sha256" in job["error"] and "gave up after 3 attempts" in job["error"]
+    assert (
+        job["state"] == "failed"
+        and "sha256" in job["error"]
+        and "gave up after 3 attempts" in job["error"]
+    )
     assert [f["attempt"] for f in job["failures"]] == [1, 2, 3]
-    assert all(f["kind"] == "exception" and "IntegrityError" in f["error"] for f in job["failures"])
+    assert all(
+        f["kind"] == "exception" and "ChecksumMismatch" in f["error"] for f in job["failures"]
+    )
     assert execute_job(worker_ctx, job_id) is Outcome.ALREADY_DONE  # bounded: no fourth attempt
     assert client.get("/v1/models/digits/versions").json() == []
 
@@ -141,11 +158,15 @@ def test_predict_errors(client, model, digits, two_versions):
 
 
 def test_predict_before_any_version_is_a_clear_conflict(client, model, digits):
-    answer = client.post("/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])})
+    answer = client.post(
+        "/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])}
+    )
     assert answer.status_code == 409 and "no published version" in answer.json()["detail"]
 
 
-def test_a_live_predict_reads_one_version_row_however_long_the_lineage(client, two_versions, digits):
+def test_a_live_predict_reads_one_version_row_however_long_the_lineage(
+    client, two_versions, digits
+):
     statements: list[str] = []
 
     def record(conn, cursor, statement, *args) -> None:
@@ -153,20 +174,29 @@ def test_a_live_predict_reads_one_version_row_however_long_the_lineage(client, t
 
     event.listen(Engine, "before_cursor_execute", record)
     try:
-        answer = client.post("/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])})
+        answer = client.post(
+            "/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])}
+        )
     finally:
         event.remove(Engine, "before_cursor_execute", record)
     assert answer.status_code == 200 and answer.json()["version"] == 2
-    version_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM versions" in s]
-    assert len(version_reads) == 1  # the ancestors are fetched only when the live checkpoint is refused
+    version_reads = [
+        s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM versions" in s
+    ]
+    assert (
+        len(version_reads) == 1
+    )  # the ancestors are fetched only when the live checkpoint is refused
 
 
 @pytest.mark.parametrize("damage", ["tamper", "truncate", "delete"])
 def test_a_damaged_checkpoint_is_refused_and_the_previous_version_keeps_serving(
-        client, two_versions, digits, settings, worker_ctx, damage):
+    client, two_versions, digits, settings, worker_ctx, damage
+):
     images = png_images(digits.test.x[:3])
     with worker_ctx.sessions() as session:
-        path = settings.blob_dir / session.scalar(select(VersionRow.checkpoint_key).where(VersionRow.number == 2))
+        path = settings.blob_dir / session.scalar(
+            select(VersionRow.checkpoint_key).where(VersionRow.number == 2)
+        )
     data = path.read_bytes()
     if damage == "tamper":
         path.write_bytes(data[:-64] + bytes(64))
@@ -178,11 +208,63 @@ def test_a_damaged_checkpoint_is_refused_and_the_previous_version_keeps_serving(
     assert answer.status_code == 200
     assert answer.headers["x-model-version"] == "1" and answer.json()["version"] == 1
     assert answer.headers["x-model-fallback"].startswith("version 2 refused")
-    # the damage is recorded and the live pointer moved back: later requests go straight to version 1
+    # the damage is recorded and the live pointer moved back: later requests go straight to version
+    # 1
     assert client.get("/v1/models/digits").json()["live_version"] == 1
     assert "weights.safetensors" in client.get("/v1/models/digits/versions/2").json()["damaged"]
     answer = client.post("/v1/models/digits/predict", json={"images": images})
-    assert answer.status_code == 200 and answer.json()["version"] == 1 and "x-model-fallback" not in answer.headers
+    assert (
+        answer.status_code == 200
+        and answer.json()["version"] == 1
+        and "x-model-fallback" not in answer.headers
+    )
     pinned = client.post("/v1/models/digits/predict?version=2", json={"images": images})
     assert pinned.status_code == 503 and "version 2" in pinned.json()["detail"]
-    assert 'lure_checkpoint_integrity_failures_total{model_id="1",version="2"} 1.0' in client.get("/metrics").text
+    assert (
+        'lure_checkpoint_integrity_failures_total{model_id="1",version="2"} 1.0'
+        in client.get("/metrics").text
+    )
+
+
+def _selects(client, path: str) -> int:
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    return sum(s.lstrip().upper().startswith("SELECT") for s in statements)
+
+
+LISTS = [
+    "/v1/models",
+    "/v1/models/digits/versions",
+    "/v1/models/digits/jobs",
+    "/v1/models/digits/megabatches",
+]
+
+
+def test_list_endpoints_read_a_fixed_number_of_queries_however_long_the_list(
+    client, model, digits, run_jobs
+):
+    client.post(
+        "/v1/models/digits/chunks?split=test",
+        content=npz_body(digits.test.x, digits.test.y),
+        headers=NPZ,
+    )
+    _post_train(client, digits.train.x[:300], digits.train.y[:300])
+    run_jobs()
+    one = {path: _selects(client, path) for path in LISTS}
+    for start in (300, 600, 900):
+        _post_train(
+            client, digits.train.x[start : start + 300], digits.train.y[start : start + 300]
+        )
+        run_jobs()
+    client.post("/v1/models", json={**DIGITS_MODEL, "name": "second"})
+    four = {path: _selects(client, path) for path in LISTS}
+    assert len(client.get("/v1/models/digits/versions").json()) == 4
+    assert four == one

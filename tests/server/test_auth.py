@@ -1,12 +1,21 @@
 import pytest
 from fastapi.testclient import TestClient
 
+from lure_core.api_keys import revoke_key
 from service.app import create_app
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
-from worker.storage.api_keys import revoke_key
 
-READ_ROUTES = ["/v1/models", "/v1/models/digits", "/v1/models/digits/versions", "/v1/models/digits/megabatches",
-               "/v1/models/digits/metrics", "/v1/models/digits/jobs", "/v1/jobs/1", "/metrics", "/readyz"]
+READ_ROUTES = [
+    "/v1/models",
+    "/v1/models/digits",
+    "/v1/models/digits/versions",
+    "/v1/models/digits/megabatches",
+    "/v1/models/digits/metrics",
+    "/v1/models/digits/jobs",
+    "/v1/jobs/1",
+    "/metrics",
+    "/readyz",
+]
 
 
 def _anonymous(client):
@@ -29,13 +38,20 @@ def test_every_route_but_healthz_needs_a_key(client, model):
         assert "missing API key" in answer.json()["detail"]
         assert answer.headers["www-authenticate"] == "Bearer"
     assert client.get("/healthz", headers=headers).status_code == 200
-    assert client.get("/dashboard", headers=headers).status_code == 200  # a static page; its data needs a key
+    assert (
+        client.get("/dashboard", headers=headers).status_code == 200
+    )  # a static page; its data needs a key
 
 
 def test_invalid_and_revoked_keys_are_refused(client, model, make_key):
     key = make_key("ingest")
-    assert client.get("/v1/models", headers={"Authorization": "Bearer lure_nope_nope"}).status_code == 401
-    assert client.get("/v1/models", headers={"Authorization": "", "X-API-Key": key}).status_code == 200
+    assert (
+        client.get("/v1/models", headers={"Authorization": "Bearer lure_nope_nope"}).status_code
+        == 401
+    )
+    assert (
+        client.get("/v1/models", headers={"Authorization": "", "X-API-Key": key}).status_code == 200
+    )
     with client.app.state.resources.sessions.begin() as session:
         revoke_key(session, key.split("_")[1])
     answer = client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
@@ -47,17 +63,44 @@ def test_scopes_gate_writes(client, model, make_key, digits):
     body = npz_body(digits.train.x[:10], digits.train.y[:10])
 
     def call(key, method, path, **kwargs):
-        return client.request(method, path, headers={"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})},
-                              **kwargs)
+        return client.request(
+            method,
+            path,
+            headers={"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})},
+            **kwargs,
+        )
 
-    assert call(ingest, "POST", "/v1/models/digits/chunks?split=train", content=body, headers=NPZ).status_code == 201
-    denied = call(predict, "POST", "/v1/models/digits/chunks?split=train", content=body, headers=NPZ)
+    assert (
+        call(
+            ingest, "POST", "/v1/models/digits/chunks?split=train", content=body, headers=NPZ
+        ).status_code
+        == 201
+    )
+    denied = call(
+        predict, "POST", "/v1/models/digits/chunks?split=train", content=body, headers=NPZ
+    )
     assert denied.status_code == 403 and "lacks the 'ingest' scope" in denied.json()["detail"]
     assert call(ingest, "POST", "/v1/models", json={**DIGITS_MODEL, "name": "x"}).status_code == 403
     assert call(ingest, "POST", "/v1/models/digits/versions/1/promote").status_code == 403
-    assert call(ingest, "POST", "/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])}).status_code == 403
+    assert (
+        call(
+            ingest,
+            "POST",
+            "/v1/models/digits/predict",
+            json={"images": png_images(digits.test.x[:1])},
+        ).status_code
+        == 403
+    )
     # a predict key reaches the predictor (409: nothing published yet), and any key can read
-    assert call(predict, "POST", "/v1/models/digits/predict", json={"images": png_images(digits.test.x[:1])}).status_code == 409
+    assert (
+        call(
+            predict,
+            "POST",
+            "/v1/models/digits/predict",
+            json={"images": png_images(digits.test.x[:1])},
+        ).status_code
+        == 409
+    )
     assert call(predict, "GET", "/v1/models/digits/versions").status_code == 200
 
 
@@ -71,7 +114,7 @@ def test_auth_off_is_explicit_and_warned(settings, caplog):
 def test_keys_are_stored_hashed(client, make_key):
     from sqlalchemy import select
 
-    from worker.storage.schema import ApiKeyRow
+    from lure_core.records import ApiKeyRow
 
     key = make_key("predict")
     with client.app.state.resources.sessions() as session:
@@ -82,7 +125,7 @@ def test_keys_are_stored_hashed(client, make_key):
 
 @pytest.mark.parametrize("scopes", [[], ["root"]])
 def test_bad_scopes_are_refused(client, scopes):
-    from worker.storage.api_keys import create_key
+    from lure_core.api_keys import create_key
 
     with pytest.raises(ValueError, match="scopes must be among"):
         with client.app.state.resources.sessions.begin() as session:

@@ -3,9 +3,9 @@ import asyncio
 import numpy as np
 import pytest
 
+from lure_engine.models import ModelSpec, build_model
 from service.batching import MicroBatcher
 from service.inference import predict_probabilities
-from lure_engine.models import ModelSpec, build_model
 
 
 @pytest.fixture()
@@ -30,7 +30,7 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(net)
         return await asyncio.gather(*[batcher.run("v1", forward, images) for images in requests])
 
     answers = asyncio.run(go())
-    for images, answer in zip(requests, answers):
+    for images, answer in zip(requests, answers, strict=False):
         assert np.allclose(answer, predict_probabilities(net, images), atol=1e-5)
     assert sum(calls) == sum(len(r) for r in requests)
     assert len(calls) < len(requests)  # batched: fewer forward passes than requests
@@ -58,8 +58,9 @@ def test_a_failing_forward_fails_every_waiting_request_and_the_next_one_works(ne
         raise RuntimeError("boom")
 
     async def go():
-        results = await asyncio.gather(*[batcher.run("v1", broken, _images(1, i)) for i in range(4)],
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *[batcher.run("v1", broken, _images(1, i)) for i in range(4)], return_exceptions=True
+        )
         assert all(isinstance(r, RuntimeError) for r in results)
         return await batcher.run("v1", lambda b: predict_probabilities(net, b), _images(1, 9))
 
@@ -73,10 +74,16 @@ def test_predict_route_batches_under_concurrency(client, two_versions, digits):
 
     images = png_images(digits.test.x[:16])
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda i: client.post("/v1/models/digits/predict", json={"images": [images[i]]}),
-                                range(16)))
+        answers = list(
+            pool.map(
+                lambda i: client.post("/v1/models/digits/predict", json={"images": [images[i]]}),
+                range(16),
+            )
+        )
     assert all(a.status_code == 200 and a.headers["x-model-version"] == "2" for a in answers)
     single = client.post("/v1/models/digits/predict", json={"images": images}).json()["predictions"]
     for i, answer in enumerate(answers):
         assert answer.json()["predictions"][0]["label"] == single[i]["label"]
-        assert np.allclose(answer.json()["predictions"][0]["probabilities"], single[i]["probabilities"], atol=1e-4)
+        assert np.allclose(
+            answer.json()["predictions"][0]["probabilities"], single[i]["probabilities"], atol=1e-4
+        )

@@ -3,8 +3,8 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from lure_core.logs import configure_json_logging
 from tests.helpers import png_images
-from worker.logs import configure_json_logging
 
 
 def _samples(text: str) -> dict[tuple, float]:
@@ -19,7 +19,9 @@ def _value(samples, name, **labels) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-def test_prometheus_metrics_cover_requests_predictions_ingest_queue_and_updates(client, two_versions, digits):
+def test_prometheus_metrics_cover_requests_predictions_ingest_queue_and_updates(
+    client, two_versions, digits
+):
     client.post("/v1/models/digits/predict", json={"images": png_images(digits.test.x[:7])})
     client.get("/v1/models/nope")
     response = client.get("/metrics")
@@ -27,28 +29,69 @@ def test_prometheus_metrics_cover_requests_predictions_ingest_queue_and_updates(
     samples = _samples(response.text)
     assert _value(samples, "lure_predictions_total", model="digits", version="2") == 7
     assert _value(samples, "lure_samples_ingested_total", model="digits", split="train") == 600
-    assert _value(samples, "lure_samples_ingested_total", model="digits", split="test") == len(digits.test.x)
+    assert _value(samples, "lure_samples_ingested_total", model="digits", split="test") == len(
+        digits.test.x
+    )
     assert _value(samples, "lure_megabatches_sealed_total", model="digits") == 2
-    assert _value(samples, "lure_http_requests_total", route="/v1/models/{name}/predict", method="POST",
-                  status="200") == 1
-    assert _value(samples, "lure_http_requests_total", route="/v1/models/{name}", method="GET", status="404") == 1
-    assert _value(samples, "lure_http_request_duration_seconds_count", route="/v1/models/{name}/predict",
-                  method="POST") == 1
+    assert (
+        _value(
+            samples,
+            "lure_http_requests_total",
+            route="/v1/models/{name}/predict",
+            method="POST",
+            status="200",
+        )
+        == 1
+    )
+    assert (
+        _value(
+            samples,
+            "lure_http_requests_total",
+            route="/v1/models/{name}",
+            method="GET",
+            status="404",
+        )
+        == 1
+    )
+    assert (
+        _value(
+            samples,
+            "lure_http_request_duration_seconds_count",
+            route="/v1/models/{name}/predict",
+            method="POST",
+        )
+        == 1
+    )
     assert _value(samples, "lure_live_version", model="digits") == 2
     assert _value(samples, "lure_update_failures_total", model="digits") == 0
     for phase in ("total", "unlearn", "train", "evaluate"):
-        assert _value(samples, "lure_update_duration_seconds_count", model="digits", phase=phase) == 2
-        assert _value(samples, "lure_update_duration_seconds_bucket", model="digits", phase=phase, le="+Inf") == 2
+        assert (
+            _value(samples, "lure_update_duration_seconds_count", model="digits", phase=phase) == 2
+        )
+        assert (
+            _value(
+                samples,
+                "lure_update_duration_seconds_bucket",
+                model="digits",
+                phase=phase,
+                le="+Inf",
+            )
+            == 2
+        )
     names = {name for name, _ in samples}
     assert "lure_queue_depth" not in names or all(
-        value == 0 for (name, _), value in samples.items() if name == "lure_queue_depth")
+        value == 0 for (name, _), value in samples.items() if name == "lure_queue_depth"
+    )
 
 
 def test_queue_depth_counts_waiting_jobs(client, model, digits):
     from tests.helpers import NPZ, npz_body
 
-    client.post("/v1/models/digits/chunks?split=train", content=npz_body(digits.train.x[:300], digits.train.y[:300]),
-                headers=NPZ)
+    client.post(
+        "/v1/models/digits/chunks?split=train",
+        content=npz_body(digits.train.x[:300], digits.train.y[:300]),
+        headers=NPZ,
+    )
     samples = _samples(client.get("/metrics").text)
     assert _value(samples, "lure_queue_depth", model="digits", state="queued") == 1
 

@@ -1,9 +1,11 @@
 import pytest
 
-from worker.storage.blobs import BlobStore, IntegrityError
+from lure_core.blobs import BlobStore, ChecksumMismatch
 
 
-@pytest.mark.parametrize("key", ["../outside", "a/../../b", "/etc/passwd", "a//b", "name with space", ""])
+@pytest.mark.parametrize(
+    "key", ["../outside", "a/../../b", "/etc/passwd", "a//b", "name with space", ""]
+)
 def test_blob_keys_cannot_leave_the_store(tmp_path, key):
     with pytest.raises(ValueError, match="invalid blob key"):
         BlobStore(tmp_path).write(key, b"x")
@@ -15,7 +17,7 @@ def test_writes_are_whole_and_reads_checked(tmp_path):
     assert store.read("models/1/a.bin", sha) == b"payload"
     assert not list(tmp_path.rglob(".tmp-*"))
     (tmp_path / "models/1/a.bin").write_bytes(b"payloaD")
-    with pytest.raises(IntegrityError, match="sha256"):
+    with pytest.raises(ChecksumMismatch, match="sha256"):
         store.read("models/1/a.bin", sha)
-    with pytest.raises(IntegrityError, match="missing"):
+    with pytest.raises(ChecksumMismatch, match="missing"):
         store.read("models/1/none.bin", sha)

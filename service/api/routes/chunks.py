@@ -8,18 +8,18 @@ import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from lure_core.records import ChunkRow, MegaBatchRow, ModelRow, VersionRow
 from service.api.auth import READ, require
 from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
 from service.api.presenters import megabatch_out
 from service.api.schemas import ChunkCreate, ChunkOut
 from service.images import ImageError, decode_base64_images, fit_array_images
-from service.npz import ChunkLimits, NpzError, read_npz_chunk
 from service.ingest import find_by_idempotency_key, open_megabatch
-from worker.storage.schema import ChunkRow, MegaBatchRow, ModelRow, VersionRow
+from service.npz import ChunkLimits, NpzError, read_npz_chunk
 
 router = APIRouter(prefix="/v1/models/{name}/chunks", tags=["chunks"])
 NPZ_TYPES = ("application/octet-stream", "application/x-npz", "application/npz")
@@ -41,7 +41,9 @@ _BODY_DOC = {
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        raise HTTPException(
+            413, f"request body of {declared} bytes exceeds the limit of {limit} bytes"
+        )
     body = bytearray()
     async for part in request.stream():
         body.extend(part)
@@ -54,27 +56,41 @@ def _parse_json(body: bytes, model: ModelRow, res: Resources) -> tuple[str, np.n
     try:
         chunk = ChunkCreate.model_validate_json(body)
     except ValidationError as error:
-        raise RequestValidationError(error.errors(include_url=False, include_context=False, include_input=False)) from None
-    config = model.config
+        raise RequestValidationError(
+            error.errors(include_url=False, include_context=False, include_input=False)
+        ) from None
+    recipe = model.recipe
     _check_count(len(chunk.images), res)
-    _check_labels(np.asarray(chunk.labels), config["num_classes"])
-    x = decode_base64_images(chunk.images, config["channels"], config["image_size"], res.settings.max_image_side,
-                             res.settings.max_decoded_chunk_bytes)
+    _check_labels(np.asarray(chunk.labels), recipe.num_classes)
+    x = decode_base64_images(
+        chunk.images,
+        recipe.channels,
+        recipe.image_size,
+        res.settings.max_image_side,
+        res.settings.max_decoded_chunk_bytes,
+    )
     return chunk.split, x, np.asarray(chunk.labels, dtype=np.int64)
 
 
 def _parse_npz(body: bytes, split: str | None, model: ModelRow, res: Resources):
     if split is None:
         raise HTTPException(422, "an .npz body needs the query parameter split=train or split=test")
-    limits = ChunkLimits(res.settings.max_samples_per_chunk, res.settings.max_image_side,
-                         res.settings.max_decoded_chunk_bytes)
+    limits = ChunkLimits(
+        res.settings.max_samples_per_chunk,
+        res.settings.max_image_side,
+        res.settings.max_decoded_chunk_bytes,
+    )
     try:
         x, y = read_npz_chunk(body, limits)
     except NpzError as error:
         raise HTTPException(error.status, str(error)) from None
-    _check_labels(y, model.config["num_classes"])
-    config = model.config
-    return split, fit_array_images(x, config["channels"], config["image_size"], res.settings.max_image_side), y
+    recipe = model.recipe
+    _check_labels(y, recipe.num_classes)
+    return (
+        split,
+        fit_array_images(x, recipe.channels, recipe.image_size, res.settings.max_image_side),
+        y,
+    )
 
 
 def _parse(body: bytes, content_type: str, split: str | None, model: ModelRow, res: Resources):
@@ -86,15 +102,20 @@ def _parse(body: bytes, content_type: str, split: str | None, model: ModelRow, r
             return _parse_npz(body, split, model, res)
     except ImageError as error:
         raise HTTPException(422, str(error)) from None
-    raise HTTPException(415, f"content type {content_type or 'missing'!r}: send application/json "
-                             "or application/octet-stream (.npz)")
+    raise HTTPException(
+        415,
+        f"content type {content_type or 'missing'!r}: send application/json "
+        "or application/octet-stream (.npz)",
+    )
 
 
 def _check_count(n: int, res: Resources) -> None:
     if n == 0:
         raise HTTPException(422, "chunk is empty: send at least one image")
     if n > res.settings.max_samples_per_chunk:
-        raise HTTPException(413, f"chunk has {n} samples; the limit is {res.settings.max_samples_per_chunk}")
+        raise HTTPException(
+            413, f"chunk has {n} samples; the limit is {res.settings.max_samples_per_chunk}"
+        )
 
 
 def _check_labels(labels: np.ndarray, num_classes: int) -> None:
@@ -104,27 +125,44 @@ def _check_labels(labels: np.ndarray, num_classes: int) -> None:
         raise HTTPException(422, f"labels[{i}] = {int(labels[i])} is outside 0..{num_classes - 1}")
 
 
-@router.post("", status_code=201, response_model=ChunkOut, openapi_extra=_BODY_DOC, dependencies=[require("ingest")])
+@router.post(
+    "",
+    status_code=201,
+    response_model=ChunkOut,
+    openapi_extra=_BODY_DOC,
+    dependencies=[require("ingest")],
+)
 async def post_chunk(
-    name: str, request: Request,
+    name: str,
+    request: Request,
     split: Literal["train", "test"] | None = Query(None, description="required for .npz bodies"),
-    idempotency_key: str | None = Header(None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$",
-                                         description="a retry with the same key gets the first answer"),
+    idempotency_key: str | None = Header(
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="a retry with the same key gets the first answer",
+    ),
     res: Resources = Depends(resources),
 ) -> ChunkOut:
     """Store a chunk. 201 means its data and record are on disk; nothing is stored on a 4xx."""
     with res.sessions() as session:
         model = model_or_404(session, name)
-        if idempotency_key and (first := find_by_idempotency_key(session, model.id, idempotency_key)):
+        if idempotency_key and (
+            first := find_by_idempotency_key(session, model.id, idempotency_key)
+        ):
             return chunk_view(session, model, first).model_copy(update={"replayed": True})
     body = await _read_body(request, res.settings.max_body_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     chunk_split, x, y = await run_in_threadpool(_parse, body, content_type, split, model, res)
-    result = await run_in_threadpool(res.ingestor.add_chunk, model.id, chunk_split, x, y, idempotency_key)
+    result = await run_in_threadpool(
+        res.ingestor.add_chunk, model.id, chunk_split, x, y, idempotency_key
+    )
     if result.replayed:
         with res.sessions() as session:
             return chunk_view(session, model, session.get(ChunkRow, result.chunk.id)).model_copy(
-                update={"replayed": True})
+                update={"replayed": True}
+            )
     res.metrics.samples.labels(name, chunk_split).inc(len(x))
     res.metrics.sealed.labels(name).inc(len(result.sealed))
     with res.sessions() as session:
@@ -132,10 +170,14 @@ async def post_chunk(
         open_row = open_megabatch(session, model.id, create=False)
         holder = session.get(MegaBatchRow, result.megabatch.id) if result.megabatch else None
         return ChunkOut(
-            id=result.chunk.id, model=name, split=chunk_split, accepted=len(x),
+            id=result.chunk.id,
+            model=name,
+            split=chunk_split,
+            accepted=len(x),
             megabatch=megabatch_out(session, model, holder) if holder else None,
             open_megabatch=megabatch_out(session, model, open_row) if open_row else None,
-            sealed=[m.index for m in result.sealed], jobs=[j.id for j in result.jobs],
+            sealed=[m.index for m in result.sealed],
+            jobs=[j.id for j in result.jobs],
         )
 
 
@@ -153,7 +195,14 @@ def chunk_view(session: Session, model: ModelRow, chunk: ChunkRow) -> ChunkOut:
     holder = session.get(MegaBatchRow, chunk.megabatch_id) if chunk.megabatch_id else None
     trained = None
     if holder is not None:
-        trained = session.scalar(select(VersionRow.number).where(VersionRow.megabatch_id == holder.id))
-    return ChunkOut(id=chunk.id, model=model.name, split=chunk.split, accepted=chunk.n_samples,
-                    megabatch=megabatch_out(session, model, holder) if holder else None,
-                    trained_in_version=trained)
+        trained = session.scalar(
+            select(VersionRow.number).where(VersionRow.megabatch_id == holder.id)
+        )
+    return ChunkOut(
+        id=chunk.id,
+        model=model.name,
+        split=chunk.split,
+        accepted=chunk.n_samples,
+        megabatch=megabatch_out(session, model, holder) if holder else None,
+        trained_in_version=trained,
+    )

@@ -59,14 +59,23 @@ def _readiness(res: Resources) -> tuple[dict, int]:
     problems: list[str] = []
     if checks["database"] == "ok":
         checks["outbox_pending"] = str(res.dispatcher.pending())
-        health = assess(res.sessions, res.verifier, worker_timeout=res.settings.worker_timeout_seconds,
-                        stale_after=res.settings.stale_job_seconds)
+        health = assess(
+            res.sessions,
+            res.verifier,
+            worker_timeout=res.settings.worker_timeout_seconds,
+            stale_after=res.settings.stale_job_seconds,
+        )
         checks["workers_alive"] = str(health.workers_alive)
         problems = health.problems
     else:
         checks["outbox_pending"] = "unknown"
     status = "unavailable" if not reachable else "degraded" if problems else "ok"
-    return {"ready": reachable, "status": status, "checks": checks, "problems": problems}, 200 if reachable else 503
+    return {
+        "ready": reachable,
+        "status": status,
+        "checks": checks,
+        "problems": problems,
+    }, 200 if reachable else 503
 
 
 @router.get("/readyz", dependencies=[require(READ)])

@@ -1,4 +1,6 @@
-"""Update jobs: state, progress (phase, epoch, step, loss), attempts, failures; retry a failed one."""
+"""Update jobs: state, progress (phase, epoch, step, loss), attempts, failures; retry a
+failed one.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +8,80 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from lure_core.records import JobRow, JobState, WorkerRow
 from service.api.auth import READ, require
 from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
-from service.api.presenters import job_out
+from service.api.presenters import jobs_out
 from service.api.schemas import JobOut, WorkerOut
-from worker.storage.schema import JobRow, WorkerRow
 
 router = APIRouter(tags=["jobs"])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=[require(READ)])
-def get_job(job_id: RecordId, session: Session = Depends(db_session), res: Resources = Depends(resources)) -> JobOut:
-    job = session.get(JobRow, job_id)
-    if job is None:
+def get_job(
+    job_id: RecordId, session: Session = Depends(db_session), res: Resources = Depends(resources)
+) -> JobOut:
+    found = jobs_out(session, JobRow.id == job_id, max_attempts=res.settings.max_update_attempts)
+    if not found:
         raise HTTPException(404, f"job {job_id} not found")
-    return job_out(session, job, res.settings.max_update_attempts)
+    return found[0]
 
 
 @router.get("/v1/models/{name}/jobs", response_model=list[JobOut], dependencies=[require(READ)])
 def list_jobs(
-    name: str, limit: int = Query(100, ge=1, le=10_000, description="the newest N jobs"),
-    session: Session = Depends(db_session), res: Resources = Depends(resources),
+    name: str,
+    limit: int = Query(100, ge=1, le=10_000, description="the newest N jobs"),
+    session: Session = Depends(db_session),
+    res: Resources = Depends(resources),
 ) -> list[JobOut]:
     """The model's newest ``limit`` jobs, oldest first."""
     model = model_or_404(session, name)
-    newest = session.scalars(select(JobRow).where(JobRow.model_id == model.id).order_by(JobRow.id.desc()).limit(limit))
-    return [job_out(session, j, res.settings.max_update_attempts) for j in reversed(newest.all())]
+    return jobs_out(
+        session,
+        JobRow.model_id == model.id,
+        max_attempts=res.settings.max_update_attempts,
+        newest=limit,
+    )
 
 
 @router.get("/v1/workers", response_model=list[WorkerOut], dependencies=[require(READ)])
 def list_workers(session: Session = Depends(db_session)) -> list[WorkerOut]:
-    """Worker processes by their last heartbeat, newest first (rows of cleanly stopped ones are gone)."""
-    return [WorkerOut(name=w.name, started_at=w.started_at, seen_at=w.seen_at)
-            for w in session.scalars(select(WorkerRow).order_by(WorkerRow.seen_at.desc()))]
+    """Worker processes by their last heartbeat, newest first (rows of cleanly stopped ones are
+    gone).
+    """
+    return [
+        WorkerOut(name=w.name, started_at=w.started_at, seen_at=w.seen_at)
+        for w in session.scalars(select(WorkerRow).order_by(WorkerRow.seen_at.desc()))
+    ]
 
 
 @router.post("/v1/jobs/{job_id}/retry", response_model=JobOut, dependencies=[require("admin")])
 def retry_job(job_id: RecordId, res: Resources = Depends(resources)) -> JobOut:
-    """Queue a failed job again with a fresh attempt budget; it trains from the then-live version."""
+    """Queue a failed job again with a fresh attempt budget; it trains from the then-live
+    version.
+    """
     with res.sessions.begin() as session:
         job = session.get(JobRow, job_id)
         if job is None:
             raise HTTPException(404, f"job {job_id} not found")
         retried = session.execute(
-            update(JobRow).where(JobRow.id == job_id, JobRow.state == "failed")
-            .values(state="queued", attempts_base=JobRow.attempts, dispatched_at=None, finished_at=None,
-                    progress={"phase": "retry requested"})
-            .execution_options(synchronize_session=False)).rowcount
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.state == JobState.FAILED)
+            .values(
+                state=JobState.QUEUED,
+                attempts_base=JobRow.attempts,
+                dispatched_at=None,
+                finished_at=None,
+                progress={"phase": "retry requested"},
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
         if not retried:
-            raise HTTPException(409, f"job {job_id} is {job.state}; only a failed job can be retried")
+            raise HTTPException(
+                409, f"job {job_id} is {job.state}; only a failed job can be retried"
+            )
     res.dispatcher.wake()
     with res.sessions() as session:
-        return job_out(session, session.get(JobRow, job_id), res.settings.max_update_attempts)
+        return jobs_out(
+            session, JobRow.id == job_id, max_attempts=res.settings.max_update_attempts
+        )[0]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lure_core.records import MegaBatchRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
-from service.api.presenters import megabatch_out
+from service.api.presenters import megabatch_out, megabatches_out
 from service.api.schemas import MegaBatchOut
-from worker.storage.schema import MegaBatchRow
 
 router = APIRouter(prefix="/v1/models/{name}/megabatches", tags=["megabatches"])
 
@@ -18,8 +17,7 @@ router = APIRouter(prefix="/v1/models/{name}/megabatches", tags=["megabatches"])
 @router.get("", response_model=list[MegaBatchOut], dependencies=[require(READ)])
 def list_megabatches(name: str, session: Session = Depends(db_session)) -> list[MegaBatchOut]:
     model = model_or_404(session, name)
-    rows = session.scalars(select(MegaBatchRow).where(MegaBatchRow.model_id == model.id).order_by(MegaBatchRow.index))
-    return [megabatch_out(session, model, row) for row in rows]
+    return megabatches_out(session, {model.id: model})
 
 
 @router.post("/seal", response_model=MegaBatchOut, dependencies=[require("ingest")])
@@ -32,4 +30,6 @@ def seal_open(name: str, res: Resources = Depends(resources)) -> MegaBatchOut:
         raise HTTPException(409, f"model {name!r} has no open mega-batch with samples to seal")
     res.metrics.sealed.labels(name).inc()
     with res.sessions() as session:
-        return megabatch_out(session, session.get(type(model), model.id), session.get(MegaBatchRow, sealed[0].id))
+        return megabatch_out(
+            session, session.get(type(model), model.id), session.get(MegaBatchRow, sealed[0].id)
+        )

@@ -7,11 +7,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
-from service.api.presenters import METRIC_FIELDS, model_out
+from service.api.presenters import model_out, models_out
 from service.api.schemas import ModelCreate, ModelOut
-from worker.storage.schema import MetricsRow, ModelRow, VersionRow
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -30,7 +30,7 @@ def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> Mode
 
 @router.get("", response_model=list[ModelOut], dependencies=[require(READ)])
 def list_models(session: Session = Depends(db_session)) -> list[ModelOut]:
-    return [model_out(session, m) for m in session.scalars(select(ModelRow).order_by(ModelRow.name))]
+    return models_out(session)
 
 
 @router.get("/{name}", response_model=ModelOut, dependencies=[require(READ)])
@@ -43,10 +43,17 @@ def metrics_series(name: str, session: Session = Depends(db_session)) -> dict:
     """Per version, in publication order: the anytime metrics, ready to plot."""
     model = model_or_404(session, name)
     rows = session.execute(
-        select(VersionRow, MetricsRow).join(MetricsRow, MetricsRow.version_id == VersionRow.id)
-        .where(VersionRow.model_id == model.id).order_by(VersionRow.number)).all()
-    series: dict = {"model": name, "live_version": model.live_version,
-                    "versions": [v.number for v, _ in rows], "parents": [v.parent_number for v, _ in rows]}
+        select(VersionRow, MetricsRow)
+        .join(MetricsRow, MetricsRow.version_id == VersionRow.id)
+        .where(VersionRow.model_id == model.id)
+        .order_by(VersionRow.number)
+    ).all()
+    series: dict = {
+        "model": name,
+        "live_version": model.live_version,
+        "versions": [v.number for v, _ in rows],
+        "parents": [v.parent_number for v, _ in rows],
+    }
     for field in METRIC_FIELDS:
         series[field] = [getattr(m, field) for _, m in rows]
     return series

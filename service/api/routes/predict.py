@@ -2,62 +2,101 @@
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from lure_core.blobs import ChecksumMismatch
+from lure_core.lineage import record_damage, retreat_live
+from lure_core.records import ModelRow, VersionRow
 from service.api.auth import require
 from service.api.deps import MAX_ID, Resources, model_or_404, resources, version_or_404
 from service.api.schemas import Prediction, PredictRequest, PredictResponse
 from service.images import ImageError, decode_base64_images
 from service.inference import predict_probabilities
-from worker.storage.blobs import IntegrityError
-from worker.storage.lineage import record_damage, retreat_live
 
 router = APIRouter(tags=["predict"])
 
 
-@router.post("/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[require("predict")])
-async def predict(
-    name: str, body: PredictRequest, response: Response,
-    version: int | None = Query(None, ge=1, le=MAX_ID, description="pin a version; default: the live one"),
-    res: Resources = Depends(resources),
-) -> PredictResponse:
-    if len(body.images) > res.settings.max_predict_batch:
-        raise HTTPException(413, f"{len(body.images)} images exceed the predict batch limit of "
-                                 f"{res.settings.max_predict_batch}")
+def _resolve(res: Resources, name: str, version: int | None) -> tuple[ModelRow, VersionRow]:
+    """The model and the version to answer with: the pinned one, or the live one."""
     with res.sessions() as session:
         model = model_or_404(session, name)
         number = version if version is not None else model.live_version
         if number is None:
             raise HTTPException(409, f"model {name!r} has no published version yet")
-        row = version_or_404(session, model, number)
-    config = model.config
-    try:
-        images = decode_base64_images(body.images, config["channels"], config["image_size"],
-                                      res.settings.max_image_side)
-    except ImageError as error:
-        raise HTTPException(422, str(error)) from None
-    net, refused = None, []
-    while net is None:
+        return model, version_or_404(session, model, number)
+
+
+async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bool):
+    """The loaded network of ``row``, or of its newest intact ancestor when ``row`` is damaged.
+
+    Returns (network, answering version, refusals). A damaged version is recorded; a pinned one,
+    or one without an intact ancestor, is a 503.
+    """
+    refused = []
+    while True:
         try:
-            net = await run_in_threadpool(res.models.get, config, row)
-        except IntegrityError as error:
+            return await run_in_threadpool(res.models.get, model.recipe, row), row, refused
+        except ChecksumMismatch as error:
             refused.append(f"version {row.number}: {error}")
             await run_in_threadpool(record_damage, res.sessions, row, str(error))
-            if version is not None or row.parent_number is None:  # pinned, or no ancestor left to answer
+            if pinned or row.parent_number is None:
                 raise HTTPException(503, f"no servable checkpoint: {'; '.join(refused)}") from None
             with res.sessions() as session:  # ancestors are read only once a newer one is refused
                 row = version_or_404(session, model, row.parent_number)
-    if refused:  # the live checkpoint failed its integrity check: an ancestor answers, and is live from now on
-        await run_in_threadpool(retreat_live, res.sessions, model.id, number, row.number)
-        response.headers["X-Model-Fallback"] = f"version {number} refused: {refused[0]}"
-    number = row.number
-    if res.settings.predict_batching:
-        key = (row.model_id, row.number, row.checkpoint_sha256)
-        probabilities = await res.batcher.run(key, lambda batch: predict_probabilities(net, batch), images)
-    else:
-        probabilities = await run_in_threadpool(predict_probabilities, net, images)
-    response.headers["X-Model-Version"] = str(number)
-    res.metrics.predictions.labels(name, str(number)).inc(len(images))
-    return PredictResponse(model=name, version=number, predictions=[
-        Prediction(label=int(p.argmax()), probabilities=[round(float(v), 6) for v in p]) for p in probabilities])
+
+
+async def _forward(res: Resources, row: VersionRow, net, images: np.ndarray) -> np.ndarray:
+    if not res.settings.predict_batching:
+        return await run_in_threadpool(predict_probabilities, net, images)
+    key = (row.model_id, row.number, row.checkpoint_sha256)
+    return await res.batcher.run(key, lambda batch: predict_probabilities(net, batch), images)
+
+
+@router.post(
+    "/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[require("predict")]
+)
+async def predict(
+    name: str,
+    body: PredictRequest,
+    response: Response,
+    version: int | None = Query(
+        None, ge=1, le=MAX_ID, description="pin a version; default: the live one"
+    ),
+    res: Resources = Depends(resources),
+) -> PredictResponse:
+    if len(body.images) > res.settings.max_predict_batch:
+        raise HTTPException(
+            413,
+            f"{len(body.images)} images exceed the predict batch limit of "
+            f"{res.settings.max_predict_batch}",
+        )
+    model, row = await run_in_threadpool(_resolve, res, name, version)
+    recipe = model.recipe
+    try:  # decoding is CPU work: off the event loop
+        images = await run_in_threadpool(
+            decode_base64_images,
+            body.images,
+            recipe.channels,
+            recipe.image_size,
+            res.settings.max_image_side,
+        )
+    except ImageError as error:
+        raise HTTPException(422, str(error)) from None
+    net, answering, refused = await _servable(res, model, row, pinned=version is not None)
+    # a damaged live checkpoint: an intact ancestor answered, and it is live from now on
+    if refused:
+        await run_in_threadpool(retreat_live, res.sessions, model.id, row.number, answering.number)
+        response.headers["X-Model-Fallback"] = f"version {row.number} refused: {refused[0]}"
+    probabilities = await _forward(res, answering, net, images)
+    response.headers["X-Model-Version"] = str(answering.number)
+    res.metrics.predictions.labels(name, str(answering.number)).inc(len(images))
+    return PredictResponse(
+        model=name,
+        version=answering.number,
+        predictions=[
+            Prediction(label=int(p.argmax()), probabilities=[round(float(v), 6) for v in p])
+            for p in probabilities
+        ],
+    )

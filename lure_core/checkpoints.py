@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from worker.storage.blobs import BlobStore
+from lure_core.blobs import BlobStore
 
 
 def save_state(blobs: BlobStore, key: str, state: dict[str, torch.Tensor]) -> str:
@@ -15,5 +15,5 @@ def save_state(blobs: BlobStore, key: str, state: dict[str, torch.Tensor]) -> st
 
 
 def load_state(blobs: BlobStore, key: str, sha256: str) -> dict[str, torch.Tensor]:
-    """Refuses (IntegrityError) a file whose sha256 differs from the record before parsing it."""
+    """Refuses (ChecksumMismatch) a file whose sha256 differs from the record before parsing it."""
     return load_safetensors(blobs.read(key, sha256))

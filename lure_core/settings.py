@@ -1,4 +1,5 @@
-"""Settings shared by every process (API and worker): where data, records and the queue live.
+"""Settings shared by every process (API and worker): where data, records and the queue live, and
+how updates are retried.
 
 Every field is an environment variable with the ``LURE_`` prefix (``LURE_DATA_DIR``,
 ``LURE_DATABASE_URL``, ``LURE_BROKER_URL``...). The embedded default needs no services: SQLite and
@@ -13,18 +14,26 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class StorageSettings(BaseSettings):
+class SharedSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LURE_", extra="ignore")
 
     data_dir: Path = Path("lure-data")
     database_url: str | None = None  # default: SQLite at DATA_DIR/lure.db
     broker_url: str | None = None  # default: kombu's filesystem transport under DATA_DIR/queue
     device: str = "auto"  # training device for the worker: auto | cpu | cuda
-    torch_threads: int | None = None  # CPU threads for training and inference (None: torch's default)
-    stale_job_seconds: float = 60.0  # a running job with no heartbeat for this long may be taken over
-    max_update_attempts: int = 3  # attempts of one job (crash, exception or lost worker) before it is failed
+    torch_threads: int | None = (
+        None  # CPU threads for training and inference (None: torch's default)
+    )
+    stale_job_seconds: float = (
+        60.0  # a running job with no heartbeat for this long may be taken over
+    )
+    max_update_attempts: int = (
+        3  # attempts of one job (crash, exception or lost worker) before it is failed
+    )
     retry_backoff_seconds: float = 5.0  # wait before retry n: this × 2^(n-1), at most 10 minutes
-    update_timeout_seconds: float | None = None  # kill an update process running longer (None: never)
+    update_timeout_seconds: float | None = (
+        None  # kill an update process running longer (None: never)
+    )
     heartbeat_seconds: float = 5.0  # how often a worker (and each running job) reports it is alive
 
     @cached_property
@@ -44,5 +53,7 @@ class StorageSettings(BaseSettings):
         return self.data_dir / "queue"
 
     def ensure_dirs(self) -> None:
-        for path in (self.data_dir, self.blob_dir, self.queue_dir / "in", self.queue_dir / "processed"):
-            path.mkdir(parents=True, exist_ok=True)
+        """Create the data folders: called by the processes that use them, never at import."""
+        for name in ("in", "processed", "control"):
+            (self.queue_dir / name).mkdir(parents=True, exist_ok=True)
+        self.blob_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
-class IntegrityError(RuntimeError):
+class ChecksumMismatch(RuntimeError):
     """A blob is missing, truncated or altered: its sha256 does not match the record."""
 
 
@@ -37,7 +37,9 @@ class BlobStore:
         return self.root / key
 
     def write(self, key: str, data: bytes) -> str:
-        """Write ``data`` durably under ``key``; returns its sha256. Readers never see half a file."""
+        """Write ``data`` durably under ``key``; returns its sha256. Readers never see half
+        a file.
+        """
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -61,10 +63,12 @@ class BlobStore:
         try:
             data = self.path(key).read_bytes()
         except FileNotFoundError:
-            raise IntegrityError(f"blob {key} is missing") from None
+            raise ChecksumMismatch(f"blob {key} is missing") from None
         actual = sha256_hex(data)
         if actual != expected_sha256:
-            raise IntegrityError(f"blob {key} has sha256 {actual[:12]}..., the record says {expected_sha256[:12]}...")
+            raise ChecksumMismatch(
+                f"blob {key} has sha256 {actual[:12]}..., the record says {expected_sha256[:12]}..."
+            )
         return data
 
     def delete(self, key: str) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.storage.schema import ApiKeyRow
+from lure_core.records import ApiKeyRow
 
 SCOPES = ("ingest", "predict", "admin")
 
@@ -38,10 +38,14 @@ def create_key(session: Session, name: str, scopes: list[str]) -> tuple[str, Api
     """Returns the full key (shown once) and its record."""
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
-        raise ValueError(f"scopes must be among {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}")
+        raise ValueError(
+            f"scopes must be among {', '.join(SCOPES)}; got {', '.join(scopes) or 'none'}"
+        )
     prefix = secrets.token_hex(4)
     key = f"lure_{prefix}_{secrets.token_urlsafe(32)}"
-    row = ApiKeyRow(name=name, prefix=prefix, secret_sha256=_digest(key), scopes=sorted(set(scopes)))
+    row = ApiKeyRow(
+        name=name, prefix=prefix, secret_sha256=_digest(key), scopes=sorted(set(scopes))
+    )
     session.add(row)
     session.flush()
     return key, row
@@ -52,7 +56,11 @@ def authenticate(session: Session, key: str) -> Principal | None:
     if len(parts) < 3 or parts[0] != "lure":
         return None
     row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == parts[1]))
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.secret_sha256, _digest(key)):
+    if (
+        row is None
+        or row.revoked_at is not None
+        or not hmac.compare_digest(row.secret_sha256, _digest(key))
+    ):
         return None
     return Principal(row.name, row.prefix, tuple(row.scopes))
 
@@ -65,4 +73,7 @@ def revoke_key(session: Session, prefix: str) -> ApiKeyRow | None:
 
 
 def active_admin_exists(session: Session) -> bool:
-    return any("admin" in row.scopes for row in session.scalars(select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))))
+    return any(
+        "admin" in row.scopes
+        for row in session.scalars(select(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None)))
+    )

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import get_args, get_type_hints
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from lure_core.recipe import Recipe
+from lure_engine.metrics_record import UpdateMetrics
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+PENDING = (JobState.QUEUED, JobState.RUNNING)  # a job that may still run
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED)
+
+
+class MegaBatchState(StrEnum):
+    OPEN = "open"
+    SEALED = "sealed"
+
+
+class Release(StrEnum):
+    LIVE = "live"  # went live when published
+    SUPERSEDED = "superseded"  # published, but a promotion made during its training won
 
 
 def utcnow() -> datetime:
@@ -55,6 +82,10 @@ class ModelRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_config(self.config)
+
 
 class MegaBatchRow(Base):
     """The unit of an update: train chunks in arrival order, split 90/10 with a recorded seed."""
@@ -64,7 +95,7 @@ class MegaBatchRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     index: Mapped[int] = mapped_column(Integer)  # 1-based per model
-    state: Mapped[str] = mapped_column(String(16), default="open")  # open | sealed
+    state: Mapped[str] = mapped_column(String(16), default=MegaBatchState.OPEN)
     n_samples: Mapped[int] = mapped_column(Integer, default=0)
     n_train: Mapped[int | None] = mapped_column(Integer, nullable=True)
     n_val: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -77,14 +108,18 @@ class ChunkRow(Base):
     """One accepted upload; its samples live in a compressed blob with a recorded sha256."""
 
     __tablename__ = "chunks"
-    __table_args__ = (UniqueConstraint("model_id", "idempotency_key", name="uq_chunks_model_idempotency"),)
+    __table_args__ = (
+        UniqueConstraint("model_id", "idempotency_key", name="uq_chunks_model_idempotency"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     split: Mapped[str] = mapped_column(String(8))  # train | test
     n_samples: Mapped[int] = mapped_column(Integer)
     blob_key: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
-    megabatch_id: Mapped[int | None] = mapped_column(ForeignKey("megabatches.id"), nullable=True, index=True)
+    megabatch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("megabatches.id"), nullable=True, index=True
+    )
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -96,15 +131,21 @@ class JobRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     megabatch_id: Mapped[int] = mapped_column(ForeignKey("megabatches.id"), unique=True)
-    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|succeeded|failed
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # attempts made before the last manual retry: the retry budget counts from here
     attempts_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # one entry per failed attempt: {"attempt", "at", "kind" (exception|signal|exit|lost), "error"}
-    failures: Mapped[list] = mapped_column(JSON, default=list)
-    runner: Mapped[str | None] = mapped_column(String(128), nullable=True)  # host:pid of the attempt running it
-    parent_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the live version it started from
-    promotion_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the model's, when it started
+    failures: Mapped[list | None] = mapped_column(JSON, default=list, nullable=True)
+    runner: Mapped[str | None] = mapped_column(
+        String(128), nullable=True
+    )  # host:pid of the attempt running it
+    parent_version: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # the live version it started from
+    promotion_epoch: Mapped[int | None] = mapped_column(
+        Integer, nullable=True
+    )  # the model's, when it started
     progress: Mapped[dict] = mapped_column(JSON, default=dict)
     timings: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -117,10 +158,15 @@ class JobRow(Base):
 
 
 class VersionRow(Base):
-    """A published checkpoint: the whole learner (weights, forget-mask, replay state) and lineage."""
+    """A published checkpoint: the whole learner (weights, forget-mask, replay state) and
+    lineage.
+    """
 
     __tablename__ = "versions"
-    __table_args__ = (UniqueConstraint("model_id", "number"), UniqueConstraint("model_id", "megabatch_id"))
+    __table_args__ = (
+        UniqueConstraint("model_id", "number"),
+        UniqueConstraint("model_id", "megabatch_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
@@ -133,36 +179,48 @@ class VersionRow(Base):
     mask_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     mask_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     replay_state: Mapped[dict] = mapped_column(JSON)
-    # "live": went live when published; "superseded": published, but a promotion made during its
-    # training won, so it was not made live (release_note says which)
-    release: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    release: Mapped[str] = mapped_column(
+        String(16), default=Release.LIVE, server_default="live"
+    )  # see Release
     release_note: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # set when a stored file of this version failed its sha256 check: never served or trained from again
+    # set when a stored file of this version failed its sha256 check: never served or trained from
+    # again
     damaged: Mapped[str | None] = mapped_column(Text, nullable=True)
     damaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class MetricsRow(Base):
-    """The anytime metrics of one version, one typed column each (plotted by the dashboard)."""
+_COLUMN_TYPES = {float: Float, int: Integer, list: JSON}
 
-    __tablename__ = "metrics"
-    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
-    test_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
-    test_errors: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    test_samples: Mapped[int] = mapped_column(Integer, default=0)
-    cer: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    train_accuracy: Mapped[float] = mapped_column(Float)
-    val_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
-    generalization_gap: Mapped[float | None] = mapped_column(Float, nullable=True)
-    ece: Mapped[float | None] = mapped_column(Float, nullable=True)
-    nll: Mapped[float | None] = mapped_column(Float, nullable=True)
-    prequential_accuracy: Mapped[float] = mapped_column(Float)
-    train_samples: Mapped[int] = mapped_column(Integer)
-    train_seconds: Mapped[float] = mapped_column(Float)
-    unlearn_seconds: Mapped[float] = mapped_column(Float)
-    evaluate_seconds: Mapped[float] = mapped_column(Float)
-    reliability: Mapped[list] = mapped_column(JSON, default=list)
+
+def _metric_columns() -> dict:
+    """One typed column per field of the engine's :class:`UpdateMetrics` (None allowed when
+    Optional).
+    """
+    columns = {}
+    for name, hint in get_type_hints(UpdateMetrics).items():
+        optional = type(None) in get_args(hint)
+        python_type = next(t for t in (get_args(hint) or (hint,)) if t is not type(None))
+        columns[name] = mapped_column(_COLUMN_TYPES[python_type], nullable=optional)
+    return columns
+
+
+MetricsRow = type(
+    "MetricsRow",
+    (Base,),
+    {
+        "__doc__": "The anytime metrics of one version: the columns are UpdateMetrics' fields.",
+        "__tablename__": "metrics",
+        "__module__": __name__,
+        "version_id": mapped_column(ForeignKey("versions.id"), primary_key=True),
+        **_metric_columns(),
+    },
+)
+METRIC_FIELDS = tuple(name for name in get_type_hints(UpdateMetrics) if name != "reliability")
+
+
+def metrics_row(version_id: int, metrics: UpdateMetrics) -> MetricsRow:
+    return MetricsRow(version_id=version_id, **asdict(metrics))
 
 
 class ApiKeyRow(Base):

@@ -1,0 +1,92 @@
+"""A model's update recipe, parsed once from its stored config into a typed, frozen object.
+
+The API validates the config (``service/api/schemas.py``) and stores it as JSON; everything that
+trains, splits or rebuilds a model reads it through :class:`Recipe`, never by string key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from lure_engine.seeding import derive_seed
+from lure_engine.splits import megabatch_split_seed
+
+if TYPE_CHECKING:  # the engine's torch modules load only where a model is built or trained
+    from lure_engine.models import ModelSpec
+    from lure_engine.update import UpdateConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every field is stored with each model (the API's ``ModelCreate`` holds the defaults)."""
+
+    architecture: str
+    num_classes: int
+    width: float
+    image_size: int
+    channels: int
+    strategy: str
+    replay: str  # full | buffer | none
+    buffer_size: int | None
+    megabatch_size: int
+    epochs: int
+    keep_fraction: float
+    importance: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    hflip: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: dict) -> Recipe:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in config.items() if key in known})
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        from lure_engine.models import ModelSpec
+
+        return ModelSpec(
+            self.architecture, self.num_classes, self.channels, self.image_size, self.width
+        )
+
+    @property
+    def update_config(self) -> UpdateConfig:
+        from lure_engine.augment import default_crop_padding
+        from lure_engine.trainer import TrainConfig
+        from lure_engine.update import UpdateConfig
+
+        train = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            hflip=self.hflip,
+            crop_padding=default_crop_padding(self.image_size),
+        )
+        return UpdateConfig(
+            strategy=self.strategy,
+            importance=self.importance,
+            keep_fraction=self.keep_fraction,
+            train=train,
+        )
+
+    @property
+    def replay_spec(self) -> str:
+        """The engine's replay name: ``full``, ``none`` or ``buffer:K``."""
+        return f"buffer:{self.buffer_size}" if self.replay == "buffer" else self.replay
+
+    @property
+    def init_seed(self) -> int:
+        return derive_seed(self.seed, "init")
+
+    @property
+    def replay_seed(self) -> int:
+        return derive_seed(self.seed, "replay")
+
+    def split_seed(self, megabatch_index: int) -> int:
+        return megabatch_split_seed(self.seed, megabatch_index)

@@ -1,0 +1,59 @@
+"""The import rules of docs/ARCHITECTURE.md, checked on every module: engine ← core ← worker and
+engine ← core ← service, and worker and service never import each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ALLOWED = {
+    "lure_engine": {"lure_engine"},
+    "lure_core": {"lure_engine", "lure_core"},
+    "worker": {"lure_engine", "lure_core", "worker"},
+    "service": {"lure_engine", "lure_core", "service"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names & set(ALLOWED)
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_each_layer_imports_only_the_layers_below_it(package):
+    wrong = {
+        str(path.relative_to(ROOT)): sorted(_imports(path) - ALLOWED[package])
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert {path: names for path, names in wrong.items() if names} == {}
+
+
+def test_the_check_sees_a_forbidden_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from worker.celery_app import app\nimport service.app\n")
+    assert _imports(bad) - ALLOWED["service"] == {"worker"}
+
+
+def test_the_cli_and_the_worker_supervisor_start_without_loading_torch():
+    """Every `lure` command and every Celery supervisor start in a second, not the five that torch
+    and the engine take; update processes load torch in their fork server."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, service.cli.main, worker.celery_app, worker.isolation\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'torchmetrics') if m in sys.modules)\n"
+        "print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,37 @@
+"""``python -m worker [--concurrency N]``: a Celery worker for update jobs, the process ``lure up``
+and ``lure worker`` start. Updates run in child processes of their own (``worker/isolation.py``),
+so the pool only supervises: one job at a time in-process, threads for more.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lure_core.queue import UPDATE_QUEUE
+from worker.celery_app import app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="updates of different models at once"
+    )
+    concurrency = parser.parse_args().concurrency
+    pool = (
+        ["--pool=solo"] if concurrency == 1 else ["--pool=threads", f"--concurrency={concurrency}"]
+    )
+    app.worker_main(
+        [
+            "worker",
+            *pool,
+            "--loglevel=INFO",
+            "-Q",
+            UPDATE_QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()
