@@ -14,6 +14,7 @@ from lure_engine.splits import megabatch_split_seed
 
 if TYPE_CHECKING:  # the engine's torch modules load only where a model is built or trained
     from lure_engine.models import ModelSpec
+    from lure_engine.preprocess import Preprocessing
     from lure_engine.update import UpdateConfig
 
 
@@ -39,18 +40,45 @@ class Recipe:
     batch_size: int
     hflip: bool
     seed: int
+    # added with bring-your-own models; configs stored before them take these defaults
+    resize: str = "squash"
+    mean: tuple[float, ...] | None = None  # None: this project's fixed CIFAR statistics
+    std: tuple[float, ...] | None = None
+    class_names: tuple[str, ...] | None = None
+    later_blocks: tuple[str, ...] | None = None  # LLF's blocks when not the architecture's default
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in config.items() if key in known})
+        values = {key: value for key, value in config.items() if key in known}
+        for key in ("mean", "std", "class_names", "later_blocks"):  # stored as JSON lists
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        from lure_engine.preprocess import Preprocessing, default_statistics
+
+        mean, std = default_statistics("cifar", self.channels)
+        return Preprocessing(
+            self.image_size, self.channels, self.mean or mean, self.std or std, self.resize
+        )
+
+    def class_name(self, label: int) -> str | None:
+        return self.class_names[label] if self.class_names else None
 
     @property
     def model_spec(self) -> ModelSpec:
         from lure_engine.models import ModelSpec
 
         return ModelSpec(
-            self.architecture, self.num_classes, self.channels, self.image_size, self.width
+            self.architecture,
+            self.num_classes,
+            self.channels,
+            self.image_size,
+            self.width,
+            later_blocks_override=self.later_blocks or (),
         )
 
     @property

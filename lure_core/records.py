@@ -31,6 +31,11 @@ class MegaBatchState(StrEnum):
     SEALED = "sealed"
 
 
+class Origin(StrEnum):
+    UPDATE = "update"  # trained by an update job on a mega-batch
+    IMPORT = "import"  # a team's own weights, imported as version 0
+
+
 class Release(StrEnum):
     LIVE = "live"  # went live when published
     SUPERSEDED = "superseded"  # published, but a promotion made during its training won
@@ -170,7 +175,9 @@ class VersionRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
-    megabatch_id: Mapped[int] = mapped_column(ForeignKey("megabatches.id"))
+    # the mega-batch it trained on; None for weights imported as version 0
+    megabatch_id: Mapped[int | None] = mapped_column(ForeignKey("megabatches.id"), nullable=True)
+    origin: Mapped[str] = mapped_column(String(16), default=Origin.UPDATE, server_default="update")
     parent_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     strategy: Mapped[str] = mapped_column(String(32))
     seeds: Mapped[dict] = mapped_column(JSON)
@@ -221,6 +228,21 @@ METRIC_FIELDS = tuple(name for name in get_type_hints(UpdateMetrics) if name != 
 
 def metrics_row(version_id: int, metrics: UpdateMetrics) -> MetricsRow:
     return MetricsRow(version_id=version_id, **asdict(metrics))
+
+
+class ExportRow(Base):
+    """A version exported in one format: built once, verified against the server's own forward
+    pass, stored beside the checkpoint with its sha256, and described by its model card."""
+
+    __tablename__ = "exports"
+    __table_args__ = (UniqueConstraint("version_id", "format"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    format: Mapped[str] = mapped_column(String(16))  # safetensors | torchscript | onnx
+    blob_key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    card: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ApiKeyRow(Base):

@@ -93,6 +93,33 @@ def reliability_bins(probs: torch.Tensor, y: torch.Tensor, bins: int = 10) -> li
     return out
 
 
+def _test_metrics(
+    model: nn.Module, test: tuple[torch.Tensor, torch.Tensor] | None, parent_cer: int
+):
+    """Test accuracy, errors, CER, ECE, NLL and reliability bins (None/empty without a test set)."""
+    if test is None:
+        return {
+            "test_accuracy": None,
+            "test_errors": None,
+            "test_samples": 0,
+            "cer": None,
+            "ece": None,
+            "nll": None,
+            "reliability": [],
+        }
+    logits = predict_logits(model, test[0])
+    result = evaluate_logits(logits, test[1])
+    return {
+        "test_accuracy": result.accuracy,
+        "test_errors": result.errors,
+        "test_samples": result.count,
+        "cer": parent_cer + result.errors,
+        "ece": result.ece,
+        "nll": result.nll,
+        "reliability": reliability_bins(logits.softmax(1), test[1]),
+    }
+
+
 def measure_update(
     result: UpdateResult,
     *,
@@ -107,23 +134,12 @@ def measure_update(
     model = result.model
     train_accuracy = evaluate(model, *train).accuracy
     val_accuracy = evaluate(model, *val).accuracy if len(val[1]) else None
-    test_eval, reliability = None, []
-    if test is not None:
-        logits = predict_logits(model, test[0])
-        test_eval = evaluate_logits(logits, test[1])
-        reliability = reliability_bins(logits.softmax(1), test[1])
+    gap = generalization_gap(train_accuracy, val_accuracy) if val_accuracy is not None else None
     return UpdateMetrics(
-        test_accuracy=test_eval.accuracy if test_eval else None,
-        test_errors=test_eval.errors if test_eval else None,
-        test_samples=test_eval.count if test_eval else 0,
-        cer=parent_cer + test_eval.errors if test_eval else None,
+        **_test_metrics(model, test, parent_cer),
         train_accuracy=train_accuracy,
         val_accuracy=val_accuracy,
-        generalization_gap=generalization_gap(train_accuracy, val_accuracy)
-        if val_accuracy is not None
-        else None,
-        ece=test_eval.ece if test_eval else None,
-        nll=test_eval.nll if test_eval else None,
+        generalization_gap=gap,
         prequential_accuracy=prequential_accuracy,
         train_samples=len(train[1]),
         train_seconds=result.train.seconds,
@@ -131,5 +147,24 @@ def measure_update(
         reset_seconds=result.reset_seconds,
         importance_seconds=result.importance_seconds,
         evaluate_seconds=time.perf_counter() - started,
-        reliability=reliability,
+    )
+
+
+def measure_model(
+    model: nn.Module, test: tuple[torch.Tensor, torch.Tensor] | None
+) -> UpdateMetrics:
+    """The metrics of weights no update trained (an imported version 0): the test set only."""
+    started = time.perf_counter()
+    return UpdateMetrics(
+        **_test_metrics(model, test, parent_cer=0),
+        train_accuracy=None,
+        val_accuracy=None,
+        generalization_gap=None,
+        prequential_accuracy=None,
+        train_samples=0,
+        train_seconds=0.0,
+        unlearn_seconds=0.0,
+        reset_seconds=0.0,
+        importance_seconds=0.0,
+        evaluate_seconds=time.perf_counter() - started,
     )

@@ -14,19 +14,20 @@ class UpdateMetrics:
     ``metrics`` table and the API's metric fields are all derived from.
 
     ``cer`` is the cumulative error rate along the lineage (the parent's CER plus this version's
-    test errors); test metrics are None without a held-out test set.
+    test errors); test metrics are None without a held-out test set; training metrics are None
+    for imported weights (version 0), which no update trained.
     """
 
     test_accuracy: float | None
     test_errors: int | None
     test_samples: int
     cer: int | None
-    train_accuracy: float
+    train_accuracy: float | None
     val_accuracy: float | None
     generalization_gap: float | None
     ece: float | None
     nll: float | None
-    prequential_accuracy: float
+    prequential_accuracy: float | None
     train_samples: int
     train_seconds: float
     unlearn_seconds: float

@@ -18,6 +18,7 @@ from lure_engine.data import ImageArrays, to_tensor
 from lure_engine.importance import Mask
 from lure_engine.metrics import UpdateMetrics, evaluate, measure_update
 from lure_engine.models import ModelSpec
+from lure_engine.preprocess import Preprocessing
 from lure_engine.trainer import EpochCallback, ProgressCallback
 from lure_engine.update import UpdateConfig, UpdateResult, UpdateSeeds, run_update
 
@@ -43,8 +44,13 @@ class MegaBatchUpdate:
     metrics: UpdateMetrics
 
 
-def _tensors(arrays: ImageArrays, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return to_tensor(arrays.x, device), torch.from_numpy(arrays.y).to(device)
+def _tensors(
+    arrays: ImageArrays, device: torch.device, preprocessing: Preprocessing | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = (
+        preprocessing.to_tensor(arrays.x, device) if preprocessing else to_tensor(arrays.x, device)
+    )
+    return images, torch.from_numpy(arrays.y).to(device)
 
 
 def update_on_megabatch(
@@ -58,14 +64,18 @@ def update_on_megabatch(
     config: UpdateConfig,
     seeds: UpdateSeeds,
     device: torch.device,
+    preprocessing: Preprocessing | None = None,
     progress: ProgressCallback | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> MegaBatchUpdate:
-    """Update ``model`` (on ``device``) on one mega-batch and measure the result."""
-    prequential = evaluate(model, *_tensors(data.megabatch, device)).accuracy
-    train = _tensors(data.train, device)
-    val = _tensors(data.val, device)
-    megabatch = _tensors(data.train_split, device)
+    """Update ``model`` (on ``device``) on one mega-batch and measure the result.
+
+    ``preprocessing``: the pixel statistics the model expects (None: the engine's default).
+    """
+    prequential = evaluate(model, *_tensors(data.megabatch, device, preprocessing)).accuracy
+    train = _tensors(data.train, device, preprocessing)
+    val = _tensors(data.val, device, preprocessing)
+    megabatch = _tensors(data.train_split, device, preprocessing)
     result = run_update(
         model,
         spec,
@@ -79,7 +89,11 @@ def update_on_megabatch(
         progress=progress,
         on_epoch_end=on_epoch_end,
     )
-    test = _tensors(data.test, device) if data.test is not None and len(data.test) else None
+    test = (
+        _tensors(data.test, device, preprocessing)
+        if data.test is not None and len(data.test)
+        else None
+    )
     metrics = measure_update(
         result,
         train=train,

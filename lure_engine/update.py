@@ -63,6 +63,7 @@ class UpdateResult:
     train: TrainResult
     reset_seconds: float
     importance_seconds: float
+    initial_mask: bool = False  # the parent had no mask: one was computed on this mega-batch first
 
     @property
     def unlearn_seconds(self) -> float:
@@ -117,6 +118,9 @@ def run_update(
     """
     device = train_set[0].device
     started = time.perf_counter()
+    initial_mask = has_parent and previous_mask is None and uses_importance_mask(config.strategy)
+    if initial_mask:  # a parent no update produced (imported weights): score it on the new data
+        previous_mask = _importance_mask(model, megabatch, config, seeds.importance)
     if has_parent:
         strategy = make_strategy(config.strategy, **config.strategy_options)
         model = strategy.apply(
@@ -139,4 +143,6 @@ def run_update(
         next_mask = _importance_mask(model, megabatch, config, seeds.importance)
         _sync(device)
         importance_seconds = time.perf_counter() - started
-    return UpdateResult(model, next_mask, train_result, reset_seconds, importance_seconds)
+    return UpdateResult(
+        model, next_mask, train_result, reset_seconds, importance_seconds, initial_mask
+    )

@@ -213,6 +213,26 @@ class LureClient:
     def retry_job(self, job_id: int) -> dict:
         return self._call("POST", f"/v1/jobs/{job_id}/retry").json()
 
+    # bring your own model, take any version out
+    def import_weights(self, model: str, safetensors: bytes) -> dict:
+        """Upload a safetensors state dict as version 0 of ``model`` (see ``state_dict_file``)."""
+        return self._call(
+            "POST",
+            f"/v1/models/{model}/versions/import",
+            content=safetensors,
+            headers={"content-type": "application/octet-stream"},
+        ).json()
+
+    def export(self, model: str, version: int, fmt: str = "onnx") -> tuple[bytes, dict]:
+        """The version's artefact in ``fmt`` (safetensors, torchscript, onnx) and its model card."""
+        data = self._call(
+            "GET", f"/v1/models/{model}/versions/{version}/export", params={"format": fmt}
+        ).content
+        card = self._call(
+            "GET", f"/v1/models/{model}/versions/{version}/export/card", params={"format": fmt}
+        ).json()
+        return data, card
+
     def workers(self) -> list[dict]:
         return self._call("GET", "/v1/workers").json()
 
@@ -247,3 +267,26 @@ class LureClient:
             params=params,
             json={"images": [encode_image(i) for i in images]},
         ).json()
+
+
+def state_dict_file(path: Path) -> bytes:
+    """A weights file as safetensors bytes, converted on this machine so the server never
+    unpickles: ``.safetensors`` as it is; ``.pt``/``.pth`` through ``torch.load(weights_only=True)``
+    (a state dict, or a checkpoint holding one under ``state_dict`` or ``model``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return path.read_bytes()
+    if path.suffix not in (".pt", ".pth"):
+        raise ValueError(f"{path}: expected a .safetensors, .pt or .pth file")
+    import torch
+    from safetensors.torch import save
+
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise ValueError(f"{path} holds no state dict (a dict of tensor names to tensors)")
+    return save({name: tensor.contiguous() for name, tensor in loaded.items()})

@@ -1,7 +1,8 @@
 """Decode client images into the model's uint8 (N, H, W, C) layout, or say exactly what is wrong.
 
-Base64 PNG/JPEG go through Pillow; arrays from ``.npz`` bodies are converted with the same rules:
-resized to the model's size, grayscale ↔ RGB converted, anything else refused.
+Base64 PNG/JPEG go through Pillow; arrays from ``.npz`` bodies are converted with the same rules,
+the model's own (``lure_engine.preprocess.Preprocessing``: size, resize policy, grayscale ↔ RGB);
+anything else is refused.
 """
 
 from __future__ import annotations
@@ -13,17 +14,11 @@ import io
 import numpy as np
 from PIL import Image
 
+from lure_engine.preprocess import Preprocessing
+
 
 class ImageError(ValueError):
     """Input that cannot become model images; the message names the item and the problem."""
-
-
-def _fit(image: Image.Image, channels: int, size: int) -> np.ndarray:
-    image = image.convert("L" if channels == 1 else "RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    return array[..., None] if channels == 1 else array
 
 
 def _open_image(raw: bytes, position: int, max_side: int) -> Image.Image:
@@ -44,7 +39,10 @@ def _open_image(raw: bytes, position: int, max_side: int) -> Image.Image:
 
 
 def decode_base64_images(
-    items: list[str], channels: int, size: int, max_side: int, max_decoded_bytes: int | None = None
+    items: list[str],
+    preprocessing: Preprocessing,
+    max_side: int,
+    max_decoded_bytes: int | None = None,
 ) -> np.ndarray:
     """Decode every item or raise :class:`ImageError` naming the first bad one.
 
@@ -68,7 +66,7 @@ def decode_base64_images(
             image.load()
             if image.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "CMYK", "YCbCr"):
                 raise ImageError(f"images[{position}] has unsupported mode {image.mode}")
-            out.append(_fit(image, channels, size))
+            out.append(preprocessing.fit_image(image))
         except ImageError:
             raise
         except Exception as error:  # noqa: BLE001 - any decoder failure is the client's bad file
@@ -79,7 +77,7 @@ def decode_base64_images(
     return np.stack(out)
 
 
-def fit_array_images(x: np.ndarray, channels: int, size: int, max_side: int) -> np.ndarray:
+def fit_array_images(x: np.ndarray, preprocessing: Preprocessing, max_side: int) -> np.ndarray:
     """uint8 (N, H, W, C) or (N, H, W) → the model's (N, size, size, channels)."""
     if x.dtype != np.uint8:
         raise ImageError(f"x must be uint8, got {x.dtype}")
@@ -99,12 +97,4 @@ def fit_array_images(x: np.ndarray, channels: int, size: int, max_side: int) -> 
         raise ImageError(
             f"images have {have} channels; only 1 (grayscale) or 3 (RGB) can be converted"
         )
-    if have == channels and x.shape[1:3] == (size, size):
-        return np.ascontiguousarray(x)
-    mode = "L" if have == 1 else "RGB"
-    return np.stack(
-        [
-            _fit(Image.fromarray(img[..., 0] if have == 1 else img, mode), channels, size)
-            for img in x
-        ]
-    )
+    return preprocessing.fit_array(x)

@@ -21,6 +21,7 @@ from lure_core.recipe import Recipe
 from lure_core.records import VersionRow
 from lure_engine.data import to_tensor
 from lure_engine.models import build_model
+from lure_engine.preprocess import Preprocessing
 
 log = logging.getLogger("lure.inference")
 
@@ -69,5 +70,9 @@ class ModelCache:
 
 
 @torch.inference_mode()
-def predict_probabilities(model: nn.Module, images: np.ndarray) -> np.ndarray:
-    return model(to_tensor(images)).float().softmax(1).numpy()
+def predict_probabilities(
+    model: nn.Module, images: np.ndarray, preprocessing: Preprocessing | None = None
+) -> np.ndarray:
+    """Class probabilities for uint8 NHWC images (preprocessing: the model's; None: the default)."""
+    tensor = preprocessing.to_tensor(images) if preprocessing else to_tensor(images)
+    return model(tensor).float().softmax(1).numpy()

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from lure_core.checkpoints import save_state
 from lure_core.recipe import Recipe
 from lure_core.records import JobRow, MegaBatchRow, MetricsRow, ModelRow, VersionRow
+from lure_core.samples import SampleReader, sample_ids
 from lure_core.settings import SharedSettings
 from lure_engine.models import build_model
 from lure_engine.pipeline import MegaBatchData, MegaBatchUpdate, update_on_megabatch
@@ -30,7 +31,6 @@ from worker.attempts import Outcome, WorkerContext, now, record_failure, runner_
 from worker.attempts import claim as claim_job
 from worker.learner import Learner, load_learner
 from worker.publish import publish
-from worker.samples import SampleReader, sample_ids
 
 log = logging.getLogger("lure.worker")
 
@@ -169,6 +169,7 @@ def _update(
         config=recipe.update_config,
         seeds=UpdateSeeds.derive(recipe.seed, inputs.megabatch_index),
         device=device,
+        preprocessing=recipe.preprocessing,
         progress=progress.training,
     )
 
@@ -204,6 +205,11 @@ def _save_artefacts(
             "reinit": seeds.reinit,
             "train": seeds.train,
             "importance": seeds.importance,
+            **(
+                {"initial_mask": "computed on this mega-batch: the parent had none"}
+                if update.result.initial_mask
+                else {}
+            ),
         },
         checkpoint_key=f"{prefix}/weights.safetensors",
         checkpoint_sha256=checkpoint_sha,

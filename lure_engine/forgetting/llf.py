@@ -10,6 +10,22 @@ import torch
 from torch import nn
 
 from lure_engine.forgetting.base import ForgetContext, fresh_state
+from lure_engine.models import ModelSpec
+from lure_engine.models.sources import default_later_blocks
+
+
+def later_blocks_for(model: nn.Module, spec: ModelSpec) -> tuple[str, ...]:
+    """The blocks LLF resets in ``model``: configured, the architecture's, or found on the model."""
+    blocks = spec.later_blocks or default_later_blocks(model)
+    if not blocks:
+        raise ValueError(
+            f"llf: {spec.architecture} has no default later blocks (no layer3/layer4, features, "
+            "stages or blocks); name the modules to reset in the model's later_blocks"
+        )
+    missing = [b for b in blocks if b not in dict(model.named_modules())]
+    if missing:
+        raise ValueError(f"llf: {spec.architecture} has no module named {', '.join(missing)}")
+    return blocks
 
 
 @dataclass
@@ -19,11 +35,12 @@ class LaterLayerForgetting:
     blocks: tuple[str, ...] = field(default_factory=tuple)
     name: str = "llf"
 
-    def block_names(self, context: ForgetContext) -> tuple[str, ...]:
-        return tuple(self.blocks) or context.spec.later_blocks
+    def block_names(self, model: nn.Module, context: ForgetContext) -> tuple[str, ...]:
+        """The strategy's own blocks, or the model's configured or default later blocks."""
+        return tuple(self.blocks) or later_blocks_for(model, context.spec)
 
     def apply(self, model: nn.Module, context: ForgetContext) -> nn.Module:
-        blocks = self.block_names(context)
+        blocks = self.block_names(model, context)
         modules = dict(model.named_modules())
         missing = [b for b in blocks if b not in modules]
         if missing:

@@ -25,6 +25,8 @@ MAX_ID = (
     2**31 - 1
 )  # ids beyond what every database's INTEGER holds are refused with a 422, not a 500
 RecordId = Annotated[int, Path(ge=1, le=MAX_ID, description="a positive record id")]
+# version numbers start at 0: an imported model's weights are version 0
+VersionNumber = Annotated[int, Path(ge=0, le=MAX_ID, description="a version number (0: imported)")]
 
 
 @dataclass

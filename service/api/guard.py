@@ -49,7 +49,7 @@ class RequestGuard:
                 await _refuse(send, error.status_code, error.detail, error.headers)
                 return
             scope["state"] = {**scope.get("state", {}), "principal": principal}
-        limit = res.settings.max_body_bytes
+        limit = body_limit(scope["path"], res.settings)
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _refuse(
@@ -57,6 +57,13 @@ class RequestGuard:
             )
             return
         await self.app(scope, _limited(receive, limit), send)
+
+
+def body_limit(path: str, settings) -> int:
+    """Imported weights may be larger than any other body (a ResNet-50 is ~100 MB)."""
+    return (
+        settings.max_import_bytes if path.endswith("/versions/import") else settings.max_body_bytes
+    )
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

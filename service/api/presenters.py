@@ -98,7 +98,7 @@ def versions_out(
         select(VersionRow, MetricsRow, MegaBatchRow.index, ModelRow.live_version)
         .join(ModelRow, ModelRow.id == VersionRow.model_id)
         .outerjoin(MetricsRow, MetricsRow.version_id == VersionRow.id)
-        .join(MegaBatchRow, MegaBatchRow.id == VersionRow.megabatch_id)
+        .outerjoin(MegaBatchRow, MegaBatchRow.id == VersionRow.megabatch_id)  # none: imported
         .where(VersionRow.model_id == model.id, *where)
         .order_by(VersionRow.number)
     )
@@ -110,6 +110,7 @@ def versions_out(
             megabatch=index,
             parent=row.parent_number,
             strategy=row.strategy,
+            origin=row.origin,
             seeds=row.seeds,
             sha256=row.checkpoint_sha256,
             mask_sha256=row.mask_sha256,

@@ -9,9 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lure_engine.forgetting import STRATEGIES
 from lure_engine.importance import ESTIMATORS
-from lure_engine.models import ARCHITECTURES
 
-Architecture = Literal[tuple(ARCHITECTURES)]  # type: ignore[valid-type]
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 Importance = Literal[tuple(ESTIMATORS)]  # type: ignore[valid-type]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -23,7 +21,13 @@ class ModelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="lowercase letters, digits, '-' and '_'")
-    architecture: Architecture = "resnet18"
+    architecture: str = Field(
+        "resnet18",
+        max_length=200,
+        description="a built-in (resnet18, resnet50, wide_resnet50_2, vgg16_bn, small_cnn, mlp), "
+        "torchvision:NAME (any torchvision classification model), timm:NAME (timm extra), or the "
+        "name of a lure.architectures entry point",
+    )
     width: float = Field(1.0, gt=0, le=8)
     num_classes: int = Field(ge=2, le=10_000)
     image_size: int = Field(32, ge=4, le=512)
@@ -43,6 +47,39 @@ class ModelCreate(BaseModel):
         True, description="flip augmentation; turn off where a mirror changes the label"
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    resize: Literal["squash", "resize_crop"] = Field(
+        "squash", description="squash to size × size, or resize the short side and crop the centre"
+    )
+    mean: list[float] | None = Field(
+        None, description="per channel; default ImageNet's for torchvision/timm, else 0.5"
+    )
+    std: list[float] | None = Field(None, description="per channel; default ImageNet's, else 0.25")
+    class_names: list[str] | None = Field(None, description="one name per class, in label order")
+    later_blocks: list[str] | None = Field(
+        None, description="modules LLF re-initialises, when not the architecture's default"
+    )
+
+    @model_validator(mode="after")
+    def _architecture_and_preprocessing(self) -> ModelCreate:
+        """Resolve the architecture (close matches on a typo) and fill the pixel statistics."""
+        from lure_engine.models import ModelSpec
+        from lure_engine.preprocess import default_statistics
+
+        spec = ModelSpec(
+            self.architecture, self.num_classes, self.channels, self.image_size, self.width
+        )
+        mean, std = default_statistics(spec.architecture_source.normalization, self.channels)
+        self.mean, self.std = self.mean or list(mean), self.std or list(std)
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError(f"mean and std need {self.channels} values, one per channel")
+        if min(self.std) <= 0:
+            raise ValueError("std values must be positive")
+        if self.class_names is not None and (
+            len(self.class_names) != self.num_classes
+            or len(set(self.class_names)) != self.num_classes
+        ):
+            raise ValueError(f"class_names needs {self.num_classes} distinct names, one per class")
+        return self
 
     @model_validator(mode="after")
     def _buffer_size_with_buffer(self) -> ModelCreate:
@@ -138,9 +175,10 @@ class VersionOut(BaseModel):
     number: int
     model: str
     live: bool
-    megabatch: int
+    megabatch: int | None = Field(description="the mega-batch it trained on (none: imported)")
     parent: int | None
     strategy: str
+    origin: str = Field(description="update: trained on a mega-batch; import: the team's weights")
     seeds: dict
     sha256: str
     mask_sha256: str | None
@@ -162,8 +200,17 @@ class PredictRequest(BaseModel):
     images: list[str] = Field(min_length=1, description="base64 PNG or JPEG")
 
 
+class Ranked(BaseModel):
+    label: int
+    class_name: str | None = None
+    probability: float
+
+
 class Prediction(BaseModel):
     label: int
+    class_name: str | None = Field(None, description="the label's name, when the model has names")
+    probability: float = Field(description="the probability of the predicted label")
+    top_k: list[Ranked] = Field(description="the k most probable labels, most probable first")
     probabilities: list[float]
 
 

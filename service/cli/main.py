@@ -13,6 +13,8 @@ app.add_typer(remote.jobs_app, name="jobs")
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("worker")(server.worker)
+app.command("import")(remote.import_)
+app.command("export")(remote.export)
 for command in (
     remote.create,
     remote.push,

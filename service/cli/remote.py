@@ -15,7 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from service.cli.errors import fail
-from service.client import LureClient, LureError, load_image_folder, load_npz_arrays
+from service.client import (
+    LureClient,
+    LureError,
+    load_image_folder,
+    load_npz_arrays,
+    state_dict_file,
+)
 
 URL = typer.Option(
     "http://127.0.0.1:8000", "--url", envvar="LURE_URL", help="Server URL (LURE_URL)."
@@ -213,8 +219,8 @@ def versions(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None
         m = v["metrics"]
         table.add_row(
             str(v["number"]),
-            str(v["megabatch"]),
-            str(v["parent"] or "–"),
+            "import" if v["megabatch"] is None else str(v["megabatch"]),
+            "–" if v["parent"] is None else str(v["parent"]),
             v["strategy"],
             _pct(m.get("test_accuracy")),
             str(m.get("cer", "–")),
@@ -346,4 +352,58 @@ def jobs_retry(
     typer.echo(
         f"job {job['id']} (mega-batch {job['megabatch']} of {job['model']}) queued again; "
         f"{job['attempts_left']} attempts allowed"
+    )
+
+
+def import_(
+    weights: Path = typer.Argument(..., help="A .safetensors, .pt or .pth state dict."),
+    model: str = MODEL,
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Import a team's trained weights as version 0 of a new model (converted here: the server
+    never unpickles)."""
+    try:
+        body = state_dict_file(weights)
+    except (ValueError, OSError, RuntimeError) as error:
+        raise fail(str(error)) from None
+    try:
+        with _client(url, api_key) as client:
+            version = client.import_weights(model, body)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    accuracy = version["metrics"].get("test_accuracy")
+    typer.echo(
+        f"{model}: imported {weights.name} as version 0 (live), sha256 {version['sha256'][:12]}"
+        + (f", test accuracy {_pct(accuracy)}" if accuracy is not None else "")
+    )
+
+
+def export(
+    version: int = typer.Option(None, help="The version (default: the live one)."),
+    format: str = typer.Option("onnx", help="safetensors | torchscript | onnx"),
+    out: Path = typer.Option(Path("."), help="Folder for the artefact and its model card."),
+    model: str = MODEL,
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Download a version (built and verified on the server) and its model card."""
+    try:
+        with _client(url, api_key) as client:
+            number = version if version is not None else client.model(model)["live_version"]
+            if number is None:
+                raise fail(f"model {model!r} has no version yet")
+            data, card = client.export(model, number, format)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    artefact = out / f"{model}-v{number}.{card['format'] if format != 'torchscript' else 'pt'}"
+    artefact.write_bytes(data)
+    card_path = artefact.with_name(artefact.name + ".card.json")
+    card_path.write_text(json.dumps(card, indent=2))
+    check = card["verification"]
+    typer.echo(
+        f"{artefact} ({len(data)} bytes, sha256 {card['sha256'][:12]}) and {card_path.name}; "
+        f"verified on {check['images']} images ({check['on']}): max |Δ logit| "
+        f"{check['max_abs_logit_diff']:.2g}"
     )

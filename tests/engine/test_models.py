@@ -27,7 +27,7 @@ def test_same_seed_same_weights_and_width_scales():
 
 
 def test_bad_specs_are_refused():
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match="unknown architecture 'resnet1000'.*resnet101"):
         ModelSpec("resnet1000", 10)
     with pytest.raises(ValueError, match="num_classes"):
         ModelSpec("mlp", 1)

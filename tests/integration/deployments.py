@@ -135,3 +135,27 @@ def wait_for(predicate, timeout: float = 60, what: str = "condition"):
             return value
         time.sleep(0.25)
     raise AssertionError(f"{what} not reached after {timeout}s")
+
+
+@dataclass
+class Embedded:
+    """``lure up`` as a user starts it: API and worker on one data folder, a key made beforehand."""
+
+    server: Process
+    url: str
+    key: str
+    env: dict[str, str]
+
+
+def start_lure_up(tmp_path: Path) -> Embedded:
+    env, port = environment(tmp_path), free_port()
+    key = create_admin_key(env, tmp_path / "data")
+    command = lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    server = Process(command, env, tmp_path / "up.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, server, key)
+    except BaseException:
+        server.stop()
+        raise
+    return Embedded(server, url, key, env | {"LURE_URL": url, "LURE_API_KEY": key})

@@ -260,25 +260,12 @@ def test_readiness_tells_when_no_worker_is_alive(request, tmp_path):
 
 
 def test_lure_up_restarts_its_worker_and_refuses_a_second_server_on_its_folder(tmp_path):
-    from tests.integration.deployments import environment
-    from tests.integration.processes import (
-        Process,
-        create_admin_key,
-        free_port,
-        lure_command,
-        wait_ready,
-    )
+    from tests.integration.deployments import start_lure_up
+    from tests.integration.processes import Process, free_port, lure_command
 
-    env, port = environment(tmp_path), free_port()
-    key = create_admin_key(env, tmp_path / "data")
-    server = Process(
-        lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")),
-        env,
-        tmp_path / "up.log",
-    )
-    url = f"http://127.0.0.1:{port}"
+    embedded = start_lure_up(tmp_path)
+    server, url, key, env = embedded.server, embedded.url, embedded.key, embedded.env
     try:
-        wait_ready(url, server, key)
         import httpx
 
         with httpx.Client(

@@ -22,6 +22,7 @@ def settings(tmp_path) -> ServerSettings:
         data_dir=tmp_path / "data",
         dispatch_interval_seconds=3600,
         max_body_bytes=2_000_000,
+        max_import_bytes=20_000_000,
         max_samples_per_chunk=2000,
         max_predict_batch=64,
     )

@@ -38,20 +38,6 @@ _BODY_DOC = {
 }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(
-            413, f"request body of {declared} bytes exceeds the limit of {limit} bytes"
-        )
-    body = bytearray()
-    async for part in request.stream():
-        body.extend(part)
-        if len(body) > limit:
-            raise HTTPException(413, f"request body exceeds the limit of {limit} bytes")
-    return bytes(body)
-
-
 def _parse_json(body: bytes, model: ModelRow, res: Resources) -> tuple[str, np.ndarray, np.ndarray]:
     try:
         chunk = ChunkCreate.model_validate_json(body)
@@ -64,8 +50,7 @@ def _parse_json(body: bytes, model: ModelRow, res: Resources) -> tuple[str, np.n
     _check_labels(np.asarray(chunk.labels), recipe.num_classes)
     x = decode_base64_images(
         chunk.images,
-        recipe.channels,
-        recipe.image_size,
+        recipe.preprocessing,
         res.settings.max_image_side,
         res.settings.max_decoded_chunk_bytes,
     )
@@ -88,7 +73,7 @@ def _parse_npz(body: bytes, split: str | None, model: ModelRow, res: Resources):
     _check_labels(y, recipe.num_classes)
     return (
         split,
-        fit_array_images(x, recipe.channels, recipe.image_size, res.settings.max_image_side),
+        fit_array_images(x, recipe.preprocessing, res.settings.max_image_side),
         y,
     )
 
@@ -152,7 +137,7 @@ async def post_chunk(
             first := find_by_idempotency_key(session, model.id, idempotency_key)
         ):
             return chunk_view(session, model, first).model_copy(update={"replayed": True})
-    body = await _read_body(request, res.settings.max_body_bytes)
+    body = await request.body()  # its size is limited by the request guard (service/api/guard.py)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     chunk_split, x, y = await run_in_threadpool(_parse, body, content_type, split, model, res)
     result = await run_in_threadpool(

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
 from service.api.auth import READ, require
@@ -16,8 +17,29 @@ from service.api.schemas import ModelCreate, ModelOut
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
+def _probe(body: ModelCreate) -> None:
+    """Build the model once and run it on a blank batch (and find LLF's blocks): a model that
+    cannot work is refused now, naming why, instead of failing its first update."""
+    from lure_core.recipe import Recipe
+    from lure_engine.forgetting.llf import later_blocks_for
+    from lure_engine.models import probe_model
+
+    spec = Recipe.from_config(body.model_dump()).model_spec
+    try:
+        model = probe_model(spec)
+        if body.strategy == "llf":
+            later_blocks_for(model, spec)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+
+
 @router.post("", status_code=201, response_model=ModelOut, dependencies=[require("admin")])
-def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> ModelOut:
+async def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> ModelOut:
+    await run_in_threadpool(_probe, body)
+    return await run_in_threadpool(_store, body, res)
+
+
+def _store(body: ModelCreate, res: Resources) -> ModelOut:
     config = body.model_dump(exclude={"name"})
     try:
         with res.sessions.begin() as session:

@@ -8,10 +8,12 @@ from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ChecksumMismatch
 from lure_core.lineage import record_damage, retreat_live
+from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
+from lure_engine.preprocess import Preprocessing
 from service.api.auth import require
 from service.api.deps import MAX_ID, Resources, model_or_404, resources, version_or_404
-from service.api.schemas import Prediction, PredictRequest, PredictResponse
+from service.api.schemas import Prediction, PredictRequest, PredictResponse, Ranked
 from service.images import ImageError, decode_base64_images
 from service.inference import predict_probabilities
 
@@ -47,11 +49,34 @@ async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bo
                 row = version_or_404(session, model, row.parent_number)
 
 
-async def _forward(res: Resources, row: VersionRow, net, images: np.ndarray) -> np.ndarray:
+async def _forward(
+    res: Resources, row: VersionRow, net, images: np.ndarray, preprocessing: Preprocessing
+) -> np.ndarray:
     if not res.settings.predict_batching:
-        return await run_in_threadpool(predict_probabilities, net, images)
+        return await run_in_threadpool(predict_probabilities, net, images, preprocessing)
     key = (row.model_id, row.number, row.checkpoint_sha256)
-    return await res.batcher.run(key, lambda batch: predict_probabilities(net, batch), images)
+    return await res.batcher.run(
+        key, lambda batch: predict_probabilities(net, batch, preprocessing), images
+    )
+
+
+def _prediction(probabilities: np.ndarray, recipe: Recipe, k: int) -> Prediction:
+    ranked = np.argsort(-probabilities, kind="stable")[:k]
+    top = [
+        Ranked(
+            label=int(i),
+            class_name=recipe.class_name(int(i)),
+            probability=round(float(probabilities[i]), 6),
+        )
+        for i in ranked
+    ]
+    return Prediction(
+        label=top[0].label,
+        class_name=top[0].class_name,
+        probability=top[0].probability,
+        top_k=top,
+        probabilities=[round(float(v), 6) for v in probabilities],
+    )
 
 
 @router.post(
@@ -62,8 +87,9 @@ async def predict(
     body: PredictRequest,
     response: Response,
     version: int | None = Query(
-        None, ge=1, le=MAX_ID, description="pin a version; default: the live one"
+        None, ge=0, le=MAX_ID, description="pin a version; default: the live one"
     ),
+    top_k: int = Query(5, ge=1, le=1000, description="how many ranked labels to return"),
     res: Resources = Depends(resources),
 ) -> PredictResponse:
     if len(body.images) > res.settings.max_predict_batch:
@@ -76,11 +102,7 @@ async def predict(
     recipe = model.recipe
     try:  # decoding is CPU work: off the event loop
         images = await run_in_threadpool(
-            decode_base64_images,
-            body.images,
-            recipe.channels,
-            recipe.image_size,
-            res.settings.max_image_side,
+            decode_base64_images, body.images, recipe.preprocessing, res.settings.max_image_side
         )
     except ImageError as error:
         raise HTTPException(422, str(error)) from None
@@ -89,14 +111,12 @@ async def predict(
     if refused:
         await run_in_threadpool(retreat_live, res.sessions, model.id, row.number, answering.number)
         response.headers["X-Model-Fallback"] = f"version {row.number} refused: {refused[0]}"
-    probabilities = await _forward(res, answering, net, images)
+    probabilities = await _forward(res, answering, net, images, recipe.preprocessing)
     response.headers["X-Model-Version"] = str(answering.number)
     res.metrics.predictions.labels(name, str(answering.number)).inc(len(images))
+    k = min(top_k, recipe.num_classes)
     return PredictResponse(
         model=name,
         version=answering.number,
-        predictions=[
-            Prediction(label=int(p.argmax()), probabilities=[round(float(v), 6) for v in p])
-            for p in probabilities
-        ],
+        predictions=[_prediction(p, recipe, k) for p in probabilities],
     )

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy.orm import Session
+from dataclasses import dataclass
+from typing import Literal
 
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from lure_core.blobs import ChecksumMismatch
+from lure_core.records import ExportRow
 from service.api.auth import READ, require
 from service.api.deps import (
-    RecordId,
     Resources,
+    VersionNumber,
     db_session,
     model_or_404,
     resources,
@@ -16,6 +22,8 @@ from service.api.deps import (
 )
 from service.api.presenters import version_out, versions_out
 from service.api.schemas import VersionOut
+from service.exports import FORMATS, ExportFailed, build_export, find_export
+from service.imports import ImportRefused, import_weights
 
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
 
@@ -27,7 +35,9 @@ def list_versions(name: str, session: Session = Depends(db_session)) -> list[Ver
 
 
 @router.get("/{number}", response_model=VersionOut, dependencies=[require(READ)])
-def get_version(name: str, number: RecordId, session: Session = Depends(db_session)) -> VersionOut:
+def get_version(
+    name: str, number: VersionNumber, session: Session = Depends(db_session)
+) -> VersionOut:
     model = model_or_404(session, name)
     return version_out(
         session, model, version_or_404(session, model, number), with_reliability=True
@@ -35,7 +45,7 @@ def get_version(name: str, number: RecordId, session: Session = Depends(db_sessi
 
 
 @router.post("/{number}/promote", response_model=VersionOut, dependencies=[require("admin")])
-def promote(name: str, number: RecordId, res: Resources = Depends(resources)) -> VersionOut:
+def promote(name: str, number: VersionNumber, res: Resources = Depends(resources)) -> VersionOut:
     """Serve ``number`` again; the next update starts from it (its weights, mask and replay).
 
     A promotion wins over updates already running: they publish their versions without making
@@ -53,3 +63,100 @@ def promote(name: str, number: RecordId, res: Resources = Depends(resources)) ->
     with res.sessions() as session:
         model = model_or_404(session, name)
         return version_out(session, model, version_or_404(session, model, number))
+
+
+@router.post(
+    "/import",
+    status_code=201,
+    response_model=VersionOut,
+    dependencies=[require("admin")],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": "a safetensors state dict that fits the architecture exactly",
+                }
+            },
+        }
+    },
+)
+async def import_version(
+    name: str, request: Request, res: Resources = Depends(resources)
+) -> VersionOut:
+    """Import a team's trained weights (safetensors) as version 0 of a model with no versions
+    yet; it goes live at once and updates start from it. ``lure import`` converts a .pt/.pth."""
+    with res.sessions() as session:
+        model = model_or_404(session, name)
+    body = await request.body()  # at most LURE_MAX_IMPORT_BYTES (service/api/guard.py)
+    try:
+        await run_in_threadpool(import_weights, res.sessions, res.blobs, model.id, body)
+    except ImportRefused as error:
+        raise HTTPException(error.status, str(error)) from None
+    with res.sessions() as session:
+        model = model_or_404(session, name)
+        return version_out(session, model, version_or_404(session, model, 0))
+
+
+ExportFormat = Literal["safetensors", "torchscript", "onnx"]
+FORMAT_QUERY = Query("onnx", description="safetensors (weights), torchscript or onnx (uint8 in)")
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    name: str
+    number: int
+    format: str
+
+
+def export_target(
+    name: str, number: VersionNumber, format: ExportFormat = FORMAT_QUERY
+) -> ExportTarget:
+    return ExportTarget(name, number, format)
+
+
+def _export(res: Resources, target: ExportTarget) -> tuple[ExportRow, bytes]:
+    """The stored export (built and verified on first request) and its verified bytes."""
+    with res.sessions() as session:
+        model = model_or_404(session, target.name)
+        version = version_or_404(session, model, target.number)
+    row = find_export(res.sessions, version.id, target.format)
+    if row is None:
+        try:
+            row = build_export(res.sessions, res.blobs, model.id, target.number, target.format)
+        except ChecksumMismatch as error:
+            message = f"version {target.number} is damaged and cannot be exported: {error}"
+            raise HTTPException(409, message) from None
+        except ExportFailed as error:
+            raise HTTPException(500, str(error)) from None
+    return row, res.blobs.read(row.blob_key, row.sha256)
+
+
+@router.get(
+    "/{number}/export",
+    dependencies=[require("admin")],
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def export_version(
+    target: ExportTarget = Depends(export_target), res: Resources = Depends(resources)
+) -> Response:
+    """The version as a file: ``X-Artefact-Sha256`` and the card's route say what it is."""
+    row, data = await run_in_threadpool(_export, res, target)
+    filename = f"{target.name}-v{target.number}.{FORMATS[target.format]}"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "X-Artefact-Sha256": row.sha256,
+    }
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/{number}/export/card", dependencies=[require("admin")])
+async def export_card(
+    target: ExportTarget = Depends(export_target), res: Resources = Depends(resources)
+) -> dict:
+    """The model card of an export: architecture, classes, preprocessing, metrics, lineage,
+    the artefact's sha256 and how it was verified."""
+    row, _ = await run_in_threadpool(_export, res, target)
+    return row.card

@@ -174,7 +174,7 @@ async function refreshModel() {
     if (v.live) row.className = "live";
     const m = v.metrics;
     cell(row, "v" + v.number);
-    cell(row, v.megabatch);
+    cell(row, v.megabatch ?? "import");
     cell(row, v.parent ?? "–");
     cell(row, v.strategy);
     cell(row, pct(m.test_accuracy), "acc");
