@@ -13,9 +13,15 @@ from lure_engine.seeding import derive_seed
 from lure_engine.splits import megabatch_split_seed
 
 if TYPE_CHECKING:  # the engine's torch modules load only where a model is built or trained
+    from lure_engine.gate import PromotionPolicy
     from lure_engine.models import ModelSpec
     from lure_engine.preprocess import Preprocessing
     from lure_engine.update import UpdateConfig
+
+
+AUTO = "auto"  # train several strategies per mega-batch, retire the ones that keep losing
+AUTO_DEFAULT = ("lure", "warm")
+DEFAULT_RETIRE_AFTER = 3
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,16 @@ class Recipe:
     std: tuple[float, ...] | None = None
     class_names: tuple[str, ...] | None = None
     later_blocks: tuple[str, ...] | None = None  # LLF's blocks when not the architecture's default
+    # added with promotion gates; configs stored before them get the default gate, no challengers
+    promotion: dict | None = None  # PromotionPolicy's fields; None: the default policy
+    challengers: tuple[str, ...] = ()  # strategies trained beside the primary on each mega-batch
+    retire_after: int | None = None  # auto: stop training a strategy after K losses in a row
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in config.items() if key in known}
-        for key in ("mean", "std", "class_names", "later_blocks"):  # stored as JSON lists
+        for key in ("mean", "std", "class_names", "later_blocks", "challengers"):  # JSON lists
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -82,7 +92,33 @@ class Recipe:
         )
 
     @property
+    def policy(self) -> PromotionPolicy:
+        from lure_engine.gate import PromotionPolicy
+
+        return PromotionPolicy.from_dict(self.promotion)
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Every strategy trained on each mega-batch, primary first (``auto``: lure, then warm,
+        unless challengers name others)."""
+        if self.strategy == AUTO:
+            return self.challengers or AUTO_DEFAULT
+        return (self.strategy, *(s for s in self.challengers if s != self.strategy))
+
+    @property
+    def retire_losers_after(self) -> int | None:
+        """Losses in a row after which ``auto`` stops training a strategy (never otherwise)."""
+        if self.strategy != AUTO:
+            return None
+        return self.retire_after or DEFAULT_RETIRE_AFTER
+
+    @property
     def update_config(self) -> UpdateConfig:
+        return self.update_config_for(self.candidates[0])
+
+    def update_config_for(self, strategy: str) -> UpdateConfig:
+        """The update of one candidate; with siblings every candidate also scores the importance
+        mask, so a LURE sibling of a winning warm-start still finds one to unlearn with."""
         from lure_engine.augment import default_crop_padding
         from lure_engine.trainer import TrainConfig
         from lure_engine.update import UpdateConfig
@@ -97,10 +133,11 @@ class Recipe:
             crop_padding=default_crop_padding(self.image_size),
         )
         return UpdateConfig(
-            strategy=self.strategy,
+            strategy=strategy,
             importance=self.importance,
             keep_fraction=self.keep_fraction,
             train=train,
+            always_estimate_mask=len(self.candidates) > 1,
         )
 
     @property

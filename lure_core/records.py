@@ -39,6 +39,14 @@ class Origin(StrEnum):
 class Release(StrEnum):
     LIVE = "live"  # went live when published
     SUPERSEDED = "superseded"  # published, but a promotion made during its training won
+    HELD = "held"  # the promotion gate held it back: stored and visible, not live
+    NOT_CHOSEN = "not_chosen"  # a sibling candidate of the same mega-batch ranked higher
+
+
+class GateVerdict(StrEnum):
+    PASSED = "passed"  # every rule of the model's promotion policy held
+    HELD = "held"  # a rule failed; the version's gate record names which, with the numbers
+    FORCED = "forced"  # held, then promoted by an admin anyway
 
 
 def utcnow() -> datetime:
@@ -170,7 +178,8 @@ class VersionRow(Base):
     __tablename__ = "versions"
     __table_args__ = (
         UniqueConstraint("model_id", "number"),
-        UniqueConstraint("model_id", "megabatch_id"),
+        # one version per candidate strategy of a mega-batch: siblings share the mega-batch
+        UniqueConstraint("model_id", "megabatch_id", "strategy", name="uq_versions_candidate"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
@@ -194,6 +203,13 @@ class VersionRow(Base):
     # again
     damaged: Mapped[str | None] = mapped_column(Text, nullable=True)
     damaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # the promotion gate's record: {"verdict": GateVerdict, "reasons", "numbers", "winner",
+    # "margin", "rank_by"}, plus who forced it; None for versions published before gates
+    gate: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # what an audit needs to rebuild it: parent, replay_from, mega-batch, digest of the sample
+    # references trained on, torch threads (lure_core/update_inputs.py)
+    inputs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    candidate_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -35,6 +35,9 @@ class SharedSettings(BaseSettings):
         None  # kill an update process running longer (None: never)
     )
     heartbeat_seconds: float = 5.0  # how often a worker (and each running job) reports it is alive
+    # PyTorch's deterministic algorithms in updates: needed on CUDA for audits to match bit for bit
+    # (set CUBLAS_WORKSPACE_CONFIG=:4096:8 too); CPU updates are reproducible without it
+    deterministic: bool = False
 
     @cached_property
     def resolved_database_url(self) -> str:

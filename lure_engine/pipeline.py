@@ -44,7 +44,7 @@ class MegaBatchUpdate:
     metrics: UpdateMetrics
 
 
-def _tensors(
+def as_tensors(
     arrays: ImageArrays, device: torch.device, preprocessing: Preprocessing | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     images = (
@@ -72,10 +72,10 @@ def update_on_megabatch(
 
     ``preprocessing``: the pixel statistics the model expects (None: the engine's default).
     """
-    prequential = evaluate(model, *_tensors(data.megabatch, device, preprocessing)).accuracy
-    train = _tensors(data.train, device, preprocessing)
-    val = _tensors(data.val, device, preprocessing)
-    megabatch = _tensors(data.train_split, device, preprocessing)
+    prequential = evaluate(model, *as_tensors(data.megabatch, device, preprocessing)).accuracy
+    train = as_tensors(data.train, device, preprocessing)
+    val = as_tensors(data.val, device, preprocessing)
+    megabatch = as_tensors(data.train_split, device, preprocessing)
     result = run_update(
         model,
         spec,
@@ -90,7 +90,7 @@ def update_on_megabatch(
         on_epoch_end=on_epoch_end,
     )
     test = (
-        _tensors(data.test, device, preprocessing)
+        as_tensors(data.test, device, preprocessing)
         if data.test is not None and len(data.test)
         else None
     )

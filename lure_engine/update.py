@@ -28,6 +28,9 @@ class UpdateConfig:
     scope: str = "conv_linear_weights"
     reset_source: str = "fresh_model"
     importance_sample_fraction: float = 0.2
+    # score the importance mask after training even when this strategy does not use it (a sibling
+    # candidate that unlearns may start from this version next time)
+    always_estimate_mask: bool = False
     strategy_options: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -138,7 +141,7 @@ def run_update(
         on_epoch_end=on_epoch_end,
     )
     next_mask, importance_seconds = None, 0.0
-    if uses_importance_mask(config.strategy):
+    if uses_importance_mask(config.strategy) or config.always_estimate_mask:
         started = time.perf_counter()
         next_mask = _importance_mask(model, megabatch, config, seeds.importance)
         _sync(device)

@@ -204,6 +204,17 @@ class LureClient:
     def promote(self, model: str, number: int) -> dict:
         return self._call("POST", f"/v1/models/{model}/versions/{number}/promote").json()
 
+    def audit(self, model: str, number: int, timeout: float = 3600) -> dict:
+        """Rebuild a version from its records; ``result`` is match, mismatch or not_auditable."""
+        return self._call(
+            "POST", f"/v1/models/{model}/versions/{number}/audit", timeout=timeout
+        ).json()
+
+    def change_model(self, model: str, **changes) -> dict:
+        """PATCH the fields that may change: strategy, challengers, retire_after, promotion,
+        class_names."""
+        return self._call("PATCH", f"/v1/models/{model}", json=changes).json()
+
     def jobs(self, model: str, limit: int = 20) -> list[dict]:
         return self._call("GET", f"/v1/models/{model}/jobs", params={"limit": limit}).json()
 

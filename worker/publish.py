@@ -1,20 +1,42 @@
-"""Publishing a version: one transaction writes the version, its metrics, the live pointer and the
-job's end, so a version is either fully published or not at all, and never twice.
+"""Publishing a mega-batch's versions: one transaction writes every candidate's version and
+metrics, the live pointer and the job's end, so a mega-batch is either fully published or not at
+all, and never twice.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lure_core.records import JobRow, JobState, ModelRow, Release, VersionRow, metrics_row
-from lure_engine.metrics import UpdateMetrics
+from lure_core.records import (
+    GateVerdict,
+    JobRow,
+    JobState,
+    ModelRow,
+    Release,
+    VersionRow,
+    metrics_row,
+)
+from lure_engine.metrics_record import UpdateMetrics
 from worker.attempts import WorkerContext, now
 
 
-def _release(model: ModelRow, job: JobRow, version: VersionRow) -> None:
-    """Make ``version`` live, unless a promotion happened while it trained: the promotion wins."""
+@dataclass
+class Published:
+    version: VersionRow
+    metrics: UpdateMetrics
+
+
+def _release_winner(model: ModelRow, job: JobRow, version: VersionRow) -> None:
+    """Make the winning candidate live when it passed the gate, unless a promotion happened
+    while it trained: the promotion wins."""
+    if version.gate["verdict"] != GateVerdict.PASSED:
+        version.release = Release.HELD
+        version.release_note = "held by the promotion gate: " + "; ".join(version.gate["reasons"])
+        return
     if model.promotion_epoch == job.promotion_epoch and model.live_version == job.parent_version:
         model.live_version, version.release = version.number, Release.LIVE
         return
@@ -25,38 +47,51 @@ def _release(model: ModelRow, job: JobRow, version: VersionRow) -> None:
     )
 
 
-def _existing(session: Session, job: JobRow) -> VersionRow | None:
-    return session.scalar(
-        select(VersionRow).where(
-            VersionRow.model_id == job.model_id, VersionRow.megabatch_id == job.megabatch_id
-        )
+def _existing_winner(session: Session, job: JobRow) -> int | None:
+    """The published version of this job's mega-batch that won it, if it is published."""
+    versions = session.scalars(
+        select(VersionRow)
+        .where(VersionRow.model_id == job.model_id, VersionRow.megabatch_id == job.megabatch_id)
+        .order_by(VersionRow.number)
+    ).all()
+    winners = [v for v in versions if (v.gate or {}).get("winner", True)]
+    return (winners or versions)[0].number if versions else None
+
+
+def _insert(session: Session, job: JobRow, published: list[Published], best: int) -> int:
+    """Number the siblings consecutively; release the winner; the others are not chosen."""
+    number = session.scalar(
+        select(func.max(VersionRow.number)).where(VersionRow.model_id == job.model_id)
     )
-
-
-def _insert(session: Session, job: JobRow, version: VersionRow, metrics: UpdateMetrics) -> int:
-    number = (
-        session.scalar(
-            select(func.max(VersionRow.number)).where(VersionRow.model_id == job.model_id)
-        )
-        or 0
-    ) + 1
-    version.number, version.megabatch_id = number, job.megabatch_id
-    _release(session.get(ModelRow, job.model_id), job, version)
-    session.add(version)
-    session.flush()
-    session.add(metrics_row(version.id, metrics))
-    return number
+    number = 0 if number is None else number
+    model = session.get(ModelRow, job.model_id)
+    winner = published[best].version
+    for offset, item in enumerate(published, start=1):
+        item.version.number, item.version.megabatch_id = number + offset, job.megabatch_id
+    _release_winner(model, job, winner)
+    for item in published:
+        if item.version is not winner:
+            item.version.release = Release.NOT_CHOSEN
+            item.version.release_note = (
+                f"version {winner.number} ({winner.strategy}) ranked higher on "
+                f"{winner.gate['rank_by']}"
+            )
+        session.add(item.version)
+        session.flush()
+        session.add(metrics_row(item.version.id, item.metrics))
+    return winner.number
 
 
 def publish(
-    ctx: WorkerContext, job_id: int, version: VersionRow, metrics: UpdateMetrics, timings: dict
+    ctx: WorkerContext, job_id: int, published: list[Published], best: int, timings: dict
 ) -> int:
-    """Version + metrics + live pointer + job state; a duplicate delivery publishes nothing."""
+    """Versions + metrics + live pointer + job state; a duplicate delivery publishes nothing."""
     try:
         with ctx.sessions.begin() as session:
             job = session.get(JobRow, job_id)
-            existing = _existing(session, job)
-            number = existing.number if existing else _insert(session, job, version, metrics)
+            number = _existing_winner(session, job)
+            if number is None:
+                number = _insert(session, job, published, best)
             job.state, job.version, job.finished_at, job.runner = (
                 JobState.SUCCEEDED,
                 number,
@@ -70,7 +105,7 @@ def publish(
             job = session.get(JobRow, job_id)
             job.state, job.version, job.finished_at = (
                 JobState.SUCCEEDED,
-                _existing(session, job).number,
+                _existing_winner(session, job),
                 now(),
             )
             return job.version

@@ -13,24 +13,27 @@ import time
 import traceback
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from sqlalchemy import select, update
+from sqlalchemy import update
 
+from lure_core.candidates import retired_strategies
 from lure_core.checkpoints import save_state
-from lure_core.recipe import Recipe
-from lure_core.records import JobRow, MegaBatchRow, MetricsRow, ModelRow, VersionRow
-from lure_core.samples import SampleReader, sample_ids
+from lure_core.records import JobRow, MegaBatchRow, ModelRow, VersionRow
 from lure_core.settings import SharedSettings
-from lure_engine.models import build_model
-from lure_engine.pipeline import MegaBatchData, MegaBatchUpdate, update_on_megabatch
-from lure_engine.replay import Replay, make_replay
+from lure_core.update_inputs import (
+    UpdateInputs,
+    gather_inputs,
+    replay_source,
+    starting_model,
+    train_candidate,
+)
+from lure_engine.gate import GateEvaluation, Verdict, evaluate_on_gate, judge, margin
+from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
-from lure_engine.update import UpdateSeeds
 from worker.attempts import Outcome, WorkerContext, now, record_failure, runner_name
 from worker.attempts import claim as claim_job
-from worker.learner import Learner, load_learner
-from worker.publish import publish
+from worker.learner import load_starting_point
+from worker.publish import Published, publish
 
 log = logging.getLogger("lure.worker")
 
@@ -40,6 +43,7 @@ class _ProgressWriter:
 
     def __init__(self, ctx: WorkerContext, job_id: int, runner: str) -> None:
         self.ctx, self.job_id, self.runner, self.last = ctx, job_id, runner, 0.0
+        self.candidate: dict = {}  # which candidate strategy is training, of how many
 
     def phase(self, name: str, **extra) -> None:
         self._write({"phase": name, **extra})
@@ -58,6 +62,7 @@ class _ProgressWriter:
             )
 
     def _write(self, progress: dict) -> None:
+        progress = {**progress, **self.candidate}
         self.last = time.monotonic()
         with self.ctx.sessions.begin() as session:
             session.execute(
@@ -92,95 +97,100 @@ def training_device(settings: SharedSettings) -> torch.device:
 
 
 @dataclass
-class UpdateInputs:
-    """Everything one update reads from the records and blobs, gathered in one short session."""
+class Candidate:
+    """One strategy trained on the mega-batch, judged against the live version."""
 
-    model_id: int
-    recipe: Recipe
-    megabatch_index: int
-    attempt: int
-    learner: Learner
-    replay: Replay  # the parent's replay memory, before this mega-batch joins it
-    parent_cer: int
-    data: MegaBatchData
-    train_rows: np.ndarray  # the mega-batch's train rows (they join the replay memory)
+    strategy: str
+    update: MegaBatchUpdate
+    evaluation: GateEvaluation
+    verdict: Verdict
+    seconds: float
 
 
-def _load_inputs(ctx: WorkerContext, job_id: int) -> UpdateInputs:
-    """Step 1: the parent learner, the mega-batch, replay, validation and test data."""
+def _load_inputs(ctx: WorkerContext, job_id: int) -> tuple[UpdateInputs, tuple[str, ...]]:
+    """Step 1: the live starting point, the stream's replay memory, the mega-batch, validation
+    and test data; and the candidate strategies still in the running."""
     with ctx.sessions() as session:
         job = session.get(JobRow, job_id)
         model = session.get(ModelRow, job.model_id)
         megabatch = session.get(MegaBatchRow, job.megabatch_id)
         recipe = model.recipe
-        learner = load_learner(ctx, session, model)
-        replay = make_replay(recipe.replay_spec, seed=recipe.replay_seed)
-        parent_cer = 0
-        if learner.parent is not None:
-            replay.load_state_dict(learner.parent.replay_state)
-            parent_cer = (
-                session.scalar(
-                    select(MetricsRow.cer).where(MetricsRow.version_id == learner.parent.id)
-                )
-                or 0
-            )
-        reader = SampleReader(session, ctx.blobs, model.id)
-        inputs = UpdateInputs(
+        start = load_starting_point(ctx, session, model)
+        inputs = gather_inputs(
+            session,
+            ctx.blobs,
             model.id,
             recipe,
-            megabatch.index,
-            job.attempts,
-            learner,
-            replay,
-            parent_cer,
-            reader.update_data(megabatch, replay.ids()),
-            reader.split(megabatch)[0],
+            megabatch,
+            start,
+            replay_source(session, model, megabatch.index, start.version),
         )
+        retired = retired_strategies(session, model.id, recipe)
+        strategies = tuple(s for s in recipe.candidates if s not in retired)
         promotion_epoch = model.promotion_epoch
     with ctx.sessions.begin() as session:  # what this attempt started from: publishing checks it
         session.execute(
             update(JobRow)
             .where(JobRow.id == job_id)
             .values(
-                parent_version=learner.parent.number if learner.parent else None,
+                parent_version=start.version.number if start.version else None,
                 promotion_epoch=promotion_epoch,
             )
         )
-    return inputs
+    return inputs, strategies
 
 
-def _update(
-    inputs: UpdateInputs, device: torch.device, progress: _ProgressWriter
-) -> MegaBatchUpdate:
-    """Step 2: unlearn, relearn, estimate importance and evaluate (the engine's pipeline)."""
-    recipe, learner = inputs.recipe, inputs.learner
-    model = build_model(recipe.model_spec, seed=recipe.init_seed)
-    if learner.state is not None:
-        model.load_state_dict(learner.state)
-    mask = {k: v.to(device) for k, v in learner.mask.items()} if learner.mask is not None else None
-    progress.phase("unlearn")
-    return update_on_megabatch(
-        model.to(device),
-        recipe.model_spec,
-        mask,
-        inputs.data,
-        has_parent=learner.parent is not None,
-        parent_cer=inputs.parent_cer,
-        config=recipe.update_config,
-        seeds=UpdateSeeds.derive(recipe.seed, inputs.megabatch_index),
-        device=device,
-        preprocessing=recipe.preprocessing,
-        progress=progress.training,
-    )
+def _train_candidates(
+    inputs: UpdateInputs,
+    strategies: tuple[str, ...],
+    device: torch.device,
+    progress: _ProgressWriter,
+) -> tuple[list[Candidate], GateEvaluation | None]:
+    """Step 2: each candidate from the same starting point, on the same data and seeds
+    (``lure_core.update_inputs.train_candidate``), judged on the gate split against live."""
+    recipe = inputs.recipe
+    gate_x, gate_y = as_tensors(inputs.data.val, device, recipe.preprocessing)
+    live = None
+    if inputs.start.version is not None:
+        live = evaluate_on_gate(starting_model(inputs).to(device), gate_x, gate_y)
+    candidates = []
+    for number, strategy in enumerate(strategies, start=1):
+        progress.candidate = {"candidate": strategy, "candidate_number": number}
+        progress.candidate["candidates"] = len(strategies)
+        progress.phase("unlearn")
+        started = time.perf_counter()
+        trained = train_candidate(inputs, strategy, device, progress.training)
+        evaluation = evaluate_on_gate(trained.model, gate_x, gate_y)
+        candidates.append(
+            Candidate(
+                strategy,
+                trained,
+                evaluation,
+                judge(evaluation, live, recipe.policy),
+                time.perf_counter() - started,
+            )
+        )
+    return candidates, live
 
 
-def _save_artefacts(
-    ctx: WorkerContext, inputs: UpdateInputs, update: MegaBatchUpdate
+def _winner(candidates: list[Candidate], rank_by: str) -> int:
+    """The best candidate by the policy's ranking metric; a tie goes to the primary strategy."""
+    scores = [c.evaluation.score(rank_by) for c in candidates]
+    return max(range(len(candidates)), key=lambda i: (scores[i], -i))
+
+
+def _version_row(
+    ctx: WorkerContext,
+    inputs: UpdateInputs,
+    candidate: Candidate,
+    gate: dict,
+    replay_state: dict,
 ) -> VersionRow:
     """Step 3: weights and forget-mask as safetensors (atomic, sha256 recorded); the version's
-    record.
-    """
-    prefix = f"models/{inputs.model_id}/versions/mb{inputs.megabatch_index:05d}-a{inputs.attempt}"
+    record, its gate verdict and what an audit needs to rebuild it."""
+    attempt_prefix = f"mb{inputs.megabatch_index:05d}-{candidate.strategy}-{time.time_ns()}"
+    prefix = f"models/{inputs.model_id}/versions/{attempt_prefix}"
+    update = candidate.update
     checkpoint_sha = save_state(
         ctx.blobs, f"{prefix}/weights.safetensors", update.model.state_dict()
     )
@@ -190,14 +200,11 @@ def _save_artefacts(
         mask_sha = save_state(
             ctx.blobs, mask_key, {k: v.to(torch.uint8) for k, v in update.next_mask.items()}
         )
-    recipe, seeds = inputs.recipe, UpdateSeeds.derive(inputs.recipe.seed, inputs.megabatch_index)
-    replay = inputs.replay
-    replay.observe(sample_ids(inputs.megabatch_index, inputs.train_rows), inputs.data.train_split.y)
-    parent = inputs.learner.parent
+    recipe, seeds, parent = inputs.recipe, inputs.seeds, inputs.start.version
     return VersionRow(
         model_id=inputs.model_id,
         parent_number=parent.number if parent else None,
-        strategy=recipe.strategy,
+        strategy=candidate.strategy,
         seeds={
             "model_seed": recipe.seed,
             "init": recipe.init_seed,
@@ -215,19 +222,46 @@ def _save_artefacts(
         checkpoint_sha256=checkpoint_sha,
         mask_key=mask_key,
         mask_sha256=mask_sha,
-        replay_state=replay.state_dict(),
+        replay_state=replay_state,
+        gate=gate,
+        inputs=inputs.record(),
+        candidate_seconds=candidate.seconds,
     )
 
 
+def _gate_record(
+    candidate: Candidate, winner: bool, live: GateEvaluation | None, rank_by: str
+) -> dict:
+    return {
+        **candidate.verdict.to_dict(),
+        "winner": winner,
+        "rank_by": rank_by,
+        "margin": margin(candidate.evaluation, live, rank_by),
+    }
+
+
 def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> int:
-    """Load inputs → update → save artefacts → publish, timing each step."""
+    """Load inputs → train every candidate → save artefacts → publish, timing each step."""
     started = time.perf_counter()
-    inputs = _load_inputs(ctx, job_id)
+    torch.use_deterministic_algorithms(ctx.settings.deterministic)
+    inputs, strategies = _load_inputs(ctx, job_id)
     load_seconds = time.perf_counter() - started
-    update = _update(inputs, training_device(ctx.settings), progress)
+    candidates, live = _train_candidates(
+        inputs, strategies, training_device(ctx.settings), progress
+    )
+    progress.candidate = {}
     progress.phase("publish")
-    version = _save_artefacts(ctx, inputs, update)
-    metrics = update.metrics
+    rank_by = inputs.recipe.policy.rank_by
+    best = _winner(candidates, rank_by)
+    replay_state = inputs.replay_after()
+    published = [
+        Published(
+            _version_row(ctx, inputs, c, _gate_record(c, i == best, live, rank_by), replay_state),
+            c.update.metrics,
+        )
+        for i, c in enumerate(candidates)
+    ]
+    metrics = candidates[best].update.metrics
     timings = {
         "load_seconds": load_seconds,
         "reset_seconds": metrics.reset_seconds,
@@ -235,6 +269,7 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
         "importance_seconds": metrics.importance_seconds,
         "unlearn_seconds": metrics.unlearn_seconds,
         "evaluate_seconds": metrics.evaluate_seconds,
+        "candidate_seconds": {c.strategy: c.seconds for c in candidates},
         "total_seconds": time.perf_counter() - started,
     }
-    return publish(ctx, job_id, version, metrics, timings)
+    return publish(ctx, job_id, published, best, timings)

@@ -27,9 +27,8 @@ _MEGABATCH_COLUMNS = ("index", "state", "n_samples", "n_train", "n_val", "split_
 def megabatches_out(session: Session, models: dict[int, ModelRow], *where) -> list[MegaBatchOut]:
     """Mega-batches matching ``where`` (of the given models), with their job and version."""
     rows = session.execute(
-        select(MegaBatchRow, JobRow.id, VersionRow.number)
+        select(MegaBatchRow, JobRow.id, JobRow.version)  # the job's version: the winner
         .outerjoin(JobRow, JobRow.megabatch_id == MegaBatchRow.id)
-        .outerjoin(VersionRow, VersionRow.megabatch_id == MegaBatchRow.id)
         .where(MegaBatchRow.model_id.in_(models), *where)
         .order_by(MegaBatchRow.model_id, MegaBatchRow.index)
     )
@@ -118,6 +117,9 @@ def versions_out(
             release=row.release,
             release_note=row.release_note,
             damaged=row.damaged,
+            gate=row.gate,
+            candidate_seconds=row.candidate_seconds,
+            inputs=row.inputs,
             created_at=row.created_at,
             metrics=metrics_dict(metrics, with_reliability),
         )

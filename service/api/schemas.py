@@ -11,11 +11,56 @@ from lure_engine.forgetting import STRATEGIES
 from lure_engine.importance import ESTIMATORS
 
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
+StrategyOrAuto = Literal[(*STRATEGIES, "auto")]  # type: ignore[valid-type]
 Importance = Literal[tuple(ESTIMATORS)]  # type: ignore[valid-type]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-class ModelCreate(BaseModel):
+class PromotionPolicyIn(BaseModel):
+    """When a candidate may replace the live version (``lure_engine/gate.py``); null: rule off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_accuracy_delta: float | None = Field(
+        -0.01, ge=-1, le=1, description="candidate − live accuracy on the gate split, at least"
+    )
+    max_ece_increase: float | None = Field(None, ge=0, le=1)
+    min_class_recall: float | None = Field(None, ge=0, le=1)
+    max_class_recall_drop: float | None = Field(None, ge=0, le=1)
+    max_flip_rate: float | None = Field(
+        None, ge=0, le=1, description="share of gate samples whose predicted label may change"
+    )
+    rank_by: Literal["accuracy", "ece", "worst_class_recall"] = "accuracy"
+
+
+class _Candidates(BaseModel):
+    """Fields shared by creation and PATCH: which strategies train and when one goes live."""
+
+    strategy: StrategyOrAuto = Field(
+        "lure", description="auto: train the challengers (default lure and warm), retire losers"
+    )
+    challengers: list[Strategy] = Field(
+        default_factory=list,
+        max_length=5,
+        description="strategies trained beside the primary on every mega-batch",
+    )
+    retire_after: int | None = Field(
+        None, ge=1, le=1000, description="auto: stop training a strategy after K losses in a row"
+    )
+    promotion: PromotionPolicyIn = Field(default_factory=PromotionPolicyIn)
+
+    @model_validator(mode="after")
+    def _candidates_make_sense(self):
+        if len(set(self.challengers)) != len(self.challengers):
+            raise ValueError("challengers must not repeat a strategy")
+        if self.retire_after is not None and self.strategy != "auto":
+            raise ValueError("retire_after applies only to strategy 'auto'")
+        if self.strategy == "auto" and len(self.challengers) == 1:
+            raise ValueError("strategy 'auto' needs two or more challengers (or none: lure, warm)")
+        return self
+
+
+class ModelCreate(_Candidates):
     """A model and its update recipe; the optimiser defaults are the paper's."""
 
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +77,6 @@ class ModelCreate(BaseModel):
     num_classes: int = Field(ge=2, le=10_000)
     image_size: int = Field(32, ge=4, le=512)
     channels: Literal[1, 3] = 3
-    strategy: Strategy = "lure"
     replay: Literal["full", "buffer", "none"] = "full"
     buffer_size: int | None = Field(None, ge=1)
     megabatch_size: int = Field(1000, ge=10, le=10_000_000)
@@ -87,6 +131,33 @@ class ModelCreate(BaseModel):
             raise ValueError("replay 'buffer' needs buffer_size")
         if self.replay != "buffer" and self.buffer_size is not None:
             raise ValueError("buffer_size is only valid with replay 'buffer'")
+        return self
+
+
+MUTABLE_FIELDS = ("strategy", "challengers", "retire_after", "promotion", "class_names")
+
+
+class ModelPatch(BaseModel):
+    """The recipe fields that may change while a model learns; the others are fixed at creation
+    because stored data, weight shapes or the stream's splits depend on them."""
+
+    model_config = ConfigDict(extra="allow")
+
+    strategy: StrategyOrAuto | None = None
+    challengers: list[Strategy] | None = Field(None, max_length=5)
+    retire_after: int | None = Field(None, ge=1, le=1000)
+    promotion: PromotionPolicyIn | None = None
+    class_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _only_mutable_fields(self) -> ModelPatch:
+        fixed = sorted(self.model_extra or {})
+        if fixed:
+            raise ValueError(
+                f"cannot change {', '.join(fixed)} after creation (only "
+                f"{', '.join(MUTABLE_FIELDS)} may change): stored data, weight shapes or the "
+                "stream's splits depend on them; create a new model instead"
+            )
         return self
 
 
@@ -185,12 +256,20 @@ class VersionOut(BaseModel):
     replay_size: int
     release: str = Field(
         description="live: went live when published; superseded: a promotion made during "
-        "its training won, so it was published without going live"
+        "its training won, so it was published without going live; held: the promotion gate "
+        "held it back; not_chosen: a sibling candidate of the same mega-batch ranked higher"
     )
     release_note: str | None = None
     damaged: str | None = Field(
         None, description="why its stored checkpoint failed the sha256 check, if it did"
     )
+    gate: dict | None = Field(
+        None,
+        description="the promotion gate's verdict (passed, held or forced), its reasons, the "
+        "numbers compared against the live version, whether it won its mega-batch",
+    )
+    candidate_seconds: float | None = Field(None, description="what training this candidate took")
+    inputs: dict | None = Field(None, description="what an audit needs to rebuild it")
     created_at: datetime
     metrics: dict
 

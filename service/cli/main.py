@@ -22,6 +22,8 @@ for command in (
     remote.versions,
     remote.watch,
     remote.promote,
+    remote.audit,
+    remote.configure,
 ):
     app.command(command.__name__)(command)
 

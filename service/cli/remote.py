@@ -211,6 +211,7 @@ def versions(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None
         "gen. gap",
         "ECE",
         "train s",
+        "gate",
         "sha256",
         "live",
     ):
@@ -227,10 +228,87 @@ def versions(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None
             _pct(m.get("generalization_gap")),
             "–" if m.get("ece") is None else f"{m['ece']:.4f}",
             f"{m.get('train_seconds', 0):.1f}",
+            _gate_cell(v),
             v["sha256"][:12],
             "●" if v["live"] else "",
         )
     console.print(table)
+
+
+def _release(version: dict) -> str:
+    """What became of a published version, in words."""
+    gate = version.get("gate") or {}
+    if version["release"] == "held":
+        return "held by the promotion gate: " + "; ".join(gate.get("reasons", []))
+    if version["release"] == "not_chosen":
+        return version.get("release_note") or "a sibling candidate won"
+    if version["release"] == "superseded":
+        return "not live: a promotion won"
+    return "live" if version["live"] else "live when published"
+
+
+def _gate_cell(version: dict) -> str:
+    gate = version.get("gate")
+    if not gate:
+        return "–"
+    winner = " ★" if gate.get("winner") and version["release"] != "not_chosen" else ""
+    delta = (gate.get("numbers") or {}).get("accuracy_delta")
+    return gate["verdict"] + winner + ("" if delta is None else f" {delta * 100:+.1f}")
+
+
+def audit(
+    model: str = MODEL,
+    version: int = typer.Option(..., help="the version to rebuild from its records"),
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Rebuild a version from its parent, data references and seeds; compare its sha256."""
+    try:
+        with _client(url, api_key) as client:
+            with console.status(f"rebuilding version {version} of {model}…"):
+                answer = client.audit(model, version)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    typer.echo(json.dumps(answer, indent=2))
+    if answer["result"] != "match":
+        raise typer.Exit(1)
+
+
+def configure(
+    model: str = MODEL,
+    strategy: str | None = typer.Option(None, help="lure, warm, … or auto"),
+    challengers: str | None = typer.Option(None, help="comma-separated strategies ('' for none)"),
+    retire_after: int | None = typer.Option(None, help="auto: retire after K losses in a row"),
+    policy: str | None = typer.Option(
+        None,
+        help='promotion policy as JSON, e.g. \'{"min_accuracy_delta": 0, "max_flip_rate": 0.2}\'',
+    ),
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Change what may change while a model learns: strategy, challengers, promotion policy."""
+    changes: dict = {}
+    if strategy is not None:
+        changes["strategy"] = strategy
+    if challengers is not None:
+        changes["challengers"] = [c for c in challengers.split(",") if c]
+    if retire_after is not None:
+        changes["retire_after"] = retire_after
+    if policy is not None:
+        try:
+            changes["promotion"] = json.loads(policy)
+        except ValueError as error:
+            raise fail(f"--policy is not JSON: {error}") from None
+    try:
+        with _client(url, api_key) as client:
+            answer = client.change_model(model, **changes)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    config = answer["config"]
+    typer.echo(
+        f"{model}: strategy {config['strategy']}, challengers {config.get('challengers') or []}, "
+        f"promotion {json.dumps(config.get('promotion'))}"
+    )
 
 
 def promote(
@@ -291,8 +369,9 @@ def watch(
                         m = v["metrics"]
                         typer.echo(
                             f"version {v['number']} published from mega-batch "
-                            f"{v['megabatch']}: test accuracy {_pct(m.get('test_accuracy'))}, "
-                            f"CER {m.get('cer')}, sha256 {v['sha256'][:12]}"
+                            f"{v['megabatch']} ({v['strategy']}): test accuracy "
+                            f"{_pct(m.get('test_accuracy'))}, CER {m.get('cer')}, "
+                            f"sha256 {v['sha256'][:12]}; {_release(v)}"
                         )
                 if until_version is not None and any(n >= until_version for n in seen_versions):
                     return

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lure_core.records import PENDING, JobRow, JobState, ModelRow
+from lure_core.records import PENDING, JobRow, JobState, ModelRow, VersionRow
 from service.health import FileVerifier, assess
 
 UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
@@ -111,7 +111,42 @@ class DatabaseCollector:
                 gauge.add_metric([name], version)
         yield gauge
         yield self._durations(names, timings)
+        yield from self._gate(names)
         yield from self._health(list(names.values()))
+
+    def _gate(self, names: dict[int, str]):
+        """Gate verdicts of the winning candidates, and the last winner's margin over live."""
+        with self.sessions() as session:
+            winners = session.execute(
+                select(VersionRow.model_id, VersionRow.number, VersionRow.gate)
+                .where(VersionRow.gate.is_not(None))
+                .order_by(VersionRow.number)
+            ).all()
+        verdicts = GaugeMetricFamily(
+            "lure_versions_by_gate_verdict",
+            "Published winning candidates by promotion-gate verdict (passed, held, forced)",
+            labels=["model", "verdict"],
+        )
+        margin = GaugeMetricFamily(
+            "lure_gate_margin",
+            "The last winning candidate's lead over live on the policy's ranking metric",
+            labels=["model"],
+        )
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        last: dict[str, float] = {}
+        for model_id, _, gate in winners:
+            if not gate.get("winner"):
+                continue
+            counts[(names[model_id], gate["verdict"])] += 1
+            if gate.get("margin") is not None:
+                last[names[model_id]] = float(gate["margin"])
+        for name in names.values():
+            for verdict in ("passed", "held", "forced"):
+                verdicts.add_metric([name, verdict], counts[(name, verdict)])
+        for name, value in last.items():
+            margin.add_metric([name], value)
+        yield verdicts
+        yield margin
 
     def _health(self, models: list[str]):
         health = assess(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -35,8 +36,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture()
-def server_with_two_versions(tmp_path):
+@contextmanager
+def serving(tmp_path: Path, model: dict, versions: int, extra_rows: int = 100):
+    """A real ``lure up`` with ``model`` trained on 300-sample mega-batches until ``versions``
+    versions exist, plus ``extra_rows`` samples in the open mega-batch."""
     if not Path(CHROMIUM).exists():
         message = "Debian's chromium is not installed (scripts/test.sh installs it)"
         if os.environ.get("LURE_REQUIRE_SERVICES"):
@@ -59,32 +62,55 @@ def server_with_two_versions(tmp_path):
         with httpx.Client(
             base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}
         ) as client:
-            client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
+            client.post("/v1/models", json=model).raise_for_status()
             client.post(
-                "/v1/models/digits/chunks?split=test",
+                f"/v1/models/{model['name']}/chunks?split=test",
                 content=npz_body(data.test.x, data.test.y),
                 headers=NPZ,
             ).raise_for_status()
             for start in (0, 300):
                 client.post(
-                    "/v1/models/digits/chunks?split=train",
+                    f"/v1/models/{model['name']}/chunks?split=train",
                     headers=NPZ,
                     content=npz_body(
                         data.train.x[start : start + 300], data.train.y[start : start + 300]
                     ),
                 ).raise_for_status()
-            versions = wait_for_versions(client, "digits", 2)
-            client.post(
-                "/v1/models/digits/chunks?split=train",
-                headers=NPZ,
-                content=npz_body(data.train.x[600:700], data.train.y[600:700]),
-            ).raise_for_status()
-        yield base, versions, key
+            published = wait_for_versions(client, model["name"], versions)
+            if extra_rows:
+                client.post(
+                    f"/v1/models/{model['name']}/chunks?split=train",
+                    headers=NPZ,
+                    content=npz_body(
+                        data.train.x[600 : 600 + extra_rows], data.train.y[600 : 600 + extra_rows]
+                    ),
+                ).raise_for_status()
+        yield base, published, key
     except BaseException:
         print(server.tail(60))
         raise
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def server_with_two_versions(tmp_path):
+    with serving(tmp_path, DIGITS_MODEL, 2) as served:
+        yield served
+
+
+def _open_dashboard(playwright, base: str, key: str):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/dashboard")
+    page.wait_for_function(
+        "document.getElementById('status').textContent.includes('enter an API key')"
+    )
+    page.fill("#key-input", key)  # as a user would: the key goes to this browser's localStorage
+    page.click("#key-form button")
+    return browser, page, errors
 
 
 def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versions):
@@ -93,18 +119,7 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
     base, versions, key = server_with_two_versions
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"{base}/dashboard")
-        page.wait_for_function(
-            "document.getElementById('status').textContent.includes('enter an API key')"
-        )
-        page.fill(
-            "#key-input", key
-        )  # as a user would: the key goes to this browser's localStorage only
-        page.click("#key-form button")
+        browser, page, errors = _open_dashboard(playwright, base, key)
         page.wait_for_selector("#versions tbody tr[data-version='1']", timeout=30_000)
         page.wait_for_function(
             "window.lureDashboard.charts.accuracy.data.datasets[0].data.length === 2"
@@ -155,4 +170,42 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
             == 1
         )
         browser.close()
+    assert errors == []
+
+
+GATED_MODEL = {
+    **DIGITS_MODEL,
+    "name": "gated",
+    "challengers": ["warm"],
+    "promotion": {"min_accuracy_delta": 1.0},  # nothing gains 100 points: every update is held
+}
+
+
+def test_dashboard_shows_candidates_side_by_side_and_held_versions(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with serving(tmp_path, GATED_MODEL, 4, extra_rows=0) as (base, versions, key):
+        with sync_playwright() as playwright:
+            browser, page, errors = _open_dashboard(playwright, base, key)
+            page.wait_for_selector("#candidates tbody tr[data-megabatch='2']", timeout=30_000)
+            rows = page.locator("#candidates tbody tr")
+            assert rows.count() == 2
+            second = page.locator("#candidates tbody tr[data-megabatch='2']")
+            assert second.locator("span.candidate").count() == 2
+            assert second.locator("td").nth(2).inner_text() == "none"  # held: nothing went live
+            assert "accuracy changed" in second.locator("td").nth(3).inner_text()
+            held = [v for v in versions if v["release"] == "held"]
+            assert len(held) == 1
+            row = page.locator(f"#versions tbody tr[data-version='{held[0]['number']}']")
+            assert row.get_attribute("class") == "held"
+            assert row.locator("td.verdict-held").inner_text().startswith("held")
+            summary = page.locator("#strategy-summary").inner_text()
+            assert "wins:" in summary and "lure" in summary and "warm" in summary
+            datasets = page.evaluate(
+                "() => window.lureDashboard.charts.strategies.data.datasets.map(d => d.label)"
+            )
+            assert sorted(datasets) == ["lure", "warm"]
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard_candidates.png"), full_page=True)
+            browser.close()
     assert errors == []

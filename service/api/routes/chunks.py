@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from lure_core.records import ChunkRow, MegaBatchRow, ModelRow, VersionRow
+from lure_core.records import ChunkRow, JobRow, MegaBatchRow, ModelRow
 from service.api.auth import READ, require
 from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
 from service.api.presenters import megabatch_out
@@ -180,8 +180,8 @@ def chunk_view(session: Session, model: ModelRow, chunk: ChunkRow) -> ChunkOut:
     holder = session.get(MegaBatchRow, chunk.megabatch_id) if chunk.megabatch_id else None
     trained = None
     if holder is not None:
-        trained = session.scalar(
-            select(VersionRow.number).where(VersionRow.megabatch_id == holder.id)
+        trained = session.scalar(  # the winning candidate, when the mega-batch had several
+            select(JobRow.version).where(JobRow.megabatch_id == holder.id)
         )
     return ChunkOut(
         id=chunk.id,

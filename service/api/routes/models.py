@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from lure_core.candidates import strategy_summary
 from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import model_out, models_out
-from service.api.schemas import ModelCreate, ModelOut
+from service.api.schemas import ModelCreate, ModelOut, ModelPatch
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -24,10 +26,11 @@ def _probe(body: ModelCreate) -> None:
     from lure_engine.forgetting.llf import later_blocks_for
     from lure_engine.models import probe_model
 
-    spec = Recipe.from_config(body.model_dump()).model_spec
+    recipe = Recipe.from_config(body.model_dump())
+    spec = recipe.model_spec
     try:
         model = probe_model(spec)
-        if body.strategy == "llf":
+        if "llf" in recipe.candidates:
             later_blocks_for(model, spec)
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
@@ -50,6 +53,33 @@ def _store(body: ModelCreate, res: Resources) -> ModelOut:
         return model_out(session, model_or_404(session, body.name))
 
 
+@router.patch("/{name}", response_model=ModelOut, dependencies=[require("admin")])
+async def change_model(
+    name: str, body: ModelPatch, res: Resources = Depends(resources)
+) -> ModelOut:
+    """Change the fields that may change (strategy, challengers, promotion policy, class names);
+    the next update uses them. The whole recipe is validated again, as at creation."""
+    changes = body.model_dump(exclude_unset=True)
+    with res.sessions() as session:
+        config = dict(model_or_404(session, name).config)
+    try:
+        merged = ModelCreate(name=name, **{**config, **changes})
+    except ValidationError as error:
+        raise HTTPException(422, _first_errors(error)) from None
+    await run_in_threadpool(_probe, merged)
+    with res.sessions.begin() as session:
+        model = model_or_404(session, name)
+        model.config = merged.model_dump(exclude={"name"})
+    with res.sessions() as session:
+        return model_out(session, model_or_404(session, name))
+
+
+def _first_errors(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+    )
+
+
 @router.get("", response_model=list[ModelOut], dependencies=[require(READ)])
 def list_models(session: Session = Depends(db_session)) -> list[ModelOut]:
     return models_out(session)
@@ -58,6 +88,13 @@ def list_models(session: Session = Depends(db_session)) -> list[ModelOut]:
 @router.get("/{name}", response_model=ModelOut, dependencies=[require(READ)])
 def get_model(name: str, session: Session = Depends(db_session)) -> ModelOut:
     return model_out(session, model_or_404(session, name))
+
+
+@router.get("/{name}/strategies", dependencies=[require(READ)])
+def strategies(name: str, session: Session = Depends(db_session)) -> dict:
+    """Which candidate strategies train, how often each won its mega-batch, what each costs."""
+    model = model_or_404(session, name)
+    return strategy_summary(session, model.id, model.recipe)
 
 
 @router.get("/{name}/metrics", dependencies=[require(READ)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ChecksumMismatch
-from lure_core.records import ExportRow
+from lure_core.records import ExportRow, GateVerdict
 from service.api.auth import READ, require
 from service.api.deps import (
     Resources,
@@ -45,11 +46,15 @@ def get_version(
 
 
 @router.post("/{number}/promote", response_model=VersionOut, dependencies=[require("admin")])
-def promote(name: str, number: VersionNumber, res: Resources = Depends(resources)) -> VersionOut:
-    """Serve ``number`` again; the next update starts from it (its weights, mask and replay).
+def promote(
+    name: str, number: VersionNumber, request: Request, res: Resources = Depends(resources)
+) -> VersionOut:
+    """Serve ``number``; the next update starts from its exact state: weights, mask and replay
+    memory (a rollback also drops the data of the versions rolled back from).
 
     A promotion wins over updates already running: they publish their versions without making
-    them live (``release: superseded``).
+    them live (``release: superseded``). Promoting a version the gate held is recorded on it as
+    ``forced``, with the admin key's name.
     """
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
@@ -60,6 +65,14 @@ def promote(name: str, number: VersionNumber, res: Resources = Depends(resources
             )
         model.live_version = number
         model.promotion_epoch += 1
+        if version.gate and version.gate.get("verdict") == GateVerdict.HELD:
+            principal = getattr(request.state, "principal", None)
+            version.gate = {
+                **version.gate,
+                "verdict": GateVerdict.FORCED,
+                "forced_by": principal.name if principal else "anonymous",
+                "forced_at": datetime.now(UTC).isoformat(),
+            }
     with res.sessions() as session:
         model = model_or_404(session, name)
         return version_out(session, model, version_or_404(session, model, number))
@@ -160,3 +173,15 @@ async def export_card(
     the artefact's sha256 and how it was verified."""
     row, _ = await run_in_threadpool(_export, res, target)
     return row.card
+
+
+@router.post("/{number}/audit", dependencies=[require("admin")])
+async def audit(name: str, number: VersionNumber, res: Resources = Depends(resources)) -> dict:
+    """Rebuild version ``number`` from its records (parent, replay source, mega-batch, seeds) and
+    compare the rebuilt weights' sha256 with the recorded one (``lure_core/audit.py``). Runs a
+    whole update in a separate process: as long as that version's update took."""
+    from lure_core.audit import run_audit_process
+
+    with res.sessions() as session:
+        version_or_404(session, model_or_404(session, name), number)
+    return await run_in_threadpool(run_audit_process, res.settings, name, number)

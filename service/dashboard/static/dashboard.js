@@ -74,6 +74,65 @@ function ensureCharts() {
   state.charts.gap = lineChart("chart-gap", "Generalization gap", "#76b7b2", "train − val accuracy");
   state.charts.ece = lineChart("chart-ece", "Expected calibration error", "#f28e2b", "ECE");
   state.charts.reliability = reliabilityChart("chart-reliability");
+  state.charts.strategies = lineChart("chart-strategies", "Gate accuracy per strategy", "#4e79a7", "accuracy");
+  state.charts.strategies.options.scales.x.title.text = "mega-batch";
+}
+
+const STRATEGY_COLORS = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2"];
+
+function strategyChart(summary) {
+  const chart = state.charts.strategies;
+  const megabatches = [...new Set(Object.values(summary.curves).flat().map((p) => p.megabatch))].sort((a, b) => a - b);
+  chart.data.labels = megabatches.map(String);
+  chart.data.datasets = Object.entries(summary.curves).map(([strategy, points], i) => {
+    const byMegabatch = new Map(points.map((p) => [p.megabatch, p.gate_accuracy]));
+    const color = STRATEGY_COLORS[i % STRATEGY_COLORS.length];
+    return { label: strategy, data: megabatches.map((m) => byMegabatch.get(m) ?? null),
+      borderColor: color, backgroundColor: color, tension: 0.15, spanGaps: true };
+  });
+  chart.update("none");
+}
+
+function gateText(v) {
+  if (!v.gate) return "–";
+  const delta = v.gate.numbers && v.gate.numbers.accuracy_delta;
+  return v.gate.verdict + (delta == null ? "" : ` (${delta >= 0 ? "+" : ""}${(delta * 100).toFixed(1)})`);
+}
+
+function candidatesTable(versions, summary) {
+  const wins = Object.entries(summary.wins).map(([s, n]) => `${s} ${n}`).join(", ");
+  const seconds = Object.entries(summary.seconds_per_candidate)
+    .filter(([, v]) => v != null).map(([s, v]) => `${s} ${num(v, 1)} s`).join(", ");
+  const retired = summary.retired.length ? `; retired: ${summary.retired.join(", ")}` : "";
+  document.getElementById("strategy-summary").textContent =
+    `candidates: ${summary.candidates.join(", ")}; wins: ${wins || "none yet"}; ` +
+    `seconds per candidate: ${seconds || "–"}${retired}`;
+  const groups = new Map();
+  for (const v of versions) {
+    if (v.megabatch == null || !v.gate) continue;
+    if (!groups.has(v.megabatch)) groups.set(v.megabatch, []);
+    groups.get(v.megabatch).push(v);
+  }
+  const body = document.querySelector("#candidates tbody");
+  body.replaceChildren();
+  for (const [megabatch, siblings] of [...groups.entries()].reverse()) {
+    const row = body.insertRow();
+    row.dataset.megabatch = megabatch;
+    cell(row, megabatch);
+    const list = row.insertCell();
+    for (const v of siblings) {
+      const span = document.createElement("span");
+      span.className = "candidate" + (v.gate.winner ? " winner" : "");
+      const accuracy = v.gate.numbers && v.gate.numbers.candidate ? pct(v.gate.numbers.candidate.accuracy) : "–";
+      span.textContent = `v${v.number} ${v.strategy}: ${accuracy}, ${v.gate.verdict}, ${num(v.candidate_seconds, 1)} s`;
+      list.appendChild(span);
+    }
+    const winner = siblings.find((v) => v.gate.winner) || siblings[0];
+    const wentLive = winner.release === "live" || winner.gate.verdict === "forced";
+    cell(row, wentLive ? `v${winner.number} (${winner.strategy})` : "none", wentLive ? "" : "verdict-held");
+    cell(row, winner.gate.reasons.length ? winner.gate.reasons.join("; ") :
+      (winner.release_note || `best on ${winner.gate.rank_by}, passed the gate`));
+  }
 }
 
 function setSeries(chart, labels, values) {
@@ -166,12 +225,16 @@ async function refreshModel() {
       `test accuracy ${pct(version.metrics.test_accuracy)}, sha256 ${version.sha256.slice(0, 12)}`;
   }
 
+  const summary = await getJSON(`/v1/models/${model.name}/strategies`);
+  strategyChart(summary);
+  candidatesTable(versions, summary);
+
   const body = document.querySelector("#versions tbody");
   body.replaceChildren();
   for (const v of [...versions].reverse()) {
     const row = body.insertRow();
     row.dataset.version = v.number;
-    if (v.live) row.className = "live";
+    row.className = v.live ? "live" : (v.release === "held" ? "held" : "");
     const m = v.metrics;
     cell(row, "v" + v.number);
     cell(row, v.megabatch ?? "import");
@@ -182,6 +245,8 @@ async function refreshModel() {
     cell(row, pct(m.generalization_gap), "gap");
     cell(row, num(m.ece, 4), "ece");
     cell(row, num(m.train_seconds, 1));
+    const gate = cell(row, gateText(v), v.gate ? "verdict-" + v.gate.verdict : "");
+    if (v.gate && v.gate.reasons.length) gate.title = v.gate.reasons.join("\n");
     cell(row, v.sha256.slice(0, 12));
     const action = row.insertCell();
     if (!v.live) {
@@ -194,7 +259,8 @@ async function refreshModel() {
 }
 
 async function promote(name, number) {
-  if (!confirm(`Serve version ${number} of ${name} again? The next update will start from it.`)) return;
+  if (!confirm(`Serve version ${number} of ${name}? The next update will start from it ` +
+    `(a version the gate held is recorded as forced).`)) return;
   const response = await fetch(`/v1/models/${name}/versions/${number}/promote`,
     { method: "POST", headers: authHeaders() });
   if (!response.ok) alert(`promote failed: ${(await response.json()).detail}`);

@@ -1,0 +1,195 @@
+"""What one update reads from the records and blobs, and the training of one candidate on it.
+
+Shared by the worker (which trains the candidates of a mega-batch) and the audit (which rebuilds a
+published version from its record), so an audit re-runs exactly the code that produced the version.
+
+Weights and forget-mask come from the version the update starts from (the live one); the replay
+memory comes from the *stream* (``replay_source``): the newest version published since the last
+manual promotion, whether it went live or was held. A held mega-batch's data therefore stays in the
+training stream exactly as if its version had passed (docs/SERVER.md, "Promotion gate", says what
+that means per replay mode).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lure_core.blobs import BlobStore
+from lure_core.checkpoints import load_state
+from lure_core.recipe import Recipe
+from lure_core.records import JobRow, MegaBatchRow, MetricsRow, ModelRow, VersionRow
+from lure_core.samples import SampleReader, sample_ids
+from lure_engine.models import build_model
+from lure_engine.pipeline import MegaBatchData, MegaBatchUpdate, update_on_megabatch
+from lure_engine.replay import Replay, make_replay
+from lure_engine.trainer import ProgressCallback
+from lure_engine.update import UpdateSeeds
+
+
+@dataclass
+class StartingPoint:
+    """The version an update starts from: its weights and forget-mask (None: the first update)."""
+
+    version: VersionRow | None
+    state: dict[str, torch.Tensor] | None
+    mask: dict[str, torch.Tensor] | None
+
+
+def read_starting_point(blobs: BlobStore, version: VersionRow) -> StartingPoint:
+    """Weights and mask of ``version``; ChecksumMismatch when a file fails its sha256."""
+    state = load_state(blobs, version.checkpoint_key, version.checkpoint_sha256)
+    mask = None
+    if version.mask_key:
+        mask = {
+            k: v.bool() for k, v in load_state(blobs, version.mask_key, version.mask_sha256).items()
+        }
+    return StartingPoint(version, state, mask)
+
+
+def replay_source(
+    session: Session, model: ModelRow, megabatch_index: int, start: VersionRow | None
+) -> VersionRow | None:
+    """The version whose replay memory an update of ``megabatch_index`` continues.
+
+    The newest version trained on an earlier mega-batch since the last manual promotion (its job
+    ran under the model's current ``promotion_epoch``), whether the gate passed or held it: a held
+    mega-batch's data stays in the stream. Without one, the starting point itself: a promotion
+    (rollback) resumes from the promoted version's exact state, data included.
+    """
+    newest = session.scalar(
+        select(VersionRow)
+        .join(MegaBatchRow, MegaBatchRow.id == VersionRow.megabatch_id)
+        .join(JobRow, JobRow.megabatch_id == VersionRow.megabatch_id)
+        .where(
+            VersionRow.model_id == model.id,
+            MegaBatchRow.index < megabatch_index,
+            JobRow.promotion_epoch == model.promotion_epoch,
+        )
+        .order_by(MegaBatchRow.index.desc(), VersionRow.number.desc())
+        .limit(1)
+    )
+    return newest if newest is not None else start
+
+
+def train_ids_digest(ids: np.ndarray) -> str:
+    """sha256 of the sample references trained on, in training order: the audit compares it."""
+    return hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()
+
+
+@dataclass
+class UpdateInputs:
+    """Everything one update of one mega-batch reads, gathered in one short session."""
+
+    model_id: int
+    recipe: Recipe
+    megabatch_index: int
+    start: StartingPoint
+    replay: Replay  # the stream's replay memory before this mega-batch joins it
+    replay_from: int | None  # the version whose replay memory that is
+    parent_cer: int
+    data: MegaBatchData
+    train_rows: np.ndarray  # the mega-batch's train rows (they join the replay memory)
+
+    @property
+    def seeds(self) -> UpdateSeeds:
+        return UpdateSeeds.derive(self.recipe.seed, self.megabatch_index)
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        """The sample references trained on: replay first, then the mega-batch's train rows."""
+        return np.concatenate(
+            [self.replay.ids(), sample_ids(self.megabatch_index, self.train_rows)]
+        ).astype(np.int64)
+
+    def replay_after(self) -> dict:
+        """The replay memory once this mega-batch joined it (recorded on every sibling)."""
+        replay = make_replay(self.recipe.replay_spec, seed=self.recipe.replay_seed)
+        replay.load_state_dict(self.replay.state_dict())
+        replay.observe(sample_ids(self.megabatch_index, self.train_rows), self.data.train_split.y)
+        return replay.state_dict()
+
+    def record(self) -> dict:
+        """What a version records of its inputs, so an audit can rebuild it."""
+        return {
+            "parent": self.start.version.number if self.start.version else None,
+            "replay_from": self.replay_from,
+            "megabatch": self.megabatch_index,
+            "train_samples": len(self.train_ids),
+            "train_ids_sha256": train_ids_digest(self.train_ids),
+            "torch_threads": torch.get_num_threads(),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+        }
+
+
+def gather_inputs(
+    session: Session,
+    blobs: BlobStore,
+    model_id: int,
+    recipe: Recipe,
+    megabatch: MegaBatchRow,
+    start: StartingPoint,
+    replay_from: VersionRow | None,
+) -> UpdateInputs:
+    """The mega-batch, the replay memory of ``replay_from``, validation and test data."""
+    replay = make_replay(recipe.replay_spec, seed=recipe.replay_seed)
+    if replay_from is not None:
+        replay.load_state_dict(replay_from.replay_state)
+    parent_cer = 0
+    if start.version is not None:
+        parent_cer = (
+            session.scalar(select(MetricsRow.cer).where(MetricsRow.version_id == start.version.id))
+            or 0
+        )
+    reader = SampleReader(session, blobs, model_id)
+    return UpdateInputs(
+        model_id,
+        recipe,
+        megabatch.index,
+        start,
+        replay,
+        replay_from.number if replay_from is not None else None,
+        parent_cer,
+        reader.update_data(megabatch, replay.ids()),
+        reader.split(megabatch)[0],
+    )
+
+
+def starting_model(inputs: UpdateInputs) -> torch.nn.Module:
+    """The model the update starts from, on the CPU."""
+    model = build_model(inputs.recipe.model_spec, seed=inputs.recipe.init_seed)
+    if inputs.start.state is not None:
+        model.load_state_dict(inputs.start.state)
+    return model
+
+
+def train_candidate(
+    inputs: UpdateInputs,
+    strategy: str,
+    device: torch.device,
+    progress: ProgressCallback | None = None,
+    seeds: UpdateSeeds | None = None,
+) -> MegaBatchUpdate:
+    """Unlearn and relearn one candidate strategy from the starting point (the engine's pipeline);
+    every candidate of a mega-batch gets the same data and the same seeds (``seeds``: the ones a
+    version recorded, when an audit rebuilds it)."""
+    recipe, start = inputs.recipe, inputs.start
+    mask = {k: v.to(device) for k, v in start.mask.items()} if start.mask is not None else None
+    return update_on_megabatch(
+        starting_model(inputs).to(device),
+        recipe.model_spec,
+        mask,
+        inputs.data,
+        has_parent=start.version is not None,
+        parent_cer=inputs.parent_cer,
+        config=recipe.update_config_for(strategy),
+        seeds=seeds or inputs.seeds,
+        device=device,
+        preprocessing=recipe.preprocessing,
+        progress=progress,
+    )

@@ -1,0 +1,107 @@
+"""Gates, challengers and audits with real processes (API, Celery worker, CLI) on both databases:
+a poisoned mega-batch after good ones is held while ``/predict`` keeps serving the version before
+it, the next good one passes, siblings share parent and data, and ``lure audit`` rebuilds the
+winner bit for bit."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from lure_engine.data import load_digits_dataset
+from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
+from tests.integration.deployments import KINDS, make_deployment
+from tests.integration.processes import lure_command
+from tests.integration.scenario import wait_for_versions
+
+pytestmark = pytest.mark.slow
+
+MODEL = {**DIGITS_MODEL, "name": "gated", "strategy": "auto", "retire_after": 2}
+
+
+def _post(client, x, y, split: str = "train") -> None:
+    answer = client.post(
+        f"/v1/models/gated/chunks?split={split}", content=npz_body(x, y), headers=NPZ
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def _winners(client) -> dict[int, dict]:
+    """Mega-batch → the job's version (the winning candidate), once its job succeeded."""
+    jobs = client.get("/v1/models/gated/jobs").json()
+    versions = {v["number"]: v for v in client.get("/v1/models/gated/versions").json()}
+    return {j["megabatch"]: versions[j["version"]] for j in jobs if j["state"] == "succeeded"}
+
+
+def _wait_for_megabatch(client, index: int) -> dict:
+    import time
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        winners = _winners(client)
+        if index in winners:
+            return winners[index]
+        failed = [j for j in client.get("/v1/models/gated/jobs").json() if j["state"] == "failed"]
+        assert not failed, failed[0]["error"]
+        time.sleep(0.5)
+    raise AssertionError(f"mega-batch {index} was never published")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gate_challengers_and_audit_across_processes(kind, request, tmp_path):
+    deployment = make_deployment(kind, request, tmp_path)
+    deployment.start_worker()
+    data = load_digits_dataset()
+    x, y = data.train.x, data.train.y
+    try:
+        with deployment.client() as client:
+            assert client.post("/v1/models", json=MODEL).status_code == 201
+            _post(client, data.test.x, data.test.y, split="test")
+            _post(client, x[:300], y[:300])
+            _post(client, x[300:600], y[300:600])
+            wait_for_versions(client, "gated", 1)
+            good = _wait_for_megabatch(client, 2)
+            assert good["live"]
+
+            _post(client, x[600:900], np.random.default_rng(1).permutation(y[600:900]))
+            poisoned = _wait_for_megabatch(client, 3)
+            assert poisoned["gate"]["verdict"] == "held", poisoned["gate"]
+            assert poisoned["release"] == "held" and not poisoned["live"]
+            assert client.get("/v1/models/gated").json()["live_version"] == good["number"]
+            answer = client.post(
+                "/v1/models/gated/predict", json={"images": png_images(data.test.x[:3])}
+            ).json()
+            assert answer["version"] == good["number"]
+
+            _post(client, x[900:1200], y[900:1200])
+            recovered = _wait_for_megabatch(client, 4)
+            assert recovered["parent"] == good["number"]
+            assert recovered["gate"]["verdict"] == "passed" and recovered["live"]
+
+            versions = client.get("/v1/models/gated/versions").json()
+            for index in (1, 2, 3, 4):
+                siblings = [v for v in versions if v["megabatch"] == index]
+                assert len({v["parent"] for v in siblings}) == 1
+                assert len({str(v["inputs"]) for v in siblings}) == 1
+                assert sum(v["gate"]["winner"] for v in siblings) == 1
+            assert {v["strategy"] for v in versions if v["megabatch"] == 1} == {"lure", "warm"}
+            summary = client.get("/v1/models/gated/strategies").json()
+            assert sum(summary["wins"].values()) == 4
+
+        env = deployment.env | {"LURE_URL": deployment.url, "LURE_API_KEY": deployment.key}
+        result = subprocess.run(
+            lure_command("audit", "--model", "gated", "--version", str(recovered["number"])),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert '"result": "match"' in result.stdout
+    except BaseException:
+        print(deployment.logs())
+        raise
+    finally:
+        deployment.stop()

@@ -1,0 +1,189 @@
+"""Promotion gates, challenger strategies and audits, through the HTTP API and the real update
+function (run in-process; tests/integration runs the same flow with Celery on both databases)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+
+from lure_core.records import JobRow, VersionRow
+from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
+from tests.server.conftest import post_train
+
+
+def _post_test_set(client, digits) -> None:
+    answer = client.post(
+        "/v1/models/digits/chunks?split=test",
+        content=npz_body(digits.test.x, digits.test.y),
+        headers=NPZ,
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def _versions(client, name: str = "digits") -> list[dict]:
+    return client.get(f"/v1/models/{name}/versions").json()
+
+
+def _create(client, **config) -> None:
+    answer = client.post("/v1/models", json={**DIGITS_MODEL, **config})
+    assert answer.status_code == 201, answer.text
+
+
+def test_a_poisoned_megabatch_is_held_and_its_data_stays_in_the_stream(
+    client, model, digits, run_jobs
+):
+    _post_test_set(client, digits)
+    x, y = digits.train.x, digits.train.y
+    post_train(client, x[:300], y[:300])
+    post_train(client, x[300:600], y[300:600])
+    assert run_jobs() == ["published", "published"]
+    assert client.get("/v1/models/digits").json()["live_version"] == 2
+
+    shuffled = np.random.default_rng(0).permutation(y[600:900])  # every label scrambled
+    post_train(client, x[600:900], shuffled)
+    assert run_jobs() == ["published"]
+    held = _versions(client)[2]
+    assert held["number"] == 3 and held["release"] == "held" and not held["live"]
+    assert held["gate"]["verdict"] == "held"
+    assert "accuracy changed" in held["gate"]["reasons"][0]
+    numbers = held["gate"]["numbers"]
+    assert numbers["accuracy_delta"] < -0.01
+    assert numbers["live"]["accuracy"] > numbers["candidate"]["accuracy"]
+    assert "held by the promotion gate" in held["release_note"]
+
+    predicted = client.post(
+        "/v1/models/digits/predict", json={"images": png_images(digits.test.x[:4])}
+    ).json()
+    assert predicted["version"] == 2  # still the last version that passed
+
+    post_train(client, x[900:1200], y[900:1200])
+    assert run_jobs() == ["published"]
+    after = _versions(client)[3]
+    assert after["parent"] == 2  # trained from the live version, not the held one
+    assert after["gate"]["verdict"] == "passed" and after["live"]
+    # full replay: the held mega-batch's 270 train rows are trained on as if it had passed
+    megabatches = client.get("/v1/models/digits/megabatches").json()
+    assert after["inputs"]["train_samples"] == sum(m["n_train"] for m in megabatches)
+    assert after["inputs"]["replay_from"] == 3
+    assert client.get("/v1/models/digits").json()["live_version"] == 4
+    exposition = client.get("/metrics").text
+    assert 'lure_versions_by_gate_verdict{model="digits",verdict="held"} 1.0' in exposition
+    assert 'lure_versions_by_gate_verdict{model="digits",verdict="passed"} 3.0' in exposition
+    margin = after["gate"]["margin"]
+    assert f'lure_gate_margin{{model="digits"}} {margin}' in exposition
+
+
+def test_promoting_a_held_version_needs_admin_and_is_recorded_as_forced(
+    client, digits, run_jobs, make_key
+):
+    _create(client, promotion={"min_accuracy_delta": 1.0})  # nothing can gain a whole 100 points
+    _post_test_set(client, digits)
+    post_train(client, digits.train.x[:300], digits.train.y[:300])
+    post_train(client, digits.train.x[300:600], digits.train.y[300:600])
+    assert run_jobs() == ["published", "published"]
+    first, second = _versions(client)
+    assert first["gate"]["verdict"] == "passed"  # nothing was live to compare with
+    assert second["gate"]["verdict"] == "held" and second["release"] == "held"
+
+    ingest_key = make_key("ingest", "predict")
+    refused = client.post(
+        "/v1/models/digits/versions/2/promote", headers={"Authorization": f"Bearer {ingest_key}"}
+    )
+    assert refused.status_code == 403
+    forced = client.post("/v1/models/digits/versions/2/promote").json()
+    assert forced["live"] and forced["gate"]["verdict"] == "forced"
+    assert forced["gate"]["forced_by"] == "test-admin" and forced["gate"]["reasons"]
+
+
+def test_challengers_publish_siblings_and_the_better_one_goes_live(client, digits, run_jobs):
+    _create(client, strategy="lure", challengers=["warm"])
+    _post_test_set(client, digits)
+    for start in (0, 300):
+        post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
+    assert run_jobs() == ["published", "published"]
+    versions = _versions(client)
+    assert [(v["number"], v["megabatch"], v["strategy"]) for v in versions] == [
+        (1, 1, "lure"),
+        (2, 1, "warm"),
+        (3, 2, "lure"),
+        (4, 2, "warm"),
+    ]
+    lure, warm = versions[2], versions[3]
+    first_winner = next(v for v in versions[:2] if v["gate"]["winner"])
+    assert lure["parent"] == warm["parent"] == first_winner["number"]
+    assert lure["inputs"] == warm["inputs"]  # same parent, replay, data references and threads
+    assert lure["seeds"] == warm["seeds"]
+    accuracy = {v["strategy"]: v["gate"]["numbers"]["candidate"]["accuracy"] for v in (lure, warm)}
+    winner = max(("lure", "warm"), key=lambda s: (accuracy[s], s == "lure"))
+    chosen = lure if winner == "lure" else warm
+    other = warm if chosen is lure else lure
+    assert chosen["gate"]["winner"] and not other["gate"]["winner"]
+    assert other["release"] == "not_chosen"
+    assert chosen["live"] == (chosen["gate"]["verdict"] == "passed")
+    assert lure["candidate_seconds"] > 0 and warm["candidate_seconds"] > 0
+    job = client.get("/v1/models/digits/jobs").json()[-1]
+    assert job["version"] == chosen["number"]
+    assert set(job["timings"]["candidate_seconds"]) == {"lure", "warm"}
+    assert lure["mask_sha256"] and warm["mask_sha256"]  # a LURE sibling can start from either
+
+
+def test_auto_retires_a_strategy_after_k_losses_in_a_row(client, digits, run_jobs):
+    _create(client, strategy="auto", retire_after=1)
+    _post_test_set(client, digits)
+    for start in (0, 300, 600):
+        post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
+    assert run_jobs() == ["published"] * 3
+    per_megabatch: dict[int, list[str]] = {}
+    for v in _versions(client):
+        per_megabatch.setdefault(v["megabatch"], []).append(v["strategy"])
+    assert per_megabatch[1] == ["lure", "warm"]
+    # the first mega-batch has nothing to unlearn: both train alike, the tie goes to the primary,
+    # warm has lost once and is retired; from then on one candidate trains
+    assert per_megabatch[2] == ["lure"] and per_megabatch[3] == ["lure"]
+    strategies = client.get("/v1/models/digits/strategies").json()
+    assert strategies["wins"] == {"lure": 3, "warm": 0}
+    assert strategies["retired"] == ["warm"]
+
+
+def test_patch_changes_what_may_change_and_names_what_may_not(client, model):
+    changed = client.patch(
+        "/v1/models/digits",
+        json={"challengers": ["warm"], "promotion": {"max_flip_rate": 0.3}},
+    )
+    assert changed.status_code == 200, changed.text
+    config = changed.json()["config"]
+    assert config["challengers"] == ["warm"]
+    assert config["promotion"]["max_flip_rate"] == 0.3
+    assert config["promotion"]["min_accuracy_delta"] == -0.01  # the policy's other defaults
+
+    fixed = client.patch("/v1/models/digits", json={"megabatch_size": 10, "width": 2})
+    assert fixed.status_code == 422
+    assert "megabatch_size" in fixed.text and "width" in fixed.text
+    assert "cannot change" in fixed.text
+    bad = client.patch("/v1/models/digits", json={"promotion": {"max_flip_rate": 7}})
+    assert bad.status_code == 422 and "max_flip_rate" in bad.text
+    retire = client.patch("/v1/models/digits", json={"retire_after": 2})
+    assert retire.status_code == 422 and "auto" in retire.text
+    assert client.get("/v1/models/digits").json()["config"]["challengers"] == ["warm"]
+
+
+def test_an_audit_rebuilds_a_version_bit_for_bit_and_reports_a_tampered_record(
+    client, two_versions, worker_ctx
+):
+    for number in (1, 2):
+        report = client.post(f"/v1/models/digits/versions/{number}/audit").json()
+        assert report["result"] == "match", report
+        assert report["rebuilt_sha256"] == report["recorded_sha256"]
+
+    with worker_ctx.sessions.begin() as session:
+        version = session.scalar(select(VersionRow).where(VersionRow.number == 2))
+        version.seeds = {**version.seeds, "train": version.seeds["train"] + 1}
+    report = client.post("/v1/models/digits/versions/2/audit").json()
+    assert report["result"] == "mismatch"
+    difference = report["first_difference"]
+    assert difference["max_abs_difference"] > 0 and difference["tensor"]
+
+    with worker_ctx.sessions.begin() as session:
+        job = session.scalar(select(JobRow).order_by(JobRow.id.desc()))
+        assert job.version == 2
+    assert client.post("/v1/models/digits/versions/9/audit").status_code == 404
