@@ -11,6 +11,9 @@ class ServerSettings(SharedSettings):
     auth: bool = True  # False lets every request through; the server warns at start
     host: str = "127.0.0.1"
     port: int = 8000
+    # idle keep-alive connections are kept longer than clients keep them (httpx: 5 s), so the
+    # server never closes one just as a client reuses it (a ReadError on the client's side)
+    keep_alive_seconds: int = 75
     dispatch_interval_seconds: float = 0.5  # how often the outbox is drained to the queue
     resend_queued_after_seconds: float = (
         600.0  # a queued job sent this long ago and never started is re-sent

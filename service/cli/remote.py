@@ -235,6 +235,16 @@ def versions(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None
     console.print(table)
 
 
+def _version_line(v: dict) -> str:
+    m = v["metrics"]
+    source = "imported" if v["megabatch"] is None else f"published from mega-batch {v['megabatch']}"
+    return (
+        f"version {v['number']} {source} ({v['strategy']}): "
+        f"test accuracy {_pct(m.get('test_accuracy'))}, CER {m.get('cer')}, "
+        f"sha256 {v['sha256'][:12]}; {_release(v)}"
+    )
+
+
 def _release(version: dict) -> str:
     """What became of a published version, in words."""
     gate = version.get("gate") or {}
@@ -352,8 +362,11 @@ def watch(
     started = time.monotonic()
     try:
         with _client(url, api_key) as client:
-            seen_versions = {v["number"] for v in client.versions(model)}
+            existing = client.versions(model)
+            seen_versions = {v["number"] for v in existing}
             typer.echo(f"watching {model}: {len(seen_versions)} version(s) so far")
+            if existing:  # the newest, so a watch started late still says where the model is
+                typer.echo(_version_line(existing[-1]))
             while True:
                 for job in client.jobs(model, limit=10):
                     line = _job_line(job)
@@ -366,13 +379,7 @@ def watch(
                 for v in client.versions(model):
                     if v["number"] not in seen_versions:
                         seen_versions.add(v["number"])
-                        m = v["metrics"]
-                        typer.echo(
-                            f"version {v['number']} published from mega-batch "
-                            f"{v['megabatch']} ({v['strategy']}): test accuracy "
-                            f"{_pct(m.get('test_accuracy'))}, CER {m.get('cer')}, "
-                            f"sha256 {v['sha256'][:12]}; {_release(v)}"
-                        )
+                        typer.echo(_version_line(v))
                 if until_version is not None and any(n >= until_version for n in seen_versions):
                     return
                 if timeout is not None and time.monotonic() - started > timeout:

@@ -70,7 +70,13 @@ def up(
             target=run_demo, args=(base_url, key), daemon=True, name="lure-demo"
         ).start()
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            timeout_keep_alive=settings.keep_alive_seconds,
+        )
     finally:
         worker.stop()
 
@@ -124,7 +130,13 @@ def api(
     configure_json_logging("api")
     settings = _settings(host, port, data_dir)
     _hold_embedded_folder(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_keep_alive=settings.keep_alive_seconds,
+    )
 
 
 def worker(
