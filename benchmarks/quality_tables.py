@@ -89,6 +89,14 @@ def variants(scale: Scale) -> list[Variant]:
             for noise in (0.2, 0.4)
         ),
         *(_longer_training(epochs) for epochs in scale.longer_epochs[1:]),
+        # issue 16: is there a warm-start penalty to remove, and does label noise create one?
+        Variant("t16_warm_penalty", "20 epochs", ("cold",), {"epochs": 20}),
+        Variant(
+            "t16_label_noise_20_epochs",
+            "40% noise, 20 epochs",
+            ("warm", "lure", "llf"),
+            {"label_noise": 0.4, "epochs": 20},
+        ),
     ]
 
 
@@ -113,8 +121,8 @@ def jobs_for(scale: Scale, tables: set[str] | None) -> list[Job]:
         Job(v, s, seed)
         for v in variants(scale)
         if tables is None or v.table in tables
+        for seed in scale.seeds  # seed-major, so an interrupted run leaves complete pairs
         for s in v.strategies
-        for seed in scale.seeds
     ]
 
 
