@@ -12,7 +12,9 @@ function a Celery worker runs), single-threaded. Scenarios:
 - ``lure``, ``warm``: one strategy each, default gate;
 - ``auto``: lure and warm as candidates, a strategy retired after 3 losses in a row;
 - ``poison-gate`` / ``poison-nogate``: LURE, mega-batch 5's labels shuffled, with the default gate
-  and with the gate off (``min_accuracy_delta: null``).
+  and with the gate off (``min_accuracy_delta: null``);
+- ``poison-noreplay-gate`` / ``-nogate``: the same without replay, where the poisoned mega-batch
+  is all its update trains on.
 
 Reported per scenario (mean ± std over seeds): the live version's final test accuracy, the CER of
 the live lineage, versions held, and compute (seconds of every candidate trained). Results go to
@@ -52,6 +54,13 @@ SCENARIOS = {
     "auto": {"strategy": "auto"},
     "poison-gate": {"strategy": "lure"},
     "poison-nogate": {"strategy": "lure", "promotion": {"min_accuracy_delta": None}},
+    # without replay the poisoned mega-batch is all its update trains on
+    "poison-noreplay-gate": {"strategy": "lure", "replay": "none"},
+    "poison-noreplay-nogate": {
+        "strategy": "lure",
+        "replay": "none",
+        "promotion": {"min_accuracy_delta": None},
+    },
 }
 SEEDS = (0, 1, 2)
 
@@ -220,7 +229,7 @@ def report(runs_dir: Path) -> str:
             )
         )
     curves = []
-    for scenario in ("poison-gate", "poison-nogate"):
+    for scenario in [s for s in SCENARIOS if s.startswith("poison")]:
         for doc in results.get(scenario, []):
             points = " ".join(
                 f"{p['test_accuracy'] * 100:.1f}" + ("*" if p["megabatch"] >= POISONED else "")
