@@ -19,6 +19,8 @@ class ServerSettings(SharedSettings):
         600.0  # a queued job sent this long ago and never started is re-sent
     )
     max_body_bytes: int = 64 * 1024 * 1024
+    # a model is sized on the meta device before it is built: larger ones are refused (422)
+    max_model_parameters: int = 250_000_000
     max_import_bytes: int = 1024 * 1024 * 1024  # a version's weights imported as safetensors
     max_samples_per_chunk: int = 50_000
     max_image_side: int = 1024

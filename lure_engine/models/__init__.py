@@ -153,11 +153,29 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> nn.Module:
         return builder(spec)
 
 
-def probe_model(spec: ModelSpec) -> nn.Module:
+def parameter_count(spec: ModelSpec) -> int | None:
+    """Parameters of ``spec``, counted on PyTorch's meta device: no memory, no compute (None when
+    a builder cannot run there)."""
+    try:
+        with torch.device("meta"):
+            model = spec.architecture_source.builder(spec)
+    except Exception:  # noqa: BLE001 - then the real build below is the only check
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def probe_model(spec: ModelSpec, max_parameters: int | None = None) -> nn.Module:
     """Build ``spec`` and run a forward pass on a blank batch, so a model that cannot take these
     images (size, channels) or a failing entry point is refused when the model is created, with
-    the reason, and not in its first update."""
+    the reason, and not in its first update. A model over ``max_parameters`` is refused before
+    anything is allocated."""
     shape = f"{spec.channels}x{spec.image_size}x{spec.image_size}"
+    count = parameter_count(spec) if max_parameters is not None else None
+    if count is not None and count > max_parameters:
+        raise ValueError(
+            f"{spec.architecture} at width {spec.width} has {count:,} parameters, more than this "
+            f"server's limit of {max_parameters:,} (LURE_MAX_MODEL_PARAMETERS)"
+        )
     try:
         model = build_model(spec, seed=0).eval()
         with torch.no_grad():

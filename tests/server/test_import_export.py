@@ -214,6 +214,8 @@ def test_importing_into_a_model_with_versions_is_a_conflict(client, offline, imp
         ({"architecture": "torchvision:vit_b_16"}, 422, "cannot take 3x32x32 images"),
         ({"class_names": ["a", "b"]}, 422, "class_names needs 10 distinct names"),
         ({"mean": [0.5]}, 422, "mean and std need 3 values"),
+        # 4.3 billion parameters: sized on the meta device and refused before any allocation
+        ({"architecture": "wide_resnet50_2", "width": 8}, 422, "LURE_MAX_MODEL_PARAMETERS"),
     ],
 )
 def test_architectures_and_preprocessing_are_checked_at_creation(client, override, status, message):

@@ -19,7 +19,7 @@ from service.api.schemas import ModelCreate, ModelOut, ModelPatch
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def _probe(body: ModelCreate) -> None:
+def _probe(body: ModelCreate, max_parameters: int) -> None:
     """Build the model once and run it on a blank batch (and find LLF's blocks): a model that
     cannot work is refused now, naming why, instead of failing its first update."""
     from lure_core.recipe import Recipe
@@ -29,7 +29,7 @@ def _probe(body: ModelCreate) -> None:
     recipe = Recipe.from_config(body.model_dump())
     spec = recipe.model_spec
     try:
-        model = probe_model(spec)
+        model = probe_model(spec, max_parameters)
         if "llf" in recipe.candidates:
             later_blocks_for(model, spec)
     except ValueError as error:
@@ -38,7 +38,7 @@ def _probe(body: ModelCreate) -> None:
 
 @router.post("", status_code=201, response_model=ModelOut, dependencies=[require("admin")])
 async def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> ModelOut:
-    await run_in_threadpool(_probe, body)
+    await run_in_threadpool(_probe, body, res.settings.max_model_parameters)
     return await run_in_threadpool(_store, body, res)
 
 
@@ -66,7 +66,7 @@ async def change_model(
         merged = ModelCreate(name=name, **{**config, **changes})
     except ValidationError as error:
         raise HTTPException(422, _first_errors(error)) from None
-    await run_in_threadpool(_probe, merged)
+    await run_in_threadpool(_probe, merged, res.settings.max_model_parameters)
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
         model.config = merged.model_dump(exclude={"name"})
