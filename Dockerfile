@@ -4,9 +4,13 @@ WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
 COPY lure_engine lure_engine
+COPY lure_core lure_core
 COPY service service
 COPY worker worker
 COPY migrations migrations
-RUN pip install -e .
+RUN pip install -e . \
+    && useradd --create-home --uid 10001 lure \
+    && mkdir -p /data && chown lure:lure /data
+USER lure
 EXPOSE 8000
 CMD ["lure", "api", "--host", "0.0.0.0"]

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory, upgrade_database
 from lure_core.queue import make_producer
+from lure_engine.devices import choose_device
 from service.api.auth import READ, require
 from service.api.deps import Resources
 from service.api.guard import RequestGuard
@@ -57,6 +58,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
             on_refused=lambda v, _: metrics.refused_checkpoints.labels(
                 str(v.model_id), str(v.number)
             ).inc(),
+            device=choose_device(settings.serve_device),
         ),
         metrics,
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
@@ -80,9 +82,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 "write and promote models"
             )
         log.info(
-            "LURE API ready: database %s, broker %s",
-            settings.resolved_database_url,
+            "LURE API ready: database %s, broker %s, /predict on %s",
+            _without_password(settings.resolved_database_url),
             settings.resolved_broker_url,
+            resources.models.device,
         )
         yield
         resources.dispatcher.stop()
@@ -106,3 +109,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

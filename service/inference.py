@@ -27,8 +27,17 @@ log = logging.getLogger("lure.inference")
 
 
 class ModelCache:
-    def __init__(self, blobs: BlobStore, size: int, on_refused=None) -> None:
+    """Networks on ``device`` (chosen once, from ``LURE_SERVE_DEVICE``), ready for inference."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        size: int,
+        on_refused=None,
+        device: torch.device | None = None,
+    ) -> None:
         self.blobs, self.size = blobs, size
+        self.device = device or torch.device("cpu")
         self.on_refused = on_refused or (lambda version, reason: None)
         self._models: OrderedDict[tuple, nn.Module] = OrderedDict()
         self._refused: dict[tuple, str] = {}  # checkpoints that failed their check: never re-read
@@ -61,7 +70,7 @@ class ModelCache:
             self.on_refused(version, str(error))
             raise
         model.load_state_dict(state)
-        model.eval()
+        model.to(self.device).eval()
         with self._lock:
             self._models[key] = model
             while len(self._models) > self.size:
@@ -73,6 +82,8 @@ class ModelCache:
 def predict_probabilities(
     model: nn.Module, images: np.ndarray, preprocessing: Preprocessing | None = None
 ) -> np.ndarray:
-    """Class probabilities for uint8 NHWC images (preprocessing: the model's; None: the default)."""
+    """Class probabilities for uint8 NHWC images (preprocessing: the model's; None: the default),
+    computed on the device the model is on."""
     tensor = preprocessing.to_tensor(images) if preprocessing else to_tensor(images)
-    return model(tensor).float().softmax(1).numpy()
+    device = next(model.parameters()).device
+    return model(tensor.to(device)).float().softmax(1).cpu().numpy()

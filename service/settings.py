@@ -29,6 +29,7 @@ class ServerSettings(SharedSettings):
     )  # pixels one chunk may decode to (zip and PNG bombs)
     max_predict_batch: int = 256
     model_cache_size: int = 4  # loaded versions kept in memory for /predict
+    serve_device: str = "auto"  # /predict runs on: auto (CUDA when present) | cpu | cuda
     predict_batching: bool = True  # run concurrent predict requests of one version as one batch
     predict_max_batch_images: int = 64  # images in one batched forward pass
     predict_max_wait_ms: float = (

@@ -6,9 +6,16 @@ so the pool only supervises: one job at a time in-process, threads for more.
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from lure_core.queue import UPDATE_QUEUE
 from worker.celery_app import app
+
+
+def _quiet_celery_start() -> None:
+    """Celery's start-up banner and its 9-line root warning flood a console (the worker logs a
+    one-line root warning itself once logging is set up)."""
+    warnings.filterwarnings("ignore", message=r"You're running the worker with superuser")
 
 
 def main() -> None:
@@ -17,11 +24,13 @@ def main() -> None:
         "--concurrency", type=int, default=1, help="updates of different models at once"
     )
     concurrency = parser.parse_args().concurrency
+    _quiet_celery_start()
     pool = (
         ["--pool=solo"] if concurrency == 1 else ["--pool=threads", f"--concurrency={concurrency}"]
     )
     app.worker_main(
         [
+            "--quiet",  # no start-up banner
             "worker",
             *pool,
             "--loglevel=INFO",

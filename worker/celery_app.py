@@ -9,6 +9,7 @@ Each update runs in a child process; a failed attempt is retried with back-off u
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 
 from celery import Celery
@@ -16,7 +17,7 @@ from celery.signals import setup_logging, worker_init, worker_ready, worker_shut
 
 from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory
-from lure_core.logs import configure_json_logging
+from lure_core.logs import configure_logging
 from lure_core.queue import UPDATE_TASK, celery_config
 from lure_core.settings import SharedSettings
 from worker.attempts import Outcome, WorkerContext, runner_name
@@ -43,9 +44,11 @@ def _create_folders(**_) -> None:
 
 
 @setup_logging.connect
-def _json_logs(**_) -> None:
-    """Celery calls this instead of installing its own handlers: the worker logs JSON too."""
-    configure_json_logging("worker")
+def _lure_logs(**_) -> None:
+    """Celery calls this instead of installing its own handlers: the worker logs like the API."""
+    configure_logging("worker")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        log.warning("the worker runs as root; run it as an unprivileged user in production")
 
 
 @lru_cache(maxsize=1)

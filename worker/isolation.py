@@ -69,12 +69,12 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
 
     from lure_core.blobs import BlobStore
     from lure_core.database import make_engine, make_session_factory
-    from lure_core.logs import configure_json_logging
+    from lure_core.logs import configure_logging
     from worker.update_job import execute_job  # preloaded by the fork server
 
     fault_file = open(fault_path, "w")  # noqa: SIM115 - must stay open until the process dies
     faulthandler.enable(file=fault_file, all_threads=True)
-    configure_json_logging("worker")
+    configure_logging("worker")
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)

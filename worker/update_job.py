@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 from lure_core.candidates import retired_strategies
 from lure_core.checkpoints import save_state
-from lure_core.records import JobRow, MegaBatchRow, ModelRow, VersionRow
+from lure_core.records import JobRow, MegaBatchRow, ModelRow, Release, VersionRow
 from lure_core.settings import SharedSettings
 from lure_core.update_inputs import (
     UpdateInputs,
@@ -27,6 +27,7 @@ from lure_core.update_inputs import (
     starting_model,
     train_candidate,
 )
+from lure_engine.devices import choose_device
 from lure_engine.gate import GateEvaluation, Verdict, evaluate_on_gate, judge, margin
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
@@ -80,20 +81,15 @@ def execute_job(ctx: WorkerContext, job_id: int, runner: str | None = None) -> O
         return claim
     progress = _ProgressWriter(ctx, job_id, runner)
     try:
-        number = _run_claimed(ctx, job_id, progress)
+        _run_claimed(ctx, job_id, progress)
     except Exception:
         return record_failure(ctx, job_id, runner, "exception", traceback.format_exc())
-    log.info(
-        "job %s published version %s", job_id, number, extra={"job_id": job_id, "version": number}
-    )
     return Outcome.PUBLISHED
 
 
 def training_device(settings: SharedSettings) -> torch.device:
     """Chosen once per update: CUDA when present (``auto``), or what ``LURE_DEVICE`` names."""
-    if settings.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(settings.device)
+    return choose_device(settings.device)
 
 
 @dataclass
@@ -272,4 +268,41 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
         "candidate_seconds": {c.strategy: c.seconds for c in candidates},
         "total_seconds": time.perf_counter() - started,
     }
-    return publish(ctx, job_id, published, best, timings)
+    number = publish(ctx, job_id, published, best, timings)
+    _log_published(ctx, job_id, number, inputs.megabatch_index, published[best])
+    return number
+
+
+NOT_LIVE = {
+    Release.HELD: "held by the promotion gate (its gate record says which rule failed)",
+    Release.SUPERSEDED: "not live: a promotion made during its training won",
+}
+
+
+def _log_published(
+    ctx: WorkerContext, job_id: int, number: int, megabatch: int, winner: Published
+) -> None:
+    """One line a person watching the console reads: which version, live or not, how good."""
+    with ctx.sessions() as session:
+        model = session.get(ModelRow, winner.version.model_id)
+        name, live = model.name, model.live_version
+    m = winner.metrics
+    quality = (
+        f"test accuracy {m.test_accuracy:.3f}, CER {m.cer}"
+        + ("" if m.ece is None else f", ECE {m.ece:.3f}")
+        if m.test_accuracy is not None
+        else f"validation accuracy {m.val_accuracy:.3f} (no test data posted)"
+        if m.val_accuracy is not None
+        else "no held-out data to measure it on"
+    )
+    status = "live" if live == number else NOT_LIVE.get(winner.version.release, "not live")
+    log.info(
+        "%s version %s published from mega-batch %s by %s: %s; %s",
+        name,
+        number,
+        megabatch,
+        winner.version.strategy,
+        status,
+        quality,
+        extra={"job_id": job_id, "version": number, "model": name},
+    )

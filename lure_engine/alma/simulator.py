@@ -16,6 +16,7 @@ import torch
 
 from lure_engine.alma.stream import MegaBatch, make_stream
 from lure_engine.data import Dataset, ImageArrays, to_tensor
+from lure_engine.devices import choose_device
 from lure_engine.metrics import UpdateMetrics, evaluate
 from lure_engine.models import ModelSpec, build_model
 from lure_engine.pipeline import MegaBatchData, update_on_megabatch
@@ -57,12 +58,6 @@ class MegaBatchRecord(UpdateMetrics):
 MegaBatchCallback = Callable[[str, int, MegaBatchRecord], None]
 StepCallback = Callable[[str, int, int, Progress], None]
 ModelCallback = Callable[[int, torch.nn.Module], None]
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _megabatch_data(
@@ -167,7 +162,7 @@ def run_alma(
     on_step: StepCallback | None = None,
 ) -> dict:
     """Every strategy × seed; returns the ``results.json`` document (config, dataset, runs)."""
-    target = _device(device)
+    target = choose_device(device)
     started = time.perf_counter()
     runs = []
     for strategy in config.strategies:

@@ -16,8 +16,18 @@ from lure_core.api_keys import Principal, authenticate
 from service.api.deps import Resources, resources
 
 READ = None  # any valid key
+# probes (compose, Kubernetes, load balancers) carry no key: /readyz answers them with its status
+# only, and adds the checks and problems for a caller with a valid key
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/dashboard", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/healthz",
+        "/readyz",
+        "/dashboard",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
 )
 PUBLIC_PREFIXES = ("/dashboard/static/",)
 BEARER = {"WWW-Authenticate": "Bearer"}

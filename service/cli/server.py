@@ -47,10 +47,10 @@ def up(
     import uvicorn
 
     from lure_core.database import upgrade_database
-    from lure_core.logs import configure_json_logging
+    from lure_core.logs import configure_logging
     from service.app import create_app
 
-    configure_json_logging("api")
+    configure_logging("api")
     settings = _settings(host, port, data_dir)
     settings.ensure_dirs()
     _hold_embedded_folder(settings)
@@ -124,10 +124,10 @@ def api(
     """Run only the API (production: workers run elsewhere, on the same database and broker)."""
     import uvicorn
 
-    from lure_core.logs import configure_json_logging
+    from lure_core.logs import configure_logging
     from service.app import create_app
 
-    configure_json_logging("api")
+    configure_logging("api")
     settings = _settings(host, port, data_dir)
     _hold_embedded_folder(settings)
     uvicorn.run(

@@ -22,11 +22,18 @@ def free_port() -> int:
 class Process:
     """A child in its own process group, logging to a file (printed when a test fails)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.log = log
         self._handle = open(log, "wb")
         self.popen = subprocess.Popen(
-            args, env=env, stdout=self._handle, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            env=env,
+            cwd=cwd,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:

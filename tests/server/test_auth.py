@@ -14,7 +14,6 @@ READ_ROUTES = [
     "/v1/models/digits/jobs",
     "/v1/jobs/1",
     "/metrics",
-    "/readyz",
 ]
 
 
@@ -23,7 +22,7 @@ def _anonymous(client):
     return {"Authorization": ""}
 
 
-def test_every_route_but_healthz_needs_a_key(client, model):
+def test_every_route_but_the_probes_needs_a_key(client, model):
     headers = _anonymous(client)
     calls = [("GET", path, {}) for path in READ_ROUTES] + [
         ("POST", "/v1/models", {"json": {**DIGITS_MODEL, "name": "other"}}),
@@ -38,6 +37,15 @@ def test_every_route_but_healthz_needs_a_key(client, model):
         assert "missing API key" in answer.json()["detail"]
         assert answer.headers["www-authenticate"] == "Bearer"
     assert client.get("/healthz", headers=headers).status_code == 200
+    anonymous = client.get("/readyz", headers=headers)
+    assert anonymous.status_code == 200
+    detailed = client.get("/readyz").json()
+    assert detailed["status"] == "degraded"  # no worker runs in these tests
+    assert "no worker" in " ".join(detailed["problems"]) and detailed["checks"]["database"] == "ok"
+    # status only: the problems name models and jobs
+    assert anonymous.json() == {"ready": True, "status": "degraded"}
+    invalid = client.get("/readyz", headers={"Authorization": "Bearer lure_nope_nope"})
+    assert set(invalid.json()) == {"ready", "status"}
     assert (
         client.get("/dashboard", headers=headers).status_code == 200
     )  # a static page; its data needs a key

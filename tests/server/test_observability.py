@@ -1,9 +1,11 @@
 import json
 import logging
+import re
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lure_core.logs import configure_json_logging
+from lure_core.logs import configure_logging
 from tests.helpers import png_images
 
 
@@ -96,13 +98,37 @@ def test_queue_depth_counts_waiting_jobs(client, model, digits):
     assert _value(samples, "lure_queue_depth", model="digits", state="queued") == 1
 
 
-def test_logs_are_json_objects_with_job_ids(capsys):
-    configure_json_logging("api")
+def test_logs_are_json_objects_with_job_ids_when_asked(capsys, monkeypatch):
+    monkeypatch.setenv("LURE_LOG_FORMAT", "json")
+    configure_logging("api")
     try:
         logging.getLogger("lure.test").info("sealed", extra={"job_id": 7, "version": 3})
-        line = capsys.readouterr().err.strip().splitlines()[-1]
+        logging.getLogger("httpx").info("HTTP Request: GET /healthz")
+        line = capsys.readouterr().err.strip().splitlines()[-2]
         record = json.loads(line)
         assert record["message"] == "sealed" and record["job_id"] == 7 and record["version"] == 3
         assert record["level"] == "INFO" and record["process_name"] == "api" and "time" in record
     finally:
         logging.getLogger().handlers.clear()
+
+
+def test_console_logs_are_short_lines_without_library_chatter(capsys, monkeypatch):
+    monkeypatch.delenv("LURE_LOG_FORMAT", raising=False)
+    configure_logging("worker")
+    try:
+        logging.getLogger("lure.worker").info("digits version 3 published")
+        for chatty in ("httpx", "alembic.runtime.migration", "celery.app.trace", "uvicorn.error"):
+            logging.getLogger(chatty).info("noise")
+        logging.getLogger("celery.worker").warning("lost connection")
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2, lines
+        assert re.fullmatch(r"\d\d:\d\d:\d\d worker  digits version 3 published", lines[0])
+        assert lines[1].endswith("worker  WARNING: lost connection")
+    finally:
+        logging.getLogger().handlers.clear()
+
+
+def test_an_unknown_log_format_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("LURE_LOG_FORMAT", "yaml")
+    with pytest.raises(ValueError, match="LURE_LOG_FORMAT must be one of text, json"):
+        configure_logging("api")

@@ -5,18 +5,21 @@ cannot serve). When they can but the server is not doing its job (no worker, a h
 job, a damaged live checkpoint) it answers 200 with ``status: degraded`` and the problems, so a
 load balancer keeps routing to a replica that can still serve; ``?strict=true`` turns degraded into
 a 503 for monitors that should page on it.
+
+Both answer without a key, as probes expect; ``/readyz`` shows its checks and problems (which
+name models and jobs) only to a caller with a valid key.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import READ, require
+from service.api.auth import principal_for
 from service.api.deps import Resources, resources
 from service.health import assess
 
@@ -78,12 +81,25 @@ def _readiness(res: Resources) -> tuple[dict, int]:
     }, 200 if reachable else 503
 
 
-@router.get("/readyz", dependencies=[require(READ)])
+def _may_see_details(request: Request, res: Resources) -> bool:
+    if not res.settings.auth:
+        return True
+    try:
+        principal_for(res.sessions, request.headers)
+    except HTTPException:
+        return False
+    return True
+
+
+@router.get("/readyz")
 async def readyz(
+    request: Request,
     strict: bool = Query(False, description="answer 503 when degraded, not only when unavailable"),
     res: Resources = Depends(resources),
 ) -> JSONResponse:
     body, status = await run_in_threadpool(_readiness, res)
     if strict and body["status"] == "degraded":
         status = 503
+    if not await run_in_threadpool(_may_see_details, request, res):
+        body = {"ready": body["ready"], "status": body["status"]}
     return JSONResponse(body, status_code=status)
