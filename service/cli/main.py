@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import bench, keys, remote, server
+from service.cli import backup, bench, keys, remote, server
 
 app = typer.Typer(help="LURE: keep a deployed image classifier fresh.", no_args_is_help=True)
 app.add_typer(bench.app, name="bench")
@@ -13,6 +13,8 @@ app.add_typer(remote.jobs_app, name="jobs")
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("worker")(server.worker)
+app.command("backup")(backup.backup_command)
+app.command("restore")(backup.restore_command)
 app.command("import")(remote.import_)
 app.command("export")(remote.export)
 for command in (
