@@ -44,17 +44,29 @@ def decode_base64_images(
     max_side: int,
     max_decoded_bytes: int | None = None,
 ) -> np.ndarray:
-    """Decode every item or raise :class:`ImageError` naming the first bad one.
+    """JSON's base64 images: each item decoded, or :class:`ImageError` naming the first bad one."""
+    raw = []
+    for position, item in enumerate(items):
+        try:
+            raw.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError):
+            raise ImageError(f"images[{position}] is not valid base64") from None
+    return decode_images(raw, preprocessing, max_side, max_decoded_bytes)
+
+
+def decode_images(
+    items: list[bytes],
+    preprocessing: Preprocessing,
+    max_side: int,
+    max_decoded_bytes: int | None = None,
+) -> np.ndarray:
+    """Encoded PNG/JPEG files (uploads, raw bodies, decoded base64) → the model's images.
 
     Whatever a hostile file makes Pillow raise (a text chunk that inflates past Pillow's limit, a
     damaged compressed stream, a truncated file) is that item's 422, never a 500.
     """
     out, decoded_bytes = [], 0
-    for position, item in enumerate(items):
-        try:
-            raw = base64.b64decode(item, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImageError(f"images[{position}] is not valid base64") from None
+    for position, raw in enumerate(items):
         try:
             image = _open_image(raw, position, max_side)
             decoded_bytes += image.size[0] * image.size[1] * 4

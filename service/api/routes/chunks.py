@@ -1,4 +1,5 @@
-"""Labelled data in: JSON (base64 images) or a bulk ``.npz`` body; and where a chunk went."""
+"""Labelled data in: JSON (base64 images), a bulk ``.npz`` body, multipart file uploads or one raw
+image; and where a chunk went."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ from service.api.auth import READ, require
 from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
 from service.api.presenters import megabatch_out
 from service.api.schemas import ChunkCreate, ChunkOut
-from service.images import ImageError, decode_base64_images, fit_array_images
+from service.api.uploads import (
+    UPLOAD_DOC,
+    Upload,
+    content_type_of,
+    integer_labels,
+    is_upload,
+    read_upload,
+)
+from service.images import ImageError, decode_base64_images, decode_images, fit_array_images
 from service.ingest import find_by_idempotency_key, open_megabatch
 from service.npz import ChunkLimits, NpzError, read_npz_chunk
 
@@ -33,6 +42,7 @@ _BODY_DOC = {
                 "schema": {"type": "string", "format": "binary"},
                 "description": ".npz with uint8 x (N,H,W,C) and int y (N,); pass ?split=train|test",
             },
+            **UPLOAD_DOC,  # multipart: 'image' files and one 'label' field each; raw: ?label=
         },
     }
 }
@@ -78,6 +88,29 @@ def _parse_npz(body: bytes, split: str | None, model: ModelRow, res: Resources):
     )
 
 
+def _parse_upload(
+    upload: Upload, split: str | None, label: int | None, model: ModelRow, res: Resources
+):
+    """Multipart files with a ``label`` field each, or one raw image with ``?label=``."""
+    _check_count(len(upload.images), res)
+    texts = upload.values("label") or ([] if label is None else [str(label)])
+    labels = np.asarray(integer_labels(texts, len(upload.images)), dtype=np.int64)
+    _check_labels(labels, model.recipe.num_classes)
+    chosen = split or (upload.values("split") or ["train"])[0]
+    if chosen not in ("train", "test"):
+        raise HTTPException(422, f"split {chosen!r}: use train or test")
+    try:
+        x = decode_images(
+            upload.images,
+            model.recipe.preprocessing,
+            res.settings.max_image_side,
+            res.settings.max_decoded_chunk_bytes,
+        )
+    except ImageError as error:
+        raise HTTPException(422, str(error)) from None
+    return chosen, x, labels
+
+
 def _parse(body: bytes, content_type: str, split: str | None, model: ModelRow, res: Resources):
     """Validate and decode a body (CPU work: runs off the event loop)."""
     try:
@@ -89,8 +122,8 @@ def _parse(body: bytes, content_type: str, split: str | None, model: ModelRow, r
         raise HTTPException(422, str(error)) from None
     raise HTTPException(
         415,
-        f"content type {content_type or 'missing'!r}: send application/json "
-        "or application/octet-stream (.npz)",
+        f"content type {content_type or 'missing'!r}: send application/json, "
+        "application/octet-stream (.npz), multipart/form-data or image/png|jpeg",
     )
 
 
@@ -120,7 +153,10 @@ def _check_labels(labels: np.ndarray, num_classes: int) -> None:
 async def post_chunk(
     name: str,
     request: Request,
-    split: Literal["train", "test"] | None = Query(None, description="required for .npz bodies"),
+    split: Literal["train", "test"] | None = Query(
+        None, description="required for .npz bodies; uploads default to train"
+    ),
+    label: int | None = Query(None, description="the label of a raw image/* body"),
     idempotency_key: str | None = Header(
         None,
         min_length=1,
@@ -137,9 +173,13 @@ async def post_chunk(
             first := find_by_idempotency_key(session, model.id, idempotency_key)
         ):
             return chunk_view(session, model, first).model_copy(update={"replayed": True})
-    body = await request.body()  # its size is limited by the request guard (service/api/guard.py)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    chunk_split, x, y = await run_in_threadpool(_parse, body, content_type, split, model, res)
+    content_type = content_type_of(request)
+    if is_upload(content_type):
+        upload = await read_upload(request, content_type, res.settings.max_samples_per_chunk)
+        chunk_split, x, y = await run_in_threadpool(_parse_upload, upload, split, label, model, res)
+    else:
+        body = await request.body()  # size limited by the request guard (service/api/guard.py)
+        chunk_split, x, y = await run_in_threadpool(_parse, body, content_type, split, model, res)
     result = await run_in_threadpool(
         res.ingestor.add_chunk, model.id, chunk_split, x, y, idempotency_key
     )

@@ -1,9 +1,15 @@
-"""Predictions from the live version (or a pinned one), named in the body and X-Model-Version."""
+"""Predictions from the live version (or a pinned one), named in the body and X-Model-Version.
+
+Images come as JSON (base64), as multipart file uploads (``curl -F image=@cat.jpg``) or as one raw
+``image/png|jpeg`` body.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ChecksumMismatch
@@ -14,10 +20,49 @@ from lure_engine.preprocess import Preprocessing
 from service.api.auth import require
 from service.api.deps import MAX_ID, Resources, model_or_404, resources, version_or_404
 from service.api.schemas import Prediction, PredictRequest, PredictResponse, Ranked
-from service.images import ImageError, decode_base64_images
+from service.api.uploads import UPLOAD_DOC, content_type_of, is_upload, read_upload
+from service.images import ImageError, decode_base64_images, decode_images
 from service.inference import predict_probabilities
 
 router = APIRouter(tags=["predict"])
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictRequest.model_json_schema()},
+            **UPLOAD_DOC,
+        },
+    }
+}
+
+
+async def _images(request: Request, res: Resources, recipe: Recipe) -> np.ndarray:
+    """The request's images in the model's layout; the count limit is checked before decoding."""
+    content_type = content_type_of(request)
+    limit, side = res.settings.max_predict_batch, res.settings.max_image_side
+    if is_upload(content_type):
+        upload = await read_upload(request, content_type, limit)
+        decode, items = decode_images, upload.images
+    elif content_type == "application/json":
+        try:
+            items = PredictRequest.model_validate_json(await request.body()).images
+        except ValidationError as error:
+            raise RequestValidationError(
+                error.errors(include_url=False, include_context=False, include_input=False)
+            ) from None
+        decode = decode_base64_images
+    else:
+        raise HTTPException(
+            415,
+            f"content type {content_type or 'missing'!r}: send application/json, "
+            "multipart/form-data or image/png|jpeg",
+        )
+    if len(items) > limit:
+        raise HTTPException(413, f"{len(items)} images exceed the predict batch limit of {limit}")
+    try:  # decoding is CPU work: off the event loop
+        return await run_in_threadpool(decode, items, recipe.preprocessing, side)
+    except ImageError as error:
+        raise HTTPException(422, str(error)) from None
 
 
 def _resolve(res: Resources, name: str, version: int | None) -> tuple[ModelRow, VersionRow]:
@@ -80,11 +125,14 @@ def _prediction(probabilities: np.ndarray, recipe: Recipe, k: int) -> Prediction
 
 
 @router.post(
-    "/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[require("predict")]
+    "/v1/models/{name}/predict",
+    response_model=PredictResponse,
+    dependencies=[require("predict")],
+    openapi_extra=_BODY_DOC,
 )
 async def predict(
     name: str,
-    body: PredictRequest,
+    request: Request,
     response: Response,
     version: int | None = Query(
         None, ge=0, le=MAX_ID, description="pin a version; default: the live one"
@@ -92,20 +140,9 @@ async def predict(
     top_k: int = Query(5, ge=1, le=1000, description="how many ranked labels to return"),
     res: Resources = Depends(resources),
 ) -> PredictResponse:
-    if len(body.images) > res.settings.max_predict_batch:
-        raise HTTPException(
-            413,
-            f"{len(body.images)} images exceed the predict batch limit of "
-            f"{res.settings.max_predict_batch}",
-        )
     model, row = await run_in_threadpool(_resolve, res, name, version)
     recipe = model.recipe
-    try:  # decoding is CPU work: off the event loop
-        images = await run_in_threadpool(
-            decode_base64_images, body.images, recipe.preprocessing, res.settings.max_image_side
-        )
-    except ImageError as error:
-        raise HTTPException(422, str(error)) from None
+    images = await _images(request, res, recipe)
     net, answering, refused = await _servable(res, model, row, pinned=version is not None)
     # a damaged live checkpoint: an intact ancestor answered, and it is live from now on
     if refused:
