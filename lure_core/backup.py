@@ -26,12 +26,12 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 DATABASE = "lure.db"
 BLOBS = "blobs"
-# (table, key column, sha256 column): every row that names a blob
+# (table, key column, sha256 column, condition): every row that names a stored blob
 BLOB_COLUMNS = (
-    ("versions", "checkpoint_key", "checkpoint_sha256"),
-    ("versions", "mask_key", "mask_sha256"),
-    ("chunks", "blob_key", "sha256"),
-    ("exports", "blob_key", "sha256"),
+    ("versions", "checkpoint_key", "checkpoint_sha256", "pruned_at IS NULL"),
+    ("versions", "mask_key", "mask_sha256", "pruned_at IS NULL"),
+    ("chunks", "blob_key", "sha256", "1 = 1"),
+    ("exports", "blob_key", "sha256", "1 = 1"),
 )
 
 Progress = Callable[[int], None]  # called with the bytes just copied
@@ -54,9 +54,10 @@ def referenced_blobs(database: Path) -> list[tuple[str, str]]:
     """(key, sha256) of every blob the database names, each once."""
     with _connect(database, read_only=True) as connection:
         found: dict[str, str] = {}
-        for table, key_column, sha_column in BLOB_COLUMNS:
+        for table, key_column, sha_column, condition in BLOB_COLUMNS:
             rows = connection.execute(
-                f"SELECT {key_column}, {sha_column} FROM {table} WHERE {key_column} IS NOT NULL"
+                f"SELECT {key_column}, {sha_column} FROM {table} "
+                f"WHERE {key_column} IS NOT NULL AND {condition}"
             )
             found.update(dict(rows))
     return sorted(found.items())

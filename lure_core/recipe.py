@@ -56,6 +56,7 @@ class Recipe:
     promotion: dict | None = None  # PromotionPolicy's fields; None: the default policy
     challengers: tuple[str, ...] = ()  # strategies trained beside the primary on each mega-batch
     retire_after: int | None = None  # auto: stop training a strategy after K losses in a row
+    keep_versions: int | None = None  # retention: newest N checkpoints plus live; None: all
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:

@@ -203,6 +203,8 @@ class VersionRow(Base):
     # again
     damaged: Mapped[str | None] = mapped_column(Text, nullable=True)
     damaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # retention deleted its checkpoint (and mask, exports); the row stays for lineage and metrics
+    pruned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # the promotion gate's record: {"verdict": GateVerdict, "reasons", "numbers", "winner",
     # "margin", "rank_by"}, plus who forced it; None for versions published before gates
     gate: Mapped[dict | None] = mapped_column(JSON, nullable=True)

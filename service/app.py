@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory, upgrade_database
+from lure_core.model_removal import remove_orphan_blobs
 from lure_core.queue import make_producer
 from lure_engine.devices import choose_device
 from service.api.auth import READ, require
@@ -37,6 +38,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
     blobs = BlobStore(settings.blob_dir)
+    remove_orphan_blobs(sessions, blobs)  # a model delete that crashed before removing its blobs
     celery = make_producer(settings)
     dispatcher = Dispatcher(
         sessions,
@@ -59,6 +61,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
                 str(v.model_id), str(v.number)
             ).inc(),
             device=choose_device(settings.serve_device),
+            engine=settings.serve_engine,
         ),
         metrics,
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),

@@ -13,7 +13,6 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from torch import nn
 
 from lure_core.blobs import BlobStore, ChecksumMismatch
 from lure_core.checkpoints import load_state
@@ -22,12 +21,14 @@ from lure_core.records import VersionRow
 from lure_engine.data import to_tensor
 from lure_engine.models import build_model
 from lure_engine.preprocess import Preprocessing
+from service.engines import Engine, choose_engine
 
 log = logging.getLogger("lure.inference")
 
 
 class ModelCache:
-    """Networks on ``device`` (chosen once, from ``LURE_SERVE_DEVICE``), ready for inference."""
+    """Loaded versions ready for inference: each on ``device`` (``LURE_SERVE_DEVICE``), through
+    the engine ``engine`` names (``LURE_SERVE_ENGINE``; auto: the fastest that matches eager)."""
 
     def __init__(
         self,
@@ -35,15 +36,23 @@ class ModelCache:
         size: int,
         on_refused=None,
         device: torch.device | None = None,
+        engine: str = "auto",
     ) -> None:
         self.blobs, self.size = blobs, size
         self.device = device or torch.device("cpu")
+        self.engine = engine
         self.on_refused = on_refused or (lambda version, reason: None)
-        self._models: OrderedDict[tuple, nn.Module] = OrderedDict()
+        self._models: OrderedDict[tuple, Engine] = OrderedDict()
         self._refused: dict[tuple, str] = {}  # checkpoints that failed their check: never re-read
         self._lock = threading.Lock()
 
-    def get(self, recipe: Recipe, version: VersionRow) -> nn.Module:
+    def forget(self, model_id: int) -> None:
+        """Drop a deleted model's loaded versions."""
+        with self._lock:
+            for key in [k for k in self._models if k[0] == model_id]:
+                del self._models[key]
+
+    def get(self, recipe: Recipe, version: VersionRow) -> Engine:
         """The loaded model; ChecksumMismatch when the checkpoint's sha256 differs from the
         record.
         """
@@ -70,20 +79,36 @@ class ModelCache:
             self.on_refused(version, str(error))
             raise
         model.load_state_dict(state)
-        model.to(self.device).eval()
+        engine = choose_engine(model.eval(), _probe(recipe), self.device, self.engine)
+        log.info(
+            "model %s version %s serves through %s on %s",
+            version.model_id,
+            version.number,
+            engine.name,
+            self.device,
+            extra={"version": version.number, "model_id": version.model_id},
+        )
         with self._lock:
-            self._models[key] = model
+            self._models[key] = engine
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
-        return model
+        return engine
+
+
+def _probe(recipe: Recipe) -> torch.Tensor:
+    """Random images in the model's input layout, to compare and time engines on."""
+    pre = recipe.preprocessing
+    images = np.random.default_rng(0).integers(
+        0, 256, (8, pre.size, pre.size, pre.channels), dtype=np.uint8
+    )
+    return pre.to_tensor(images)
 
 
 @torch.inference_mode()
 def predict_probabilities(
-    model: nn.Module, images: np.ndarray, preprocessing: Preprocessing | None = None
+    engine: Engine, images: np.ndarray, preprocessing: Preprocessing | None = None
 ) -> np.ndarray:
-    """Class probabilities for uint8 NHWC images (preprocessing: the model's; None: the default),
-    computed on the device the model is on."""
+    """Class probabilities for uint8 NHWC images (preprocessing: the model's; None: the
+    default)."""
     tensor = preprocessing.to_tensor(images) if preprocessing else to_tensor(images)
-    device = next(model.parameters()).device
-    return model(tensor.to(device)).float().softmax(1).cpu().numpy()
+    return engine.probabilities(tensor)

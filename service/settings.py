@@ -4,6 +4,8 @@ env vars).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from lure_core.settings import SharedSettings
 
 
@@ -30,6 +32,8 @@ class ServerSettings(SharedSettings):
     max_predict_batch: int = 256
     model_cache_size: int = 4  # loaded versions kept in memory for /predict
     serve_device: str = "auto"  # /predict runs on: auto (CUDA when present) | cpu | cuda
+    # auto: on the CPU, ONNX Runtime when its outputs match eager PyTorch's and it is faster
+    serve_engine: Literal["auto", "eager", "onnxruntime"] = "auto"
     predict_batching: bool = True  # run concurrent predict requests of one version as one batch
     predict_max_batch_images: int = 64  # images in one batched forward pass
     predict_max_wait_ms: float = (

@@ -25,6 +25,9 @@ def load_starting_point(ctx: WorkerContext, session: Session, model: ModelRow) -
     number, damaged = model.live_version, []
     while number is not None:
         version = version_row(session, model.id, number)
+        if version.pruned_at is not None:  # retention deleted its files: not damage
+            number = version.parent_number
+            continue
         try:
             start = read_starting_point(ctx.blobs, version)
         except ChecksumMismatch as error:

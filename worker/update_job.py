@@ -19,6 +19,7 @@ from sqlalchemy import update
 from lure_core.candidates import retired_strategies
 from lure_core.checkpoints import save_state
 from lure_core.records import JobRow, MegaBatchRow, ModelRow, Release, VersionRow
+from lure_core.retention import apply_retention
 from lure_core.settings import SharedSettings
 from lure_core.update_inputs import (
     UpdateInputs,
@@ -270,6 +271,10 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
     }
     number = publish(ctx, job_id, published, best, timings)
     _log_published(ctx, job_id, number, inputs.megabatch_index, published[best])
+    try:
+        apply_retention(ctx.sessions, ctx.blobs, inputs.model_id)
+    except Exception:  # the version is published; retention runs again after the next one
+        log.exception("retention failed for model %s", inputs.model_id)
     return number
 
 

@@ -66,3 +66,11 @@ def version_or_404(session: Session, model: ModelRow, number: int) -> VersionRow
     if version is None:
         raise HTTPException(404, f"model {model.name!r} has no version {number}")
     return version
+
+
+def pruned_message(version: VersionRow, model: ModelRow) -> str:
+    return (
+        f"version {version.number} of {model.name!r} was pruned by retention "
+        f"(keep_versions={model.recipe.keep_versions}): its row and metrics remain, its "
+        "checkpoint does not"
+    )

@@ -117,6 +117,7 @@ def versions_out(
             release=row.release,
             release_note=row.release_note,
             damaged=row.damaged,
+            pruned=row.pruned_at is not None,
             gate=row.gate,
             candidate_seconds=row.candidate_seconds,
             inputs=row.inputs,

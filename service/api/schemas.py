@@ -48,6 +48,14 @@ class _Candidates(BaseModel):
         None, ge=1, le=1000, description="auto: stop training a strategy after K losses in a row"
     )
     promotion: PromotionPolicyIn = Field(default_factory=PromotionPolicyIn)
+    keep_versions: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="retention: keep the checkpoints of the newest N versions plus the live one; "
+        "older versions keep their rows (lineage, metrics) but their files are deleted; "
+        "none: keep every checkpoint",
+    )
 
     @model_validator(mode="after")
     def _candidates_make_sense(self):
@@ -134,7 +142,14 @@ class ModelCreate(_Candidates):
         return self
 
 
-MUTABLE_FIELDS = ("strategy", "challengers", "retire_after", "promotion", "class_names")
+MUTABLE_FIELDS = (
+    "strategy",
+    "challengers",
+    "retire_after",
+    "promotion",
+    "class_names",
+    "keep_versions",
+)
 
 
 class ModelPatch(BaseModel):
@@ -148,6 +163,7 @@ class ModelPatch(BaseModel):
     retire_after: int | None = Field(None, ge=1, le=1000)
     promotion: PromotionPolicyIn | None = None
     class_names: list[str] | None = None
+    keep_versions: int | None = Field(None, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _only_mutable_fields(self) -> ModelPatch:
@@ -167,6 +183,9 @@ class ModelOut(BaseModel):
     live_version: int | None
     created_at: datetime
     open_megabatch: dict | None = None
+    disk_bytes: int | None = Field(
+        None, description="bytes its chunks, checkpoints and exports take in the blob store"
+    )
 
 
 class ChunkCreate(BaseModel):
@@ -262,6 +281,9 @@ class VersionOut(BaseModel):
     release_note: str | None = None
     damaged: str | None = Field(
         None, description="why its stored checkpoint failed the sha256 check, if it did"
+    )
+    pruned: bool = Field(
+        False, description="retention deleted its checkpoint; the row and metrics remain"
     )
     gate: dict | None = Field(
         None,

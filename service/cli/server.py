@@ -27,8 +27,21 @@ def _worker_command(concurrency: int = 1) -> list[str]:
     return [sys.executable, "-m", "worker", "--concurrency", str(concurrency)]
 
 
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+
+
+def _passive_threads_for_serving() -> None:
+    """OpenMP threads that sleep between forward passes instead of spinning: in the API,
+    spinning threads took the CPU the event loop and the image decoders need (server CPU per
+    predict request 9.5 → 4.8 ms; docs/benchmarks/inference_engines.md). Set before torch loads;
+    the worker keeps the default (training runs back-to-back passes) unless the user set one."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _child_env(settings: ServerSettings) -> dict[str, str]:
     env = os.environ.copy()
+    if USER_OMP_WAIT_POLICY is None:
+        env.pop("OMP_WAIT_POLICY", None)
     env["LURE_DATA_DIR"] = str(settings.data_dir.resolve())
     env["LURE_DATABASE_URL"] = settings.resolved_database_url
     env["LURE_BROKER_URL"] = settings.resolved_broker_url
@@ -44,6 +57,7 @@ def up(
     ),
 ) -> None:
     """Run the API and a real Celery worker; SQLite and a filesystem queue unless told otherwise."""
+    _passive_threads_for_serving()
     import uvicorn
 
     from lure_core.database import upgrade_database
@@ -122,6 +136,7 @@ def api(
     data_dir: Path = typer.Option(None),
 ) -> None:
     """Run only the API (production: workers run elsewhere, on the same database and broker)."""
+    _passive_threads_for_serving()
     import uvicorn
 
     from lure_core.logs import configure_logging

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lure_core.model_removal import model_disk_bytes
 from lure_core.records import PENDING, JobRow, JobState, ModelRow, VersionRow
 from service.health import FileVerifier, assess
 
@@ -76,6 +77,15 @@ class DatabaseCollector:
     def collect(self):
         with self.sessions() as session:
             names = dict(session.execute(select(ModelRow.id, ModelRow.name)).all())
+        disk = GaugeMetricFamily(
+            "lure_model_disk_bytes",
+            "Bytes a model's chunks, checkpoints and exports take in the blob store",
+            labels=["model"],
+        )
+        for model_id, name in names.items():
+            disk.add_metric([name], model_disk_bytes(self.verifier.blobs, model_id))
+        yield disk
+        with self.sessions() as session:
             live = session.execute(select(ModelRow.name, ModelRow.live_version)).all()
             states = session.execute(
                 select(JobRow.model_id, JobRow.state, func.count()).group_by(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,6 +129,7 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         overview = page.locator("#models tbody tr").first
         assert overview.locator("td").nth(0).inner_text() == "digits"
         assert overview.locator("td").nth(1).inner_text() == "2"
+        assert re.fullmatch(r"\d+\.\d (kB|MB)", overview.locator("td").nth(6).inner_text())
         for version in versions:
             row = page.locator(f"#versions tbody tr[data-version='{version['number']}']")
             metrics = version["metrics"]

@@ -2,15 +2,18 @@ import asyncio
 
 import numpy as np
 import pytest
+import torch
 
 from lure_engine.models import ModelSpec, build_model
 from service.batching import MicroBatcher
+from service.engines import EagerEngine
 from service.inference import predict_probabilities
 
 
 @pytest.fixture()
 def net():
-    return build_model(ModelSpec("small_cnn", 10, 1, 8, 0.25), seed=0).eval()
+    model = build_model(ModelSpec("small_cnn", 10, 1, 8, 0.25), seed=0).eval()
+    return EagerEngine(model, torch.device("cpu"))
 
 
 def _images(n: int, seed: int) -> np.ndarray:

@@ -1,8 +1,10 @@
-"""Create, list and read models; their metrics series for plotting."""
+"""Create, list, read, change and delete models; their metrics series for plotting."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+import logging
+
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -10,13 +12,21 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.candidates import strategy_summary
+from lure_core.model_removal import (
+    ModelBusy,
+    delete_model_rows,
+    model_disk_bytes,
+    remove_orphan_blobs,
+)
 from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
+from lure_core.retention import apply_retention
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import model_out, models_out
 from service.api.schemas import ModelCreate, ModelOut, ModelPatch
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+log = logging.getLogger("lure.api")
 
 
 def _probe(body: ModelCreate, max_parameters: int) -> None:
@@ -70,6 +80,9 @@ async def change_model(
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
         model.config = merged.model_dump(exclude={"name"})
+        model_id = model.id
+    if "keep_versions" in changes:  # a tighter limit applies now, not after the next update
+        await run_in_threadpool(apply_retention, res.sessions, res.blobs, model_id)
     with res.sessions() as session:
         return model_out(session, model_or_404(session, name))
 
@@ -81,13 +94,40 @@ def _first_errors(error: ValidationError) -> str:
 
 
 @router.get("", response_model=list[ModelOut], dependencies=[require(READ)])
-def list_models(session: Session = Depends(db_session)) -> list[ModelOut]:
-    return models_out(session)
+def list_models(
+    session: Session = Depends(db_session), res: Resources = Depends(resources)
+) -> list[ModelOut]:
+    return [_with_disk_use(res, session, m) for m in models_out(session)]
 
 
 @router.get("/{name}", response_model=ModelOut, dependencies=[require(READ)])
-def get_model(name: str, session: Session = Depends(db_session)) -> ModelOut:
-    return model_out(session, model_or_404(session, name))
+def get_model(
+    name: str, session: Session = Depends(db_session), res: Resources = Depends(resources)
+) -> ModelOut:
+    return _with_disk_use(res, session, model_out(session, model_or_404(session, name)))
+
+
+def _with_disk_use(res: Resources, session: Session, out: ModelOut) -> ModelOut:
+    model = model_or_404(session, out.name)
+    return out.model_copy(update={"disk_bytes": model_disk_bytes(res.blobs, model.id)})
+
+
+@router.delete("/{name}", status_code=204, dependencies=[require("admin")])
+def delete_model(name: str, res: Resources = Depends(resources)) -> Response:
+    """Delete the model: its rows in one transaction, then its blobs. A crash between the two
+    leaves orphaned blobs that the next delete, or the next API start, removes."""
+    try:
+        with res.sessions.begin() as session:
+            model = model_or_404(session, name)
+            model_id = model.id
+            delete_model_rows(session, model)
+    except ModelBusy as error:
+        raise HTTPException(409, str(error)) from None
+    finally:
+        remove_orphan_blobs(res.sessions, res.blobs)
+    res.models.forget(model_id)
+    log.info("model %s deleted", name, extra={"model": name})
+    return Response(status_code=204)
 
 
 @router.get("/{name}/strategies", dependencies=[require(READ)])

@@ -18,7 +18,14 @@ from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
 from lure_engine.preprocess import Preprocessing
 from service.api.auth import require
-from service.api.deps import MAX_ID, Resources, model_or_404, resources, version_or_404
+from service.api.deps import (
+    MAX_ID,
+    Resources,
+    model_or_404,
+    pruned_message,
+    resources,
+    version_or_404,
+)
 from service.api.schemas import Prediction, PredictRequest, PredictResponse, Ranked
 from service.api.uploads import UPLOAD_DOC, content_type_of, is_upload, read_upload
 from service.images import ImageError, decode_base64_images, decode_images
@@ -72,7 +79,10 @@ def _resolve(res: Resources, name: str, version: int | None) -> tuple[ModelRow, 
         number = version if version is not None else model.live_version
         if number is None:
             raise HTTPException(409, f"model {name!r} has no published version yet")
-        return model, version_or_404(session, model, number)
+        row = version_or_404(session, model, number)
+        if row.pruned_at is not None:
+            raise HTTPException(410, pruned_message(row, model))
+        return model, row
 
 
 async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bool):
@@ -92,6 +102,8 @@ async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bo
                 raise HTTPException(503, f"no servable checkpoint: {'; '.join(refused)}") from None
             with res.sessions() as session:  # ancestors are read only once a newer one is refused
                 row = version_or_404(session, model, row.parent_number)
+                while row.pruned_at is not None and row.parent_number is not None:
+                    row = version_or_404(session, model, row.parent_number)  # no file to serve
 
 
 async def _forward(
@@ -150,6 +162,7 @@ async def predict(
         response.headers["X-Model-Fallback"] = f"version {row.number} refused: {refused[0]}"
     probabilities = await _forward(res, answering, net, images, recipe.preprocessing)
     response.headers["X-Model-Version"] = str(answering.number)
+    response.headers["X-Inference-Engine"] = net.name
     res.metrics.predictions.labels(name, str(answering.number)).inc(len(images))
     k = min(top_k, recipe.num_classes)
     return PredictResponse(

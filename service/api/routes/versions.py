@@ -18,6 +18,7 @@ from service.api.deps import (
     VersionNumber,
     db_session,
     model_or_404,
+    pruned_message,
     resources,
     version_or_404,
 )
@@ -63,6 +64,8 @@ def promote(
             raise HTTPException(
                 409, f"version {number} is damaged and cannot be served: {version.damaged}"
             )
+        if version.pruned_at is not None:
+            raise HTTPException(409, pruned_message(version, model))
         model.live_version = number
         model.promotion_epoch += 1
         if version.gate and version.gate.get("verdict") == GateVerdict.HELD:
@@ -134,6 +137,8 @@ def _export(res: Resources, target: ExportTarget) -> tuple[ExportRow, bytes]:
     with res.sessions() as session:
         model = model_or_404(session, target.name)
         version = version_or_404(session, model, target.number)
+        if version.pruned_at is not None:
+            raise HTTPException(410, pruned_message(version, model))
     row = find_export(res.sessions, version.id, target.format)
     if row is None:
         try:
@@ -183,5 +188,8 @@ async def audit(name: str, number: VersionNumber, res: Resources = Depends(resou
     from lure_core.audit import run_audit_process
 
     with res.sessions() as session:
-        version_or_404(session, model_or_404(session, name), number)
+        model = model_or_404(session, name)
+        version = version_or_404(session, model, number)
+        if version.pruned_at is not None:
+            raise HTTPException(409, pruned_message(version, model))
     return await run_in_threadpool(run_audit_process, res.settings, name, number)

@@ -176,8 +176,17 @@ async function refreshOverview() {
     cell(row, versions.length ? when(versions[versions.length - 1].created_at) : "–");
     cell(row, `${queued} queued, ${running ? 1 : 0} running`);
     cell(row, progressText(running));
+    cell(row, diskText(model.disk_bytes));
   }
   if (!state.selected && rows.length) state.selected = rows[0].model.name;
+}
+
+function diskText(bytes) {
+  if (bytes == null) return "–";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let value = bytes, unit = 0;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
 }
 
 async function refreshModel() {

@@ -1,0 +1,255 @@
+"""Inference engines on the CPU, in process and through HTTP, measured in one run.
+
+    python -m benchmarks.inference_engines [--seconds 6] [--threads 2]
+
+For each model (the paper's ResNet18 at width 1 and 0.25, torchvision's MobileNetV3-small, all at
+32x32 RGB):
+- in process, ``--threads`` torch/ONNX Runtime threads: images/s of eager PyTorch,
+  ``torch.jit.freeze`` (conv-BN folded by ``optimize_for_inference``) and ONNX Runtime at batch
+  1, 8 and 32, rounds interleaved so the machine's noise hits all alike; and each engine's largest
+  probability difference from eager;
+- through HTTP (``lure up`` on loopback, ``LURE_TORCH_THREADS=--threads``), one PNG image per
+  JSON request, with ``LURE_SERVE_ENGINE=eager`` and ``auto``: p50 at one client and requests/s
+  at 32 clients, each as a ratio to the eager forward measured above (the issue's goals: p50 at
+  one client at most the eager batch-1 forward; at 32 clients at least 1.0x the eager batch-32
+  forward for the small models and 0.8x for width 1).
+Writes docs/benchmarks/inference_engines.{md,json}. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from benchmarks.load_test import start_embedded_server
+from benchmarks.markdown import table
+from benchmarks.serving_speed import IMAGES, LABELS, _predict_load
+from lure_engine.data import to_tensor
+from lure_engine.models import ModelSpec, build_model
+from service.client import encode_npz
+from service.engines import EagerEngine, OnnxRuntimeEngine
+
+OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+MODELS = {
+    "resnet18 width 1": ("resnet18", 1.0),
+    "resnet18 width 0.25": ("resnet18", 0.25),
+    "torchvision mobilenet_v3_small": ("torchvision:mobilenet_v3_small", 1.0),
+}
+BATCHES = (1, 8, 32)
+
+
+class FrozenEngine:
+    """TorchScript, frozen, with ``optimize_for_inference`` (conv-BN folding)."""
+
+    name = "jit.freeze"
+
+    def __init__(self, model: torch.nn.Module, example: torch.Tensor) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model.eval(), example)
+            self.module = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        return self.module(batch).float().softmax(1).numpy()
+
+
+def _model(architecture: str, width: float) -> torch.nn.Module:
+    return build_model(ModelSpec(architecture, 10, 3, 32, width), seed=0).eval()
+
+
+def in_process(architecture: str, width: float, seconds: float) -> dict:
+    model = _model(architecture, width)
+    example = to_tensor(IMAGES[:1])
+    engines = [
+        EagerEngine(model, torch.device("cpu")),
+        FrozenEngine(model, example),
+        OnnxRuntimeEngine(model, example),
+    ]
+    probe = to_tensor(IMAGES[:32])
+    reference = engines[0].probabilities(probe)
+    result = {
+        e.name: {"max_difference": float(np.abs(e.probabilities(probe) - reference).max())}
+        for e in engines
+    }
+    rounds = 5
+    for batch in BATCHES:
+        x = to_tensor(IMAGES[:batch])
+        rates: dict[str, list[float]] = {e.name: [] for e in engines}
+        for _ in range(rounds):  # interleaved: each round times every engine once
+            for engine in engines:
+                engine.probabilities(x)
+                count, stop = 0, time.perf_counter() + seconds / rounds / len(engines)
+                started = time.perf_counter()
+                while time.perf_counter() < stop:
+                    engine.probabilities(x)
+                    count += batch
+                rates[engine.name].append(count / (time.perf_counter() - started))
+        for name, values in rates.items():
+            result[name][f"batch_{batch}_images_per_s"] = statistics.median(values)
+    return result
+
+
+async def _publish(client: httpx.AsyncClient, architecture: str, width: float) -> None:
+    config = {
+        "name": "serve",
+        "architecture": architecture,
+        "width": width,
+        "num_classes": 10,
+        "image_size": 32,
+        "channels": 3,
+        "megabatch_size": 200,
+        "epochs": 1,
+        "promotion": {"min_accuracy_delta": None},
+    }
+    (await client.post("/v1/models", json=config)).raise_for_status()
+    (
+        await client.post(
+            "/v1/models/serve/chunks?split=train",
+            content=encode_npz(IMAGES[:200], LABELS[:200]),
+            headers={"content-type": "application/octet-stream"},
+        )
+    ).raise_for_status()
+    while not (await client.get("/v1/models/serve/versions")).json():
+        await asyncio.sleep(0.5)
+
+
+async def _http(url: str, key: str, architecture: str, width: float, seconds: float) -> dict:
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+        limits=httpx.Limits(max_connections=64),
+    ) as client:
+        await _publish(client, architecture, width)
+        await _predict_load(client, 1, 2)  # loads the version (and picks its engine)
+        probe = await client.post(
+            "/v1/models/serve/predict", json={"images": [_png_base64(IMAGES[0])]}
+        )
+        one = await _predict_load(client, 1, seconds)
+        many = await _predict_load(client, 32, seconds)
+    return {"engine": probe.headers.get("X-Inference-Engine"), "one": one, "thirty_two": many}
+
+
+def _png_base64(image: np.ndarray) -> str:
+    from service.client import encode_image
+
+    return encode_image(image)
+
+
+def through_http(architecture: str, width: float, engine: str, threads: int, seconds: float):
+    with tempfile.TemporaryDirectory() as tmp:
+        port = 8770
+        server, key = start_embedded_server(
+            Path(tmp) / "data",
+            port,
+            {"LURE_SERVE_ENGINE": engine, "LURE_TORCH_THREADS": str(threads)},
+        )
+        try:
+            return asyncio.run(_http(f"http://127.0.0.1:{port}", key, architecture, width, seconds))
+        finally:
+            os.killpg(server.pid, 15)
+            server.wait(30)
+
+
+def render(result: dict) -> str:
+    sections = []
+    for label, data in result["models"].items():
+        engines = data["in_process"]
+        eager = engines["eager"]
+        forward = table(
+            [
+                "engine",
+                *[f"batch {b} images/s" for b in BATCHES],
+                "× eager at 1 / 8 / 32",
+                "max |Δp| vs eager",
+            ],
+            [
+                [
+                    name,
+                    *[f"{v[f'batch_{b}_images_per_s']:.0f}" for b in BATCHES],
+                    " / ".join(
+                        f"{v[f'batch_{b}_images_per_s'] / eager[f'batch_{b}_images_per_s']:.2f}"
+                        for b in BATCHES
+                    ),
+                    f"{v['max_difference']:.1e}",
+                ]
+                for name, v in engines.items()
+            ],
+        )
+        eager_1_ms = 1000 / eager["batch_1_images_per_s"]
+        eager_32 = eager["batch_32_images_per_s"]
+        http = table(
+            [
+                "LURE_SERVE_ENGINE",
+                "serving engine",
+                "p50 ms, 1 client",
+                "p50 − eager batch-1 forward (ms)",
+                "requests/s, 32 clients",
+                "÷ eager batch-32 forward",
+            ],
+            [
+                [
+                    setting,
+                    h["engine"],
+                    f"{h['one']['p50_ms']:.2f}",
+                    f"{h['one']['p50_ms'] - eager_1_ms:+.2f}",
+                    f"{h['thirty_two']['requests_per_s']:.0f}",
+                    f"{h['thirty_two']['requests_per_s'] / eager_32:.2f}",
+                ]
+                for setting, h in data["http"].items()
+            ],
+        )
+        sections.append(
+            f"## {label}\n\nEager batch-1 forward: {eager_1_ms:.2f} ms.\n\n{forward}\n\n{http}\n"
+        )
+    return (
+        "# Inference engines: eager PyTorch, jit.freeze, ONNX Runtime, and /predict over HTTP\n\n"
+        f"`python -m benchmarks.inference_engines --seconds {result['seconds']:g} "
+        f"--threads {result['threads']}`, on {result['machine']}. In process: "
+        f"{result['threads']} threads, medians of 5 interleaved rounds. HTTP: `lure up` on "
+        "loopback (API, its worker and the load generator on the same cores), one PNG image per "
+        "JSON request.\n\n" + "\n".join(sections)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    result = {"seconds": args.seconds, "threads": args.threads, "models": {}}
+    result["machine"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__}"
+    for label in args.models:
+        architecture, width = MODELS[label]
+        print(f"{label}: in process", flush=True)
+        data = {"in_process": in_process(architecture, width, args.seconds)}
+        data["http"] = {}
+        for engine in ("eager", "auto"):
+            print(f"{label}: HTTP with LURE_SERVE_ENGINE={engine}", flush=True)
+            data["http"][engine] = through_http(
+                architecture, width, engine, args.threads, args.seconds
+            )
+        result["models"][label] = data
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "inference_engines.json").write_text(json.dumps(result, indent=2))
+    markdown = render(result)
+    (OUT / "inference_engines.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
