@@ -125,7 +125,24 @@ async def _publish(client: httpx.AsyncClient, architecture: str, width: float) -
         await asyncio.sleep(0.5)
 
 
-async def _http(url: str, key: str, architecture: str, width: float, seconds: float) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (the API; not its worker child), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measured_load(client: httpx.AsyncClient, clients: int, seconds: float, pid: int):
+    """The load's figures plus the API's CPU milliseconds per answered request."""
+    before, started = _cpu_seconds(pid), time.monotonic()
+    load = await _predict_load(client, clients, seconds)
+    answered = load["requests_per_s"] * (time.monotonic() - started)
+    load["api_cpu_ms_per_request"] = 1000 * (_cpu_seconds(pid) - before) / max(answered, 1)
+    return load
+
+
+async def _http(
+    url: str, key: str, architecture: str, width: float, seconds: float, pid: int
+) -> dict:
     async with httpx.AsyncClient(
         base_url=url,
         headers={"Authorization": f"Bearer {key}"},
@@ -137,8 +154,8 @@ async def _http(url: str, key: str, architecture: str, width: float, seconds: fl
         probe = await client.post(
             "/v1/models/serve/predict", json={"images": [_png_base64(IMAGES[0])]}
         )
-        one = await _predict_load(client, 1, seconds)
-        many = await _predict_load(client, 32, seconds)
+        one = await _measured_load(client, 1, seconds, pid)
+        many = await _measured_load(client, 32, seconds, pid)
     return {"engine": probe.headers.get("X-Inference-Engine"), "one": one, "thirty_two": many}
 
 
@@ -157,7 +174,8 @@ def through_http(architecture: str, width: float, engine: str, threads: int, sec
             {"LURE_SERVE_ENGINE": engine, "LURE_TORCH_THREADS": str(threads)},
         )
         try:
-            return asyncio.run(_http(f"http://127.0.0.1:{port}", key, architecture, width, seconds))
+            url = f"http://127.0.0.1:{port}"
+            return asyncio.run(_http(url, key, architecture, width, seconds, server.pid))
         finally:
             os.killpg(server.pid, 15)
             server.wait(30)
@@ -196,8 +214,10 @@ def render(result: dict) -> str:
                 "serving engine",
                 "p50 ms, 1 client",
                 "p50 − eager batch-1 forward (ms)",
+                "API CPU ms/request, 1 client",
                 "requests/s, 32 clients",
                 "÷ eager batch-32 forward",
+                "API CPU ms/request, 32 clients",
             ],
             [
                 [
@@ -205,8 +225,10 @@ def render(result: dict) -> str:
                     h["engine"],
                     f"{h['one']['p50_ms']:.2f}",
                     f"{h['one']['p50_ms'] - eager_1_ms:+.2f}",
+                    f"{h['one']['api_cpu_ms_per_request']:.2f}",
                     f"{h['thirty_two']['requests_per_s']:.0f}",
                     f"{h['thirty_two']['requests_per_s'] / eager_32:.2f}",
+                    f"{h['thirty_two']['api_cpu_ms_per_request']:.2f}",
                 ]
                 for setting, h in data["http"].items()
             ],
