@@ -78,6 +78,9 @@ def snapshot(data_dir: Path, target: Path) -> Path:
     staging = _staging(target)
     with _connect(source, read_only=True) as live, _connect(staging / DATABASE) as copy:
         live.backup(copy)
+        # one self-contained file: the copy inherits WAL mode, whose side files a later
+        # read-only connection would leave behind (and a restore would not copy)
+        copy.execute("PRAGMA journal_mode=DELETE")
     return staging
 
 

@@ -29,5 +29,21 @@ for command in (
 ):
     app.command(command.__name__)(command)
 
+
+def main() -> None:
+    """The console script: ``app`` with one clear line when the server cannot be reached."""
+    import httpx
+
+    try:
+        app()
+    except httpx.TransportError as error:
+        typer.echo(
+            f"error: cannot reach the LURE server ({type(error).__name__}: {error}); is it "
+            "running (`lure up`), and do --url / LURE_URL point at it?",
+            err=True,
+        )
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

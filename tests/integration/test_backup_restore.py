@@ -60,6 +60,12 @@ def test_a_backup_taken_while_training_restores_into_a_server_with_the_same_vers
             made = _lure(env, "backup", str(tmp_path / "backup"), "--data-dir", data_dir)
             assert made.returncode == 0, made.stderr
             assert "backed up" in made.stdout
+            # one self-contained database file: no WAL side files a restore would not copy
+            assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
+                "blobs",
+                "lure.db",
+                "manifest.json",
+            ]
             versions_at_backup = client.get("/v1/models/digits/versions").json()
             live_before = _answers(client)
     finally:
