@@ -32,7 +32,7 @@ def test_embedded_default_lure_up(tmp_path):
     key = create_admin_key(_env(), tmp_path / "data")
     server = Process(
         lure_command("up", "--port", str(port), "--data-dir", str(tmp_path / "data")),
-        _env(),
+        _env(LURE_LOG_FORMAT="json"),  # the ids in the logs are checked below
         tmp_path / "up.log",
     )
     try:
