@@ -74,7 +74,7 @@ def snapshot(data_dir: Path, target: Path) -> Path:
     source = data_dir / DATABASE
     if not source.is_file():
         raise BackupError(f"{source} does not exist: is {data_dir} a LURE data folder?")
-    _require_empty(target, "backup folder")
+    require_empty(target, "backup folder")
     staging = _staging(target)
     with _connect(source, read_only=True) as live, _connect(staging / DATABASE) as copy:
         live.backup(copy)
@@ -124,7 +124,7 @@ def restore(source: Path, data_dir: Path, on_progress: Progress | None = None) -
     if not manifest_path.is_file():
         raise BackupError(f"{source} holds no {MANIFEST}: it is not a `lure backup` folder")
     manifest = json.loads(manifest_path.read_text())
-    _require_empty(data_dir, "data folder")
+    require_empty(data_dir, "data folder")
     staging = _staging(data_dir)
     try:
         shutil.copy2(source / DATABASE, staging / DATABASE)
@@ -194,7 +194,7 @@ def _connect(path: Path, read_only: bool = False) -> Iterator[sqlite3.Connection
         connection.close()
 
 
-def _require_empty(folder: Path, what: str) -> None:
+def require_empty(folder: Path, what: str) -> None:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise BackupError(f"the {what} {folder} exists and is not empty; name a new folder")
 

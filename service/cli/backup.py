@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from lure_core.backup import BackupError, backup, blob_bytes, referenced_blobs, restore
+from lure_core.backup import (
+    BackupError,
+    backup,
+    blob_bytes,
+    referenced_blobs,
+    require_empty,
+    restore,
+)
 from service.cli.errors import fail
 from service.settings import ServerSettings
 
@@ -32,6 +39,7 @@ def backup_command(
     """Back up the embedded server (SQLite + blobs); safe while it runs."""
     settings = _embedded(data_dir)
     try:
+        require_empty(target, "backup folder")  # before a progress bar is drawn
         total = _total(settings.data_dir)  # an estimate: the snapshot is taken next
         with typer.progressbar(length=total, label="copying blobs") as bar:
             report = backup(settings.data_dir, target, on_progress=bar.update)
@@ -52,6 +60,7 @@ def restore_command(
     """Restore a backup into a new data folder; start `lure up --data-dir` on it afterwards."""
     settings = _embedded(data_dir)
     try:
+        require_empty(settings.data_dir, "data folder")  # before a progress bar is drawn
         with typer.progressbar(length=_folder_bytes(source), label="restoring blobs") as bar:
             report = restore(source, settings.data_dir, on_progress=bar.update)
     except BackupError as error:

@@ -97,7 +97,11 @@ def _first_errors(error: ValidationError) -> str:
 def list_models(
     session: Session = Depends(db_session), res: Resources = Depends(resources)
 ) -> list[ModelOut]:
-    return [_with_disk_use(res, session, m) for m in models_out(session)]
+    ids = dict(session.execute(select(ModelRow.name, ModelRow.id)).all())  # one query for all
+    return [
+        m.model_copy(update={"disk_bytes": model_disk_bytes(res.blobs, ids[m.name])})
+        for m in models_out(session)
+    ]
 
 
 @router.get("/{name}", response_model=ModelOut, dependencies=[require(READ)])
