@@ -58,7 +58,7 @@ class OnnxRuntimeEngine:
         # event loop and the decoders on a 2-core machine
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
-            _onnx_bytes(model, example), options, providers=["CPUExecutionProvider"]
+            onnx_bytes(model, example), options, providers=["CPUExecutionProvider"]
         )
 
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
@@ -67,17 +67,18 @@ class OnnxRuntimeEngine:
         return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+def onnx_bytes(model: nn.Module, example: torch.Tensor, input_name: str = "input") -> bytes:
+    """``model`` as ONNX (opset 17, dynamic batch), the form the server serves and exports."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notices, not faults
+        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices, not faults
         torch.onnx.export(
             model.eval(),
             (example,),
             buffer,
-            input_names=["input"],
+            input_names=[input_name],
             output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )

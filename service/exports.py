@@ -38,6 +38,7 @@ from lure_core.records import (
 from lure_core.samples import SampleReader
 from lure_engine.models import build_model
 from lure_engine.preprocess import Preprocessing
+from service.engines import onnx_bytes
 
 FORMATS = {"safetensors": "safetensors", "torchscript": "pt", "onnx": "onnx"}
 TOLERANCE = 1e-3  # largest |Δ logit| accepted between an artefact and the server's forward pass
@@ -71,22 +72,13 @@ def _build(fmt: str, model: nn.Module, pre: Preprocessing, checkpoint: bytes) ->
     if fmt == "safetensors":
         return checkpoint
     example = torch.zeros(1, pre.size, pre.size, pre.channels, dtype=torch.uint8)
-    packaged, buffer = _packaged(model, pre), io.BytesIO()
+    packaged = _packaged(model, pre)
+    if fmt == "onnx":
+        return onnx_bytes(packaged, example, input_name="images")
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices, not faults
-        if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(packaged, (example,)), buffer)
-        else:
-            torch.onnx.export(
-                packaged,
-                (example,),
-                buffer,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
+        warnings.simplefilter("ignore")  # tracer notices, not faults
+        torch.jit.save(torch.jit.trace(packaged, (example,)), buffer)
     return buffer.getvalue()
 
 

@@ -58,11 +58,9 @@ def up(
 ) -> None:
     """Run the API and a real Celery worker; SQLite and a filesystem queue unless told otherwise."""
     _passive_threads_for_serving()
-    import uvicorn
 
     from lure_core.database import upgrade_database
     from lure_core.logs import configure_logging
-    from service.app import create_app
 
     configure_logging("api")
     settings = _settings(host, port, data_dir)
@@ -84,13 +82,7 @@ def up(
             target=run_demo, args=(base_url, key), daemon=True, name="lure-demo"
         ).start()
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            timeout_keep_alive=settings.keep_alive_seconds,
-        )
+        _serve(settings)
     finally:
         worker.stop()
 
@@ -137,14 +129,21 @@ def api(
 ) -> None:
     """Run only the API (production: workers run elsewhere, on the same database and broker)."""
     _passive_threads_for_serving()
-    import uvicorn
 
     from lure_core.logs import configure_logging
-    from service.app import create_app
 
     configure_logging("api")
     settings = _settings(host, port, data_dir)
     _hold_embedded_folder(settings)
+    _serve(settings)
+
+
+def _serve(settings: ServerSettings) -> None:
+    """uvicorn with our logging (no config of its own) and keep-alive longer than clients'."""
+    import uvicorn
+
+    from service.app import create_app
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
