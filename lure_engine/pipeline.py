@@ -67,10 +67,12 @@ def update_on_megabatch(
     preprocessing: Preprocessing | None = None,
     progress: ProgressCallback | None = None,
     on_epoch_end: EpochCallback | None = None,
+    momentum: dict[str, torch.Tensor] | None = None,
 ) -> MegaBatchUpdate:
     """Update ``model`` (on ``device``) on one mega-batch and measure the result.
 
     ``preprocessing``: the pixel statistics the model expects (None: the engine's default).
+    ``momentum``: the previous update's SGD momentum, used when the config carries it.
     """
     prequential = evaluate(model, *as_tensors(data.megabatch, device, preprocessing)).accuracy
     train = as_tensors(data.train, device, preprocessing)
@@ -88,6 +90,7 @@ def update_on_megabatch(
         val=val,
         progress=progress,
         on_epoch_end=on_epoch_end,
+        momentum=momentum,
     )
     test = (
         as_tensors(data.test, device, preprocessing)

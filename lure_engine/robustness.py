@@ -18,7 +18,7 @@ from torchvision.transforms import v2 as T
 from torchvision.transforms.v2 import functional as TF
 
 from lure_engine.data import PIXEL_MEAN, PIXEL_STD
-from lure_engine.metrics import evaluate
+from lure_engine.metrics import evaluate, predict_logits, reliability_bins
 from lure_engine.seeding import torch_generator
 
 
@@ -173,13 +173,45 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.T
     return _normalise(corrupted.clamp(0, 1))
 
 
+def corruption_severity_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, severities: Sequence[int] = (1, 2, 3, 4, 5)
+) -> dict[str, list[float]]:
+    """Accuracy per corruption at each severity."""
+    return {
+        name: [evaluate(model, corrupt(x, name, s), y).accuracy for s in severities]
+        for name in CORRUPTIONS
+    }
+
+
 def corruption_accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, severities: Sequence[int] = (1, 2, 3, 4, 5)
 ) -> dict[str, float]:
     """Mean accuracy over severities per corruption, plus their mean (mCA)."""
-    result = {
-        name: float(np.mean([evaluate(model, corrupt(x, name, s), y).accuracy for s in severities]))
-        for name in CORRUPTIONS
-    }
+    by_severity = corruption_severity_accuracy(model, x, y, severities)
+    result = {name: float(np.mean(accuracies)) for name, accuracies in by_severity.items()}
     result["mean"] = float(np.mean(list(result.values())))
     return result
+
+
+PGD_EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)  # the paper's Section 7 budgets
+FLATNESS_SIGMAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def robustness_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict:
+    """Everything the paper's Sections 6-7 measure on one model, as one JSON-ready document:
+    clean accuracy and ECE, reliability bins, accuracy per corruption and severity with mCA,
+    PGD-10 accuracy at ε = 1, 2, 4, 8 / 255, and the weight-perturbation flatness curve.
+    """
+    model.eval()
+    clean = evaluate(model, x, y)
+    probs = torch.softmax(predict_logits(model, x), dim=1)
+    by_severity = corruption_severity_accuracy(model, x, y)
+    return {
+        "clean_accuracy": clean.accuracy,
+        "ece": clean.ece,
+        "reliability": reliability_bins(probs, y),
+        "corruptions": by_severity,
+        "mca": float(np.mean([np.mean(a) for a in by_severity.values()])),
+        "pgd10": pgd_accuracy(model, x, y, PGD_EPSILONS),
+        "flatness": weight_perturbation_curve(model, x, y, FLATNESS_SIGMAS, seed=seed),
+    }

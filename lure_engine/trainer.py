@@ -1,4 +1,5 @@
-"""The relearn step: one plain SGD loop over tensors, with a fresh optimiser per mega-batch.
+"""The relearn step: one plain SGD loop over tensors, with a fresh optimiser per mega-batch
+(or, with ``carry_momentum``, the previous update's momentum buffers, as the paper's code does).
 
 Data stay as tensors on the training device and are augmented there; the loop reports progress
 through a callback and can keep the best weights on a validation set.
@@ -34,6 +35,9 @@ class TrainConfig:
     hflip: bool = True
     crop_padding: int = 4
     keep_best_on_validation: bool = False
+    # start from the previous update's SGD momentum buffers (the paper's code keeps one optimiser
+    # for the whole stream) instead of zero momentum
+    carry_momentum: bool = False
     amp: bool = True  # bf16 autocast, used on CUDA only
     # NHWC layout, CUDA only: on the CPU it was 18 % faster, but torch 2.14.1's channels_last CPU
     # backward kernels corrupt the heap on some CPUs (lure_engine.data.for_backward)
@@ -64,6 +68,7 @@ class TrainResult:
     samples_seen: int
     final_loss: float
     best_epoch: int | None = None
+    momentum: dict[str, torch.Tensor] | None = None  # the buffers at the end, if carried
 
 
 def _milestone_steps(config: TrainConfig) -> list[int]:
@@ -143,10 +148,12 @@ def train(
     progress: ProgressCallback | None = None,
     progress_every: int = 10,
     on_epoch_end: EpochCallback | None = None,
+    momentum: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on (x, y) (normalised NCHW tensors on the model's device).
 
     ``progress`` is called every ``progress_every`` steps and on each epoch's last step.
+    ``momentum`` (parameter name → buffer) seeds SGD's momentum when ``config.carry_momentum``.
     """
     started = time.perf_counter()
     cuda = x.device.type == "cuda"
@@ -156,6 +163,8 @@ def train(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
+    if config.carry_momentum and momentum:
+        _load_momentum(model, optimizer, momentum)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, _milestone_steps(config), config.gamma
     )
@@ -178,4 +187,29 @@ def train(
         model.load_state_dict(best_state)
     if cuda:
         torch.cuda.synchronize(x.device)
-    return TrainResult(time.perf_counter() - started, len(x) * config.epochs, run.loss, best_epoch)
+    return TrainResult(
+        time.perf_counter() - started,
+        len(x) * config.epochs,
+        run.loss,
+        best_epoch,
+        _momentum_buffers(model, optimizer) if config.carry_momentum else None,
+    )
+
+
+def _load_momentum(
+    model: nn.Module, optimizer: torch.optim.Optimizer, momentum: dict[str, torch.Tensor]
+) -> None:
+    """SGD uses a parameter's ``momentum_buffer`` state from its first step when one is present."""
+    for name, param in model.named_parameters():
+        if name in momentum:
+            optimizer.state[param]["momentum_buffer"] = momentum[name].to(param.device).clone()
+
+
+def _momentum_buffers(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, torch.Tensor]:
+    return {
+        name: optimizer.state[param]["momentum_buffer"].detach().clone()
+        for name, param in model.named_parameters()
+        if optimizer.state.get(param, {}).get("momentum_buffer") is not None
+    }

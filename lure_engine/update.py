@@ -19,6 +19,12 @@ from lure_engine.models import ModelSpec
 from lure_engine.seeding import derive_seed
 from lure_engine.trainer import EpochCallback, ProgressCallback, TrainConfig, TrainResult, train
 
+# When the keep-mask is scored. ``after_training`` (default): on a random sample of the mega-batch
+# just trained on, kept for the next update. ``before_reset`` (the paper's public code): on the
+# parent at the start of the update, on the first rows of the training set (replay first, so with
+# full replay that is old data), just before the reset it drives.
+IMPORTANCE_TIMINGS = ("after_training", "before_reset")
+
 
 @dataclass(frozen=True)
 class UpdateConfig:
@@ -28,6 +34,8 @@ class UpdateConfig:
     scope: str = "conv_linear_weights"
     reset_source: str = "fresh_model"
     importance_sample_fraction: float = 0.2
+    importance_sample_size: int = 0  # > 0: exactly this many rows instead of the fraction
+    importance_timing: str = "after_training"
     # score the importance mask after training even when this strategy does not use it (a sibling
     # candidate that unlearns may start from this version next time)
     always_estimate_mask: bool = False
@@ -40,6 +48,13 @@ class UpdateConfig:
             raise ValueError(f"keep fraction must lie in (0, 1), got {self.keep_fraction}")
         if not 0.0 < self.importance_sample_fraction <= 1.0:
             raise ValueError("importance sample fraction must lie in (0, 1]")
+        if self.importance_sample_size < 0:
+            raise ValueError("importance sample size must be >= 0 (0: use the fraction)")
+        if self.importance_timing not in IMPORTANCE_TIMINGS:
+            raise ValueError(
+                f"unknown importance timing {self.importance_timing!r}; "
+                f"choose {', '.join(IMPORTANCE_TIMINGS)}"
+            )
 
 
 @dataclass
@@ -82,12 +97,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _importance_mask(model: nn.Module, megabatch: Tensors, config: UpdateConfig, seed: int) -> Mask:
-    """Score the model on a seeded π-sample of the mega-batch's train split; keep the top k."""
-    x, y = megabatch
-    size = max(1, int(round(config.importance_sample_fraction * len(x))))
-    pick = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
-    pick = torch.from_numpy(pick).to(x.device)
+def _sample_size(config: UpdateConfig, available: int) -> int:
+    if config.importance_sample_size > 0:
+        return min(config.importance_sample_size, available)
+    return max(1, int(round(config.importance_sample_fraction * available)))
+
+
+def _importance_mask(model: nn.Module, sample: Tensors, config: UpdateConfig, seed: int) -> Mask:
+    """Score the model on its importance sample and keep the top k.
+
+    After training the sample is a seeded random π-sample of the mega-batch's train split; before
+    the reset it is the head of the training set, as the paper's code reads it (unshuffled).
+    """
+    x, y = sample
+    size = _sample_size(config, len(x))
+    if config.importance_timing == "before_reset":
+        pick = torch.arange(size, device=x.device)
+    else:
+        pick = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
+        pick = torch.from_numpy(pick).to(x.device)
     return compute_keep_mask(
         model,
         x[pick],
@@ -112,17 +140,27 @@ def run_update(
     val: Tensors | None = None,
     progress: ProgressCallback | None = None,
     on_epoch_end: EpochCallback | None = None,
+    momentum: dict[str, torch.Tensor] | None = None,
 ) -> UpdateResult:
     """Update ``model`` on one mega-batch.
 
     ``train_set`` is what is trained on (the mega-batch's train split plus replay); ``megabatch`` is
     the mega-batch's train split alone, from which the importance sample π is drawn. Without a
-    parent (the first mega-batch) there is nothing to unlearn.
+    parent (the first mega-batch) there is nothing to unlearn. ``momentum``: SGD momentum buffers
+    carried from the previous update (``TrainConfig.carry_momentum``).
     """
     device = train_set[0].device
     started = time.perf_counter()
-    initial_mask = has_parent and previous_mask is None and uses_importance_mask(config.strategy)
-    if initial_mask:  # a parent no update produced (imported weights): score it on the new data
+    uses_mask = uses_importance_mask(config.strategy)
+    scores_before = config.importance_timing == "before_reset"
+    initial_mask = has_parent and uses_mask and previous_mask is None and not scores_before
+    importance_seconds = 0.0
+    if scores_before and has_parent and uses_mask:
+        previous_mask = _importance_mask(model, train_set, config, seeds.importance)
+        _sync(device)
+        importance_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+    elif initial_mask:  # a parent no update produced (imported weights): score it on the new data
         previous_mask = _importance_mask(model, megabatch, config, seeds.importance)
     if has_parent:
         strategy = make_strategy(config.strategy, **config.strategy_options)
@@ -139,13 +177,14 @@ def run_update(
         val=val,
         progress=progress,
         on_epoch_end=on_epoch_end,
+        momentum=momentum,
     )
-    next_mask, importance_seconds = None, 0.0
-    if uses_importance_mask(config.strategy) or config.always_estimate_mask:
+    next_mask = None
+    if (uses_mask or config.always_estimate_mask) and not scores_before:
         started = time.perf_counter()
         next_mask = _importance_mask(model, megabatch, config, seeds.importance)
         _sync(device)
-        importance_seconds = time.perf_counter() - started
+        importance_seconds += time.perf_counter() - started
     return UpdateResult(
         model, next_mask, train_result, reset_seconds, importance_seconds, initial_mask
     )

@@ -116,6 +116,7 @@ def run_stream(
     replay = make_replay(config.replay, seed=derive_seed(seed, "replay"))
     x_test, y_test = to_tensor(dataset.test.x, device), torch.from_numpy(dataset.test.y).to(device)
     mask, records, seen_val = None, [], np.empty(0, dtype=np.int64)
+    momentum: dict[str, torch.Tensor] | None = None
     for megabatch in stream:
         seen_val = np.concatenate([seen_val, megabatch.val_ids])
         curve: list[float] = []
@@ -139,8 +140,9 @@ def run_stream(
             device=device,
             progress=progress,
             on_epoch_end=record_epoch if config.epoch_curve else None,
+            momentum=momentum,
         )
-        model, mask = update.model, update.next_mask
+        model, mask, momentum = update.model, update.next_mask, update.result.train.momentum
         replay.observe(megabatch.train_ids, train.y[megabatch.train_ids])
         record = MegaBatchRecord(
             **asdict(update.metrics), index=megabatch.index, epoch_test_accuracy=curve
@@ -160,8 +162,12 @@ def run_alma(
     device: str = "auto",
     on_megabatch: MegaBatchCallback | None = None,
     on_step: StepCallback | None = None,
+    on_model: ModelCallback | None = None,
 ) -> dict:
-    """Every strategy × seed; returns the ``results.json`` document (config, dataset, runs)."""
+    """Every strategy × seed; returns the ``results.json`` document (config, dataset, runs).
+
+    ``on_model(index, model)`` sees each run's model after every mega-batch.
+    """
     target = choose_device(device)
     started = time.perf_counter()
     runs = []
@@ -175,6 +181,7 @@ def run_alma(
                 device=target,
                 on_megabatch=on_megabatch,
                 on_step=on_step,
+                on_model=on_model,
             )
             runs.append(
                 {"strategy": strategy, "seed": seed, "megabatches": [asdict(r) for r in records]}

@@ -7,7 +7,11 @@ from torch import nn
 
 from lure_engine.importance.estimators import ESTIMATORS
 from lure_engine.importance.mask import Mask, keep_count, top_k_mask
-from lure_engine.importance.scope import SCOPES, scored_parameter_names
+from lure_engine.importance.scope import (
+    SCOPES,
+    resettable_parameter_names,
+    scored_parameter_names,
+)
 
 __all__ = [
     "ESTIMATORS",
@@ -15,6 +19,7 @@ __all__ = [
     "Mask",
     "compute_keep_mask",
     "keep_count",
+    "resettable_parameter_names",
     "scored_parameter_names",
     "top_k_mask",
 ]
@@ -30,11 +35,18 @@ def compute_keep_mask(
     scope: str = "conv_linear_weights",
     seed: int = 0,
 ) -> Mask:
-    """Score ``model`` on (x, y) with ``estimator`` and keep the top ``keep_fraction`` entries."""
+    """Score ``model`` on (x, y) with ``estimator`` and keep the top ``keep_fraction`` entries.
+
+    Scored parameters that ``scope`` never resets took part in the threshold but are kept whole.
+    """
     if estimator not in ESTIMATORS:
         raise ValueError(
             f"unknown importance estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
         )
     names = scored_parameter_names(model, scope)
     scores = ESTIMATORS[estimator](model, x, y, names=names, seed=seed)
-    return top_k_mask(scores, keep_fraction)
+    mask = top_k_mask(scores, keep_fraction)
+    resettable = set(resettable_parameter_names(model, scope))
+    return {
+        name: keep if name in resettable else torch.ones_like(keep) for name, keep in mask.items()
+    }

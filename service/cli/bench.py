@@ -74,6 +74,10 @@ class BenchOptions:
     scope: str = "conv_linear_weights"
     reset_source: str = "fresh_model"
     keep_best: bool = False
+    importance_timing: str = "after_training"
+    importance_sample_size: int = 0
+    carry_momentum: bool = False
+    lr_decay: float = 0.1
 
 
 def _check_names(options: BenchOptions) -> list[str]:
@@ -82,6 +86,7 @@ def _check_names(options: BenchOptions) -> list[str]:
     from lure_engine.importance import ESTIMATORS, SCOPES
     from lure_engine.models import available_models
     from lure_engine.replay import parse_replay
+    from lure_engine.update import IMPORTANCE_TIMINGS
 
     strategies = _split_list(options.strategies, "--strategies")
     _check_choice(strategies, list(STRATEGIES), "strategy")
@@ -89,6 +94,7 @@ def _check_names(options: BenchOptions) -> list[str]:
     _check_choice([options.importance], list(ESTIMATORS), "importance estimator")
     _check_choice([options.scope], list(SCOPES), "parameter scope")
     _check_choice([options.reset_source], list(RESET_SOURCES), "reset source")
+    _check_choice([options.importance_timing], list(IMPORTANCE_TIMINGS), "importance timing")
     _check_choice([options.augment], list(AUGMENTS), "augmentation")
     parse_replay(options.replay)
     return strategies
@@ -104,6 +110,10 @@ def _check_numbers(options: BenchOptions) -> tuple[int, ...]:
         raise ValueError("--megabatches, --epochs and --batch-size must be at least 1")
     if options.width <= 0:
         raise ValueError(f"--width must be positive, got {options.width}")
+    if options.importance_sample_size < 0:
+        raise ValueError("--importance-sample-size must be >= 0 (0: use 20 % of the mega-batch)")
+    if not 0.0 < options.lr_decay <= 1.0:
+        raise ValueError(f"--lr-decay must lie in (0, 1], got {options.lr_decay}")
     try:
         return tuple(int(s) for s in _split_list(options.seeds, "--seeds"))
     except ValueError as error:
@@ -137,12 +147,16 @@ def build_config(options: BenchOptions) -> BenchArgs:
         hflip=hflip,
         crop_padding=padding,
         keep_best_on_validation=options.keep_best,
+        carry_momentum=options.carry_momentum,
+        gamma=options.lr_decay,
     )
     update = UpdateConfig(
         importance=options.importance,
         keep_fraction=options.keep,
         scope=options.scope,
         reset_source=options.reset_source,
+        importance_timing=options.importance_timing,
+        importance_sample_size=options.importance_sample_size,
         train=train,
     )
     config = AlmaConfig(
@@ -227,10 +241,26 @@ def alma(
         "auto", help="auto | flip+crop | crop | none (auto: no flips for digits)"
     ),
     scope: str = typer.Option(
-        "conv_linear_weights", help="Which parameters are scored and may be reset."
+        "conv_linear_weights",
+        help="Which parameters are scored and may be reset: conv_linear_weights | weights | all "
+        "| all_scored_conv_reset (the paper's code).",
     ),
     reset_source: str = typer.Option("fresh_model", help="fresh_model | kaiming_uniform"),
     keep_best: bool = typer.Option(False, help="Keep the best epoch on the validation splits."),
+    importance_timing: str = typer.Option(
+        "after_training",
+        help="after_training | before_reset (score the parent on the head of the training set "
+        "just before resetting, as the paper's code does).",
+    ),
+    importance_sample_size: int = typer.Option(
+        0, help="Rows to score importance on (0: 20 % of the mega-batch; the paper's code: 100)."
+    ),
+    carry_momentum: bool = typer.Option(
+        False, help="Carry SGD momentum across mega-batches (one optimiser for the stream)."
+    ),
+    lr_decay: float = typer.Option(
+        0.1, help="Learning-rate factor at 40 % and 80 % of the epochs (1.0: constant)."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     out: Path = typer.Option(
         Path("runs/alma"), help="Folder for results.json, results.md and alma.png."

@@ -104,3 +104,34 @@ def test_report_block_replaces_only_the_text_between_markers(tmp_path):
     other = tmp_path / "plain.md"
     other.write_text("no markers\n")
     assert not update_marked_block(other, "x") and other.read_text() == "no markers\n"
+
+
+def test_robustness_job_saves_the_final_weights_and_profiles_them(tmp_path):
+    from safetensors.torch import load_file
+
+    scale = Scale(megabatches=2, epochs=1, seeds=(0,))
+    job = next(j for j in jobs_for(scale, {"t16_robustness"}) if j.strategy == "lure")
+    run_job(job, "digits", scale, tmp_path)
+    written = json.loads(job.path(tmp_path).read_text())
+    profile = written["robustness"]
+    final = written["runs"][0]["megabatches"][-1]
+    assert profile["clean_accuracy"] == final["test_accuracy"]  # the stream's final model
+    assert [round(p["epsilon"] * 255) for p in profile["pgd10"]] == [1, 2, 4, 8]
+    assert all(len(accuracies) == 5 for accuracies in profile["corruptions"].values())
+    assert profile["flatness"][0]["sigma"] == 0.0
+    assert profile["flatness"][0]["accuracy"] == final["test_accuracy"]
+    assert sum(b["count"] for b in profile["reliability"]) == 359
+    weights = load_file(str(job.path(tmp_path).with_suffix(".safetensors")))
+    assert "fc.weight" in weights
+
+
+def test_authors_choices_job_runs_with_the_papers_code_settings(tmp_path):
+    scale = Scale(megabatches=2, epochs=1, seeds=(0,))
+    job = next(j for j in jobs_for(scale, {"t16_authors_choices"}) if j.strategy == "lure")
+    run_job(job, "digits", scale, tmp_path)
+    config = json.loads(job.path(tmp_path).read_text())["config"]["update"]
+    assert config["scope"] == "all_scored_conv_reset"
+    assert config["importance_timing"] == "before_reset"
+    assert config["importance_sample_size"] == 100
+    assert config["train"]["carry_momentum"] and config["train"]["keep_best_on_validation"]
+    assert config["train"]["gamma"] == 1.0
