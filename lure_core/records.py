@@ -135,6 +135,10 @@ class ChunkRow(Base):
     )
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # set when retention shrank the blob to the rows a kept state can still reach (the blob then
+    # also holds ``rows``, their positions in the chunk); ``n_samples`` stays what was accepted
+    kept_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    compacted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class JobRow(Base):

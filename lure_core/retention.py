@@ -3,7 +3,8 @@
 A pruned version keeps its row (lineage, metrics, gate record, replay state), so the history
 stays whole; its checkpoint, mask and exports are deleted from the blob store. The version is
 marked pruned *before* its files are deleted, so a crash in between leaves unreferenced files,
-never a version that looks damaged. Versions a pending job started from are never pruned.
+never a version that looks damaged. Versions a pending job started from are never pruned. Then the
+chunks: samples no kept version can reach any more are deleted (``lure_core.chunk_retention``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
+from lure_core.chunk_retention import compact_chunks
 from lure_core.records import PENDING, ExportRow, JobRow, ModelRow, VersionRow
 
 log = logging.getLogger("lure.retention")
@@ -47,7 +49,8 @@ def versions_to_prune(session: Session, model: ModelRow, keep: int) -> list[Vers
 
 
 def apply_retention(sessions: sessionmaker[Session], blobs: BlobStore, model_id: int) -> list[int]:
-    """Prune what the model's ``keep_versions`` allows; returns the pruned version numbers."""
+    """Prune what the model's ``keep_versions`` allows, then the chunk data no kept version can
+    reach; returns the pruned version numbers."""
     with sessions.begin() as session:
         model = session.get(ModelRow, model_id)
         keep = model.recipe.keep_versions if model else None
@@ -77,4 +80,5 @@ def apply_retention(sessions: sessionmaker[Session], blobs: BlobStore, model_id:
             keep,
             extra={"model_id": model_id},
         )
+    compact_chunks(sessions, blobs, model_id)
     return numbers

@@ -23,6 +23,10 @@ def sample_ids(megabatch_index: int, rows: np.ndarray) -> np.ndarray:
     return (np.int64(megabatch_index) << ROW_BITS) | rows.astype(np.int64)
 
 
+class SamplesDeleted(LookupError):
+    """An update asked for samples that retention deleted (no kept state could reach them)."""
+
+
 def _load_chunks(blobs: BlobStore, chunks: list[ChunkRow]) -> tuple[np.ndarray, np.ndarray]:
     arrays = [blobs.read_arrays(c.blob_key, c.sha256) for c in chunks]
     return np.concatenate([a["x"] for a in arrays]), np.concatenate(
@@ -30,14 +34,46 @@ def _load_chunks(blobs: BlobStore, chunks: list[ChunkRow]) -> tuple[np.ndarray, 
     ).astype(np.int64)
 
 
+def _load_megabatch(
+    blobs: BlobStore, chunks: list[ChunkRow]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A mega-batch's rows in chunk order, plus which rows are present (None: all of them).
+
+    A compacted chunk holds only the rows retention kept; the others read as zeros and are marked
+    absent, so row numbers (and the sample references built on them) never shift.
+    """
+    arrays = [blobs.read_arrays(c.blob_key, c.sha256) for c in chunks]
+    if not any("rows" in a for a in arrays):
+        return (
+            np.concatenate([a["x"] for a in arrays]),
+            np.concatenate([a["y"] for a in arrays]).astype(np.int64),
+            None,
+        )
+    total = sum(c.n_samples for c in chunks)
+    shape = next(a["x"].shape[1:] for a in arrays)
+    x, y = np.zeros((total, *shape), np.uint8), np.zeros(total, np.int64)
+    present = np.zeros(total, bool)
+    offset = 0
+    for chunk, stored in zip(chunks, arrays, strict=True):
+        rows = stored["rows"] if "rows" in stored else np.arange(chunk.n_samples)
+        x[offset + rows], y[offset + rows] = stored["x"], stored["y"]
+        present[offset + rows] = True
+        offset += chunk.n_samples
+    return x, y, present
+
+
 class SampleReader:
     """Loads and caches one model's mega-batches for the length of one update."""
 
     def __init__(self, session: Session, blobs: BlobStore, model_id: int) -> None:
         self.session, self.blobs, self.model_id = session, blobs, model_id
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
     def megabatch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every row of mega-batch ``index``; rows retention deleted read as zeros."""
+        return self._load(index)[:2]
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if index not in self._cache:
             row = self.session.scalar(
                 select(MegaBatchRow).where(
@@ -47,7 +83,7 @@ class SampleReader:
             chunks = self.session.scalars(
                 select(ChunkRow).where(ChunkRow.megabatch_id == row.id).order_by(ChunkRow.id)
             ).all()
-            self._cache[index] = _load_chunks(self.blobs, list(chunks))
+            self._cache[index] = _load_megabatch(self.blobs, list(chunks))
         return self._cache[index]
 
     def split(self, row: MegaBatchRow) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +100,14 @@ class SampleReader:
         indexes, rows = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
         for index in np.unique(indexes):
             where = indexes == index
-            x, y = self.megabatch(int(index))
+            x, y, present = self._load(int(index))
+            if present is not None and not present[rows[where]].all():
+                missing = rows[where][~present[rows[where]]]
+                raise SamplesDeleted(
+                    f"{len(missing)} samples of mega-batch {int(index)} (rows "
+                    f"{', '.join(map(str, missing[:5].tolist()))}…) were deleted by retention: "
+                    "no kept version could reach them"
+                )
             x_out[where], y_out[where] = x[rows[where]], y[rows[where]]
         return ImageArrays(x_out, y_out)
 

@@ -227,6 +227,10 @@ class ChunkOut(BaseModel):
     sealed: list[int] = Field(default_factory=list, description="mega-batches this request sealed")
     jobs: list[int] = Field(default_factory=list, description="update jobs this request queued")
     trained_in_version: int | None = None
+    kept: int | None = Field(
+        None,
+        description="samples still stored, when retention deleted those no kept version can reach",
+    )
     replayed: bool = Field(
         False, description="true when an Idempotency-Key matched an earlier chunk"
     )

@@ -230,4 +230,5 @@ def chunk_view(session: Session, model: ModelRow, chunk: ChunkRow) -> ChunkOut:
         accepted=chunk.n_samples,
         megabatch=megabatch_out(session, model, holder) if holder else None,
         trained_in_version=trained,
+        kept=chunk.kept_samples,
     )
