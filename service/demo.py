@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import httpx
+
 from lure_engine.data import load_digits_dataset
 from service.client import LureClient, LureError
 
@@ -84,8 +86,13 @@ def run_demo(
     pause: float = 0.2,
     echo: Callable[[str], None] = print,
 ) -> None:
-    with LureClient(base_url, api_key, timeout=60) as client:
-        client.wait_until_healthy()
-        _create(client, echo)
-        _stream(client, chunk_size, pause, echo)
-        _follow(client, base_url, echo)
+    """Create the demo model, stream digits into it and follow its versions; stops quietly when
+    the server goes away (Ctrl-C on ``lure up``) instead of printing a traceback."""
+    try:
+        with LureClient(base_url, api_key, timeout=60) as client:
+            client.wait_until_healthy()
+            _create(client, echo)
+            _stream(client, chunk_size, pause, echo)
+            _follow(client, base_url, echo)
+    except httpx.TransportError:
+        echo("demo: stopped (the server is no longer reachable)")

@@ -32,6 +32,8 @@ class Outcome(StrEnum):
         "failed"  # the last allowed attempt failed: the job is failed, later mega-batches go on
     )
     MISSING = "missing"
+    # the worker was asked to stop mid-update: the attempt is handed back, not counted
+    INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -129,6 +131,56 @@ def record_failure(ctx: WorkerContext, job_id: int, runner: str, kind: str, erro
             extra={"job_id": job_id},
         )
     return outcome
+
+
+def release_interrupted(
+    ctx: WorkerContext, job_id: int, runner: str | None, reason: str
+) -> Outcome:
+    """Hand back an attempt that a shutdown (SIGTERM, Ctrl-C) stopped: the job is queued again
+    for the dispatcher to send, its attempt count restored, and the interruption recorded (kind
+    ``interrupted``, not counted against ``max_update_attempts``). A job not yet claimed is only
+    marked for sending again."""
+    with ctx.sessions.begin() as session:
+        job = session.get(JobRow, job_id)
+        if job is None:
+            return Outcome.MISSING
+        entry = {
+            "attempt": job.attempts,
+            "at": now().isoformat(),
+            "kind": "interrupted",
+            "runner": runner,
+            "error": f"update stopped by {reason} (a shutdown); not counted as an attempt",
+        }
+        started = runner is not None and job.state == JobState.RUNNING and job.runner == runner
+        if started:
+            session.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == job_id,
+                    JobRow.state == JobState.RUNNING,
+                    JobRow.runner == runner,
+                    JobRow.attempts == job.attempts,
+                )
+                .values(
+                    state=JobState.QUEUED,
+                    attempts=JobRow.attempts - 1,
+                    runner=None,
+                    dispatched_at=None,  # the dispatcher sends it again, to any worker
+                    progress={"phase": "interrupted"},
+                    failures=[*(job.failures or []), entry],
+                )
+                .execution_options(synchronize_session=False)
+            )
+        elif job.state == JobState.QUEUED:  # stopped before claiming it: have it sent again
+            job.dispatched_at = None
+    if started:
+        log.warning(
+            "job %s: update interrupted by %s; queued again, attempt not counted",
+            job_id,
+            reason,
+            extra={"job_id": job_id},
+        )
+    return Outcome.INTERRUPTED
 
 
 def retry_delay(ctx: WorkerContext, job_id: int) -> float:

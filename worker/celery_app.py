@@ -13,7 +13,13 @@ import os
 from functools import lru_cache
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory
@@ -22,7 +28,7 @@ from lure_core.queue import UPDATE_TASK, celery_config
 from lure_core.settings import SharedSettings
 from worker.attempts import Outcome, WorkerContext, runner_name
 from worker.heartbeat import WorkerHeartbeat
-from worker.isolation import run_isolated, start_fork_server
+from worker.isolation import interrupt_running_updates, run_isolated, start_fork_server
 
 log = logging.getLogger("lure.worker")
 
@@ -72,6 +78,13 @@ def _start_heartbeat(**_) -> None:
     _heartbeats.append(beat)
     start_fork_server()
     log.info("worker %s ready", beat.name)
+
+
+@worker_shutting_down.connect
+def _interrupt_updates(**_) -> None:
+    """SIGTERM or Ctrl-C: running updates hand their attempts back now instead of training on (a
+    warm shutdown would wait for them, and whoever sent the signal would not)."""
+    interrupt_running_updates()
 
 
 @worker_shutdown.connect

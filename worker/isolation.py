@@ -4,6 +4,8 @@
 The Celery worker process only supervises: it starts the child, heartbeats the job while the child
 lives, and when the child dies by a signal or an unexpected exit it records the failed attempt on
 the job (signal name, the child's last Python stack from ``faulthandler``) and lets the task retry.
+A shutdown is not a crash: SIGTERM or Ctrl-C (to the worker, which forwards it, or to the child)
+makes the child hand its attempt back uncounted and exit; the job is queued again.
 Children fork from a ``forkserver`` that has imported torch once, so starting one costs
 milliseconds, and the supervisor itself never runs torch code (no OpenMP state is forked).
 """
@@ -17,6 +19,7 @@ import multiprocessing.forkserver
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +29,14 @@ from sqlalchemy import update
 
 from lure_core.records import JobRow
 from lure_core.settings import SharedSettings
-from worker.attempts import Outcome, WorkerContext, record_failure, retry_delay, runner_name
+from worker.attempts import (
+    Outcome,
+    WorkerContext,
+    record_failure,
+    release_interrupted,
+    retry_delay,
+    runner_name,
+)
 
 log = logging.getLogger("lure.worker")
 
@@ -38,6 +48,7 @@ _EXIT_CODES = {
     Outcome.RETRY: 22,
     Outcome.FAILED: 23,
     Outcome.MISSING: 24,
+    Outcome.INTERRUPTED: 25,
 }
 _OUTCOMES = {code: outcome for outcome, code in _EXIT_CODES.items()}
 _CHILD_MODULES = ["worker.update_job"]  # preloaded by the fork server: torch and the engine with it
@@ -61,6 +72,29 @@ def start_fork_server() -> None:
     multiprocessing.forkserver.ensure_running()
 
 
+class UpdateInterrupted(BaseException):
+    """Raised in the update process by SIGTERM or SIGINT; a BaseException, so the job's own
+    ``except Exception`` does not record it as a failed attempt."""
+
+
+def _raise_interrupted(number: int, _frame) -> None:
+    raise UpdateInterrupted(signal.Signals(number).name)
+
+
+# Update processes running under this worker, so a shutdown can stop them (threads pool: several).
+_running: dict[int, multiprocessing.process.BaseProcess] = {}
+_shutting_down = threading.Event()
+
+
+def interrupt_running_updates() -> None:
+    """The worker is shutting down: every running update process hands its attempt back, and no
+    new one starts (a warm shutdown may still be handed a message)."""
+    _shutting_down.set()
+    for child in list(_running.values()):
+        if child.is_alive():
+            child.terminate()
+
+
 def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     """Entry point of the update process: configure it like a worker, run the job, exit with its
     outcome.
@@ -72,6 +106,8 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     from lure_core.logs import configure_logging
     from worker.update_job import execute_job  # preloaded by the fork server
 
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, _raise_interrupted)
     fault_file = open(fault_path, "w")  # noqa: SIM115 - must stay open until the process dies
     faulthandler.enable(file=fault_file, all_threads=True)
     configure_logging("worker")
@@ -79,7 +115,12 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
         torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)
     context = WorkerContext(settings, make_session_factory(engine), BlobStore(settings.blob_dir))
-    outcome = execute_job(context, job_id, runner_name())
+    try:
+        outcome = execute_job(context, job_id, runner_name())
+    except UpdateInterrupted as stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the release
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        outcome = release_interrupted(context, job_id, runner_name(), str(stop))
     engine.dispose()
     sys.exit(_EXIT_CODES[outcome])
 
@@ -152,6 +193,8 @@ def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
 
 def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
     """Run one job in a child process and account for however it ended."""
+    if _shutting_down.is_set():
+        return JobResult(release_interrupted(ctx, job_id, None, "a shutdown"))
     with tempfile.NamedTemporaryFile(
         "w", prefix=f"lure-job{job_id}-", suffix=".fault", delete=False
     ) as handle:
@@ -163,7 +206,13 @@ def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
             name=f"lure-update-{job_id}",
         )
         child.start()
-        timed_out = _supervise(ctx, job_id, child)
+        _running[child.pid] = child
+        if _shutting_down.is_set():  # the shutdown came while it started
+            child.terminate()
+        try:
+            timed_out = _supervise(ctx, job_id, child)
+        finally:
+            _running.pop(child.pid, None)
         code = child.exitcode
         if code in _OUTCOMES and not timed_out:
             outcome = _OUTCOMES[code]

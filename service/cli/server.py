@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -159,7 +158,15 @@ def worker(
     ),
     data_dir: Path = typer.Option(None),
 ) -> None:
-    """Run only a Celery worker for update jobs."""
+    """Run only a Celery worker for update jobs.
+
+    The worker replaces this process (exec) rather than running under it: a SIGTERM from
+    ``docker stop``, systemd or ``kill`` then reaches the worker itself, which hands its running
+    update back; a wrapper that died alone would leave the worker training on, orphaned.
+    """
     settings = _settings(None, None, data_dir)
     settings.ensure_dirs()
-    raise typer.Exit(subprocess.call(_worker_command(concurrency), env=_child_env(settings)))
+    command = _worker_command(concurrency)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, _child_env(settings))

@@ -149,6 +149,36 @@ def test_a_worker_killed_mid_update_is_taken_over_on_either_database(kind, reque
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_stopping_a_worker_mid_update_hands_the_attempt_back(kind, request, tmp_path):
+    """SIGTERM to the worker's main process alone (what ``docker stop`` and systemd send): it
+    stops the update at once instead of training on, and the job goes back to the queue with its
+    attempt uncounted; the next worker trains it."""
+    deployment = make_deployment(kind, request, tmp_path)
+    try:
+        first = deployment.start_worker()
+        with deployment.client() as client:
+            _model(client, epochs=150)
+            job_id = _post(client, 0)["jobs"][0]
+            wait_job(client, job_id, lambda j: training(j, 3))
+            os.kill(first.popen.pid, signal.SIGTERM)
+            first.popen.wait(30)  # a warm shutdown that waited for 150 epochs would time out
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            assert (job["state"], job["attempts"], job["runner"]) == ("queued", 0, None), job
+            [stopped] = job["failures"]
+            assert stopped["kind"] == "interrupted" and "SIGTERM" in stopped["error"]
+            deployment.start_worker()
+            wait_for_versions(client, "digits", 1, timeout=300)
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            assert job["state"] == "succeeded" and job["attempts"] == 1
+            assert [f["kind"] for f in job["failures"]] == ["interrupted"]
+    except BaseException:
+        print(deployment.logs())
+        raise
+    finally:
+        deployment.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_damaged_live_checkpoint_is_reported_and_training_goes_on_from_the_intact_parent(
     kind, request, tmp_path
 ):
