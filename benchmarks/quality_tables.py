@@ -260,8 +260,10 @@ def load_groups(runs_dir: Path) -> dict[tuple[str, str], dict]:
         doc = json.loads(path.read_text())
         key = (doc["job"]["table"], doc["job"]["variant"])
         if key not in groups:
-            groups[key] = {**doc, "runs": [], "wall_seconds": 0.0}
+            groups[key] = {**doc, "runs": [], "wall_seconds": 0.0, "robustness": []}
         groups[key]["runs"].extend(doc["runs"])
+        if "robustness" in doc:  # one profile per job, and a job is one run
+            groups[key]["robustness"].append(doc["robustness"])
         groups[key]["wall_seconds"] += doc["wall_seconds"]
     return _in_display_order(with_reference_rows(groups), order)
 
