@@ -17,6 +17,7 @@ from lure_engine.devices import choose_device
 from service.api.auth import READ, require
 from service.api.deps import Resources
 from service.api.guard import RequestGuard
+from service.api.key_cache import KeyCache
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
 from service.batching import MicroBatcher
 from service.dashboard import routes as dashboard
@@ -66,6 +67,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         metrics,
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
         FileVerifier(blobs),
+        KeyCache(settings.key_cache_seconds),
     )
 
 

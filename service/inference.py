@@ -52,6 +52,15 @@ class ModelCache:
             for key in [k for k in self._models if k[0] == model_id]:
                 del self._models[key]
 
+    def loaded(self, version: VersionRow) -> Engine | None:
+        """The version's network if it is already loaded: cheap enough for the event loop."""
+        key = (version.model_id, version.number, version.checkpoint_sha256)
+        with self._lock:
+            engine = self._models.get(key)
+            if engine is not None:
+                self._models.move_to_end(key)
+            return engine
+
     def get(self, recipe: Recipe, version: VersionRow) -> Engine:
         """The loaded model; ChecksumMismatch when the checkpoint's sha256 differs from the
         record.

@@ -16,6 +16,9 @@ class ServerSettings(SharedSettings):
     # idle keep-alive connections are kept longer than clients keep them (httpx: 5 s), so the
     # server never closes one just as a client reuses it (a ReadError on the client's side)
     keep_alive_seconds: int = 75
+    # a verified API key is trusted this long without a database lookup (0: check every request);
+    # a revoked key is refused by every API process within this time
+    key_cache_seconds: float = 2.0
     dispatch_interval_seconds: float = 0.5  # how often the outbox is drained to the queue
     resend_queued_after_seconds: float = (
         600.0  # a queued job sent this long ago and never started is re-sent

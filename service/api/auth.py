@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
 from lure_core.api_keys import Principal, authenticate
 from service.api.deps import Resources, resources
+from service.api.key_cache import KeyCache
 
 READ = None  # any valid key
 # probes (compose, Kubernetes, load balancers) carry no key: /readyz answers them with its status
@@ -44,30 +46,45 @@ def presented_key(headers: Headers) -> str | None:
     return headers.get("x-api-key") or None
 
 
-def principal_for(sessions: sessionmaker[Session], headers: Headers) -> Principal:
+def _missing_key() -> HTTPException:
+    return HTTPException(
+        401,
+        "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+        headers=BEARER,
+    )
+
+
+def cached_principal(keys: KeyCache, headers: Headers) -> Principal | None:
+    """The holder of a key verified moments ago (no database); None: verify it."""
+    key = presented_key(headers)
+    return keys.get(key) if key is not None else None
+
+
+def principal_for(
+    sessions: sessionmaker[Session], headers: Headers, keys: KeyCache | None = None
+) -> Principal:
     """The key's holder, or an HTTPException(401) saying what is wrong with the key."""
     key = presented_key(headers)
     if key is None:
-        raise HTTPException(
-            401,
-            "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-            headers=BEARER,
-        )
+        raise _missing_key()
     with sessions() as session:
         principal = authenticate(session, key)
     if principal is None:
         raise HTTPException(401, "invalid or revoked API key", headers=BEARER)
+    if keys is not None:
+        keys.put(key, principal)
     return principal
 
 
 def require(scope: str | None):
     """A dependency that admits keys holding ``scope`` (``None``: any valid key)."""
 
-    def check(request: Request, res: Resources = Depends(resources)) -> Principal | None:
+    async def check(request: Request, res: Resources = Depends(resources)) -> Principal | None:
         if not res.settings.auth:
             return None
-        principal = getattr(request.state, "principal", None) or principal_for(
-            res.sessions, request.headers
+        # the guard verified the key before the body was read; async, so no thread hop either
+        principal = getattr(request.state, "principal", None) or await run_in_threadpool(
+            principal_for, res.sessions, request.headers, res.keys
         )
         if scope is not None and not principal.allows(scope):
             raise HTTPException(403, f"API key '{principal.name}' lacks the '{scope}' scope")

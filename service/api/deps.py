@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
 from lure_core.records import ModelRow, VersionRow
+from service.api.key_cache import KeyCache
 from service.batching import MicroBatcher
 from service.dispatcher import Dispatcher
 from service.health import FileVerifier
@@ -41,9 +42,11 @@ class Resources:
     metrics: ApiMetrics
     batcher: MicroBatcher
     verifier: FileVerifier
+    keys: KeyCache
 
 
-def resources(request: Request) -> Resources:
+async def resources(request: Request) -> Resources:
+    """Async: a plain attribute read, which as a sync dependency would cost a thread hop."""
     return request.app.state.resources
 
 

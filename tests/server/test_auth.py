@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -62,8 +64,29 @@ def test_invalid_and_revoked_keys_are_refused(client, model, make_key):
     )
     with client.app.state.resources.sessions.begin() as session:
         revoke_key(session, key.split("_")[1])
-    answer = client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+    # a key verified moments ago is trusted for key_cache_seconds (2 s), then refused
+    revoked_at = time.monotonic()
+    while (
+        answer := client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+    ).status_code == 200:
+        assert time.monotonic() - revoked_at < 2.5, "a revoked key outlived the key cache"
+        time.sleep(0.1)
     assert answer.status_code == 401 and answer.json()["detail"] == "invalid or revoked API key"
+
+
+def test_without_the_key_cache_a_revoked_key_is_refused_at_once(settings):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.server.conftest import new_key
+
+    with TestClient(create_app(settings.model_copy(update={"key_cache_seconds": 0}))) as client:
+        key = new_key(client, "briefly", ["ingest"])
+        headers = {"Authorization": f"Bearer {key}"}
+        assert client.get("/v1/models", headers=headers).status_code == 200
+        with client.app.state.resources.sessions.begin() as session:
+            revoke_key(session, key.split("_")[1])
+        assert client.get("/v1/models", headers=headers).status_code == 401
 
 
 def test_scopes_gate_writes(client, model, make_key, digits):
