@@ -149,8 +149,8 @@ def _pooled_bins(per_seed: list[list[dict]]) -> list[dict]:
 def robustness_tables(summary: dict[str, dict]) -> list[str]:
     lines = [
         "| method | seeds | clean acc (%) | mCA (%) | mCA − warm (points) | paper mCA (%), − BL "
-        "| severity 1 / 3 / 5 (%) | PGD-10 ε = 1, 2, 4, 8 /255 (%) | ECE (%) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| severity 1 / 3 / 5 (%) | PGD-10 ε = 1, 2, 4, 8 /255 (%) | ECE (%) | mCA ÷ clean |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     warm_mca = 100 * np.mean(summary["warm"]["mca"]) if "warm" in summary else None
     for strategy in _ordered(summary):
@@ -164,7 +164,8 @@ def robustness_tables(summary: dict[str, dict]) -> list[str]:
             f"| {NAMES.get(strategy, strategy)} | {s['seeds']} | {_mean_std(s['clean'])} "
             f"| {_mean_std(s['mca'])} | {versus} | {paper_cell} "
             f"| {severity[:, 0].mean():.1f} / {severity[:, 2].mean():.1f} / "
-            f"{severity[:, 4].mean():.1f} | {pgd} | {_mean_std(s['ece'])} |"
+            f"{severity[:, 4].mean():.1f} | {pgd} | {_mean_std(s['ece'])} "
+            f"| {np.mean(np.asarray(s['mca']) / np.asarray(s['clean'])):.3f} |"
         )
     types = list(next(iter(summary.values()))["by_type"])
     lines += [
