@@ -103,6 +103,13 @@ def variants(scale: Scale) -> list[Variant]:
         Variant("t16_robustness", "Table 1 setting", methods, {"robustness": True}),
         # issue 16 §3: the paper's public code's choices, for warm and LURE alike
         Variant("t16_authors_choices", "paper's code", ("warm", "lure"), AUTHORS_CHOICES),
+        # ... and which choice moves it: the same with our learning-rate decay restored
+        Variant(
+            "t16_authors_choices",
+            "paper's code, our lr decay",
+            ("warm", "lure"),
+            {**AUTHORS_CHOICES, "lr_decay": 0.1},
+        ),
     ]
 
 

@@ -264,23 +264,24 @@ def report(runs_dir: Path, out: Path) -> str:
         if found:
             lines += [f"## {title}", "", *stream_table(found[1], "method"), ""]
             data[table] = final_metrics(found[1])
-    default, authors = _section(groups, "t16_robustness"), _section(groups, "t16_authors_choices")
+    default = _section(groups, "t16_robustness")
+    authors = [
+        (label, doc) for (name, label), doc in groups.items() if name == "t16_authors_choices"
+    ]
     if default and authors:
+        ours = {
+            **default[1],
+            "runs": [r for r in default[1]["runs"] if r["strategy"] in ("warm", "lure")],
+        }
         lines += [
             "## §3 The paper's public code against our defaults (Table 1's setting, 4 epochs)",
             "",
-            *stream_table(
-                {
-                    **default[1],
-                    "runs": [r for r in default[1]["runs"] if r["strategy"] in ("warm", "lure")],
-                },
-                "our defaults",
-            ),
-            "",
-            *stream_table(authors[1], "paper's code"),
+            *stream_table(ours, "our defaults"),
             "",
         ]
-        for label, doc in (("our defaults", default[1]), ("paper's code", authors[1])):
+        for label, doc in authors:
+            lines += [*stream_table(doc, label), ""]
+        for label, doc in [("our defaults", ours), *authors]:
             diff = paired_difference(doc)
             if diff:
                 per_seed = ", ".join(f"{d:+.2f}" for d in diff["differences"])
