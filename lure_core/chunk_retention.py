@@ -50,6 +50,8 @@ def _replay_ids(replay_spec: str, state: dict | None) -> np.ndarray:
 def reachable_rows(session: Session, model: ModelRow) -> dict[int, set[int]] | None:
     """Mega-batch index → rows a kept state can reach, for every mega-batch that may shrink
     (all its versions pruned, no job pending on it); None when nothing may shrink."""
+    if model.recipe.replay_spec == "full":  # every train row stays in the replay memory
+        return None
     versions = session.scalars(select(VersionRow).where(VersionRow.model_id == model.id)).all()
     by_number = {v.number: v for v in versions}
     index_of = dict(

@@ -46,9 +46,10 @@ class KeyCache:
     def put(self, key: str, principal: Principal) -> None:
         if self.ttl <= 0:
             return
+        slot = self._slot(key)
         with self._lock:
-            self._entries[self._slot(key)] = (principal, time.monotonic())
-            self._entries.move_to_end(self._slot(key))
+            self._entries[slot] = (principal, time.monotonic())
+            self._entries.move_to_end(slot)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
