@@ -224,12 +224,12 @@ def versions(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None
             "–" if v["parent"] is None else str(v["parent"]),
             v["strategy"],
             _pct(m.get("test_accuracy")),
-            str(m.get("cer", "–")),
+            "–" if m.get("cer") is None else str(m["cer"]),
             _pct(m.get("generalization_gap")),
             "–" if m.get("ece") is None else f"{m['ece']:.4f}",
             f"{m.get('train_seconds', 0):.1f}",
             _gate_cell(v),
-            v["sha256"][:12],
+            v["sha256"][:12] + (" (pruned)" if v.get("pruned") else ""),
             "●" if v["live"] else "",
         )
     console.print(table)
