@@ -9,6 +9,7 @@ removes it, so a crash between the two steps is finished by the next delete or s
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -82,5 +83,23 @@ def remove_orphan_blobs(sessions: sessionmaker[Session], blobs: BlobStore) -> li
 
 def model_disk_bytes(blobs: BlobStore, model_id: int) -> int:
     """Bytes the model's blobs (chunks, checkpoints, masks, exports) take on disk."""
-    folder = model_folder(blobs, model_id)
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+    return _folder_bytes(model_folder(blobs, model_id))
+
+
+def _folder_bytes(folder: Path) -> int:
+    """One ``scandir`` pass (each entry's type and size come with the listing, not a stat call
+    apiece as with ``rglob``); a folder or file removed meanwhile counts as empty."""
+    total = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        total += _folder_bytes(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        return 0
+    return total

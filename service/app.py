@@ -21,6 +21,7 @@ from service.api.key_cache import KeyCache
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
 from service.batching import MicroBatcher
 from service.dashboard import routes as dashboard
+from service.disk_use import DiskUse
 from service.dispatcher import Dispatcher
 from service.health import FileVerifier
 from service.inference import ModelCache
@@ -28,6 +29,7 @@ from service.ingest import Ingestor
 from service.instance_lock import hold_data_dir
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
 from service.settings import ServerSettings
+from service.ttl_cache import TtlCache
 
 log = logging.getLogger("lure.api")
 
@@ -68,6 +70,8 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
         FileVerifier(blobs),
         KeyCache(settings.key_cache_seconds),
+        TtlCache(settings.live_cache_seconds),
+        DiskUse(blobs),
     )
 
 
@@ -78,7 +82,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         resources = build_resources(settings, metrics)
-        metrics.watch_database(resources.sessions, resources.verifier, settings)
+        metrics.watch_database(resources.sessions, resources.verifier, resources.disk, settings)
         app.state.resources = resources
         resources.dispatcher.start()
         if not settings.auth:

@@ -19,6 +19,10 @@ class ServerSettings(SharedSettings):
     # a verified API key is trusted this long without a database lookup (0: check every request);
     # a revoked key is refused by every API process within this time
     key_cache_seconds: float = 2.0
+    # /predict trusts a model's live version this long without a database lookup (0: look it up
+    # every request); a version published or promoted by another process (a worker, another API
+    # replica) is served within this time, one promoted through this process at once
+    live_cache_seconds: float = 1.0
     dispatch_interval_seconds: float = 0.5  # how often the outbox is drained to the queue
     resend_queued_after_seconds: float = (
         600.0  # a queued job sent this long ago and never started is re-sent

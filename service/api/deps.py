@@ -15,12 +15,14 @@ from lure_core.blobs import BlobStore
 from lure_core.records import ModelRow, VersionRow
 from service.api.key_cache import KeyCache
 from service.batching import MicroBatcher
+from service.disk_use import DiskUse
 from service.dispatcher import Dispatcher
 from service.health import FileVerifier
 from service.inference import ModelCache
 from service.ingest import Ingestor
 from service.observability.metrics import ApiMetrics
 from service.settings import ServerSettings
+from service.ttl_cache import TtlCache
 
 MAX_ID = (
     2**31 - 1
@@ -43,6 +45,9 @@ class Resources:
     batcher: MicroBatcher
     verifier: FileVerifier
     keys: KeyCache
+    # model name -> (model, live version), as /predict last read them
+    live: TtlCache[str, tuple[ModelRow, VersionRow]]
+    disk: DiskUse
 
 
 async def resources(request: Request) -> Resources:

@@ -10,18 +10,14 @@ one is checked against the database every time) and only their sha256, never the
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from collections import OrderedDict
 
 from lure_core.api_keys import Principal
+from service.ttl_cache import TtlCache
 
 
 class KeyCache:
     def __init__(self, ttl: float, size: int = 1024) -> None:
-        self.ttl, self.size = ttl, size
-        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._verified: TtlCache[str, Principal] = TtlCache(ttl, size)
 
     @staticmethod
     def _slot(key: str) -> str:
@@ -29,30 +25,11 @@ class KeyCache:
 
     def get(self, key: str) -> Principal | None:
         """The key's holder if it was verified less than ``ttl`` seconds ago."""
-        if self.ttl <= 0:
-            return None
-        slot = self._slot(key)
-        with self._lock:
-            entry = self._entries.get(slot)
-            if entry is None:
-                return None
-            principal, verified_at = entry
-            if time.monotonic() - verified_at >= self.ttl:
-                del self._entries[slot]
-                return None
-            self._entries.move_to_end(slot)
-            return principal
+        return self._verified.get(self._slot(key)) if self._verified.ttl > 0 else None
 
     def put(self, key: str, principal: Principal) -> None:
-        if self.ttl <= 0:
-            return
-        slot = self._slot(key)
-        with self._lock:
-            self._entries[slot] = (principal, time.monotonic())
-            self._entries.move_to_end(slot)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        if self._verified.ttl > 0:
+            self._verified.put(self._slot(key), principal)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._verified.clear()

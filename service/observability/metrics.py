@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lure_core.model_removal import model_disk_bytes
 from lure_core.records import PENDING, JobRow, JobState, ModelRow, VersionRow
+from service.disk_use import DiskUse
 from service.health import FileVerifier, assess
 
 UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
@@ -59,17 +59,19 @@ class ApiMetrics:
             setattr(self, attribute, kind(name, documentation, labels, registry=self.registry))
 
     def watch_database(
-        self, sessions: sessionmaker[Session], verifier: FileVerifier, settings
+        self, sessions: sessionmaker[Session], verifier: FileVerifier, disk: DiskUse, settings
     ) -> None:
-        self.registry.register(DatabaseCollector(sessions, verifier, settings))
+        self.registry.register(DatabaseCollector(sessions, verifier, disk, settings))
 
 
 class DatabaseCollector:
     """Queue depth, live versions, update durations by phase, failed updates and the readiness
     signals of ``/readyz`` (workers alive, stale and failed jobs, damaged live checkpoints)."""
 
-    def __init__(self, sessions: sessionmaker[Session], verifier: FileVerifier, settings) -> None:
-        self.sessions, self.verifier, self.settings = sessions, verifier, settings
+    def __init__(
+        self, sessions: sessionmaker[Session], verifier: FileVerifier, disk: DiskUse, settings
+    ) -> None:
+        self.sessions, self.verifier, self.disk, self.settings = sessions, verifier, disk, settings
 
     def describe(self):  # no describe-time database access
         return []
@@ -83,7 +85,7 @@ class DatabaseCollector:
             labels=["model"],
         )
         for model_id, name in names.items():
-            disk.add_metric([name], model_disk_bytes(self.verifier.blobs, model_id))
+            disk.add_metric([name], self.disk.of(model_id))
         yield disk
         with self.sessions() as session:
             live = session.execute(select(ModelRow.name, ModelRow.live_version)).all()

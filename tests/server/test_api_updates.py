@@ -1,4 +1,5 @@
 import hashlib
+import time
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ from safetensors.torch import load_file
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from lure_core.records import VersionRow
+from lure_core.records import ModelRow, VersionRow
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.server.conftest import post_train as _post_train
 from worker.update_job import Outcome, execute_job
@@ -186,6 +187,55 @@ def test_a_live_predict_reads_one_version_row_however_long_the_lineage(
     # one query reads the model with its live version; the ancestors are fetched only when the
     # live checkpoint is refused
     assert len(version_reads) == 1 and "JOIN versions" in version_reads[0]
+
+
+def _live_predict(client, images) -> tuple[int, int]:
+    """The version that answered and how many version rows the request read."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        answer = client.post("/v1/models/digits/predict", json={"images": images})
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert answer.status_code == 200, answer.text
+    reads = sum(s.lstrip().upper().startswith("SELECT") and " versions" in s for s in statements)
+    return answer.json()["version"], reads
+
+
+def test_the_live_version_is_trusted_for_its_cache_time_and_a_promotion_here_applies_at_once(
+    client, two_versions, digits, worker_ctx
+):
+    images = png_images(digits.test.x[:1])
+    live = client.app.state.resources.live
+    live.ttl = 60.0  # long enough that the stale read below cannot expire on a slow machine
+    assert _live_predict(client, images) == (2, 1)
+    assert _live_predict(client, images) == (2, 0)  # from the cache: no database read
+    # a promotion through this API process is served by the very next request
+    assert client.post("/v1/models/digits/versions/1/promote").status_code == 200
+    assert _live_predict(client, images) == (1, 1)
+    # another process (a worker publishing, another replica promoting) changes the live version:
+    # this process serves the cached one until its cache time has passed, then the new one
+    with worker_ctx.sessions.begin() as session:
+        session.get(ModelRow, 1).live_version = 2
+    assert _live_predict(client, images) == (1, 0)
+    live.ttl = 0.2
+    time.sleep(0.3)
+    assert _live_predict(client, images) == (2, 1)
+    # pinned versions are always read afresh
+    pinned = client.post("/v1/models/digits/predict?version=1", json={"images": images})
+    assert pinned.json()["version"] == 1
+
+
+def test_a_live_cache_time_of_zero_reads_the_live_version_every_request(
+    client, two_versions, digits
+):
+    client.app.state.resources.live.ttl = 0  # LURE_LIVE_CACHE_SECONDS=0
+    images = png_images(digits.test.x[:1])
+    assert [_live_predict(client, images) for _ in range(3)] == [(2, 1)] * 3
 
 
 @pytest.mark.parametrize("damage", ["tamper", "truncate", "delete"])

@@ -15,7 +15,6 @@ from lure_core.candidates import strategy_summary
 from lure_core.model_removal import (
     ModelBusy,
     delete_model_rows,
-    model_disk_bytes,
     remove_orphan_blobs,
 )
 from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
@@ -81,6 +80,7 @@ async def change_model(
         model = model_or_404(session, name)
         model.config = merged.model_dump(exclude={"name"})
         model_id = model.id
+    res.live.forget(name)  # /predict names classes from the recipe
     if "keep_versions" in changes:  # a tighter limit applies now, not after the next update
         await run_in_threadpool(apply_retention, res.sessions, res.blobs, model_id)
     with res.sessions() as session:
@@ -99,8 +99,7 @@ def list_models(
 ) -> list[ModelOut]:
     ids = dict(session.execute(select(ModelRow.name, ModelRow.id)).all())  # one query for all
     return [
-        m.model_copy(update={"disk_bytes": model_disk_bytes(res.blobs, ids[m.name])})
-        for m in models_out(session)
+        m.model_copy(update={"disk_bytes": res.disk.of(ids[m.name])}) for m in models_out(session)
     ]
 
 
@@ -113,7 +112,7 @@ def get_model(
 
 def _with_disk_use(res: Resources, session: Session, out: ModelOut) -> ModelOut:
     model = model_or_404(session, out.name)
-    return out.model_copy(update={"disk_bytes": model_disk_bytes(res.blobs, model.id)})
+    return out.model_copy(update={"disk_bytes": res.disk.of(model.id)})
 
 
 @router.delete("/{name}", status_code=204, dependencies=[require("admin")])
@@ -130,6 +129,8 @@ def delete_model(name: str, res: Resources = Depends(resources)) -> Response:
     finally:
         remove_orphan_blobs(res.sessions, res.blobs)
     res.models.forget(model_id)
+    res.live.forget(name)
+    res.disk.forget(model_id)
     log.info("model %s deleted", name, extra={"model": name})
     return Response(status_code=204)
 

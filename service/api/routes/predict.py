@@ -100,6 +100,21 @@ def _resolve(res: Resources, name: str, version: int | None) -> tuple[ModelRow, 
         return model, row
 
 
+async def _model_and_version(
+    res: Resources, name: str, version: int | None
+) -> tuple[ModelRow, VersionRow]:
+    """``_resolve``, with the live version trusted for ``LURE_LIVE_CACHE_SECONDS``: in a profile
+    at 32 clients the lookup and its thread hop took as much API CPU as a small model's forward.
+    Pinned versions and errors are always read afresh."""
+    if version is not None:
+        return await run_in_threadpool(_resolve, res, name, version)
+    if (cached := res.live.get(name)) is not None:
+        return cached
+    found = await run_in_threadpool(_resolve, res, name, None)
+    res.live.put(name, found)
+    return found
+
+
 async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bool):
     """The loaded network of ``row``, or of its newest intact ancestor when ``row`` is damaged.
 
@@ -169,13 +184,14 @@ async def predict(
     top_k: int = Query(5, ge=1, le=1000, description="how many ranked labels to return"),
     res: Resources = Depends(resources),
 ) -> PredictResponse:
-    model, row = await run_in_threadpool(_resolve, res, name, version)
+    model, row = await _model_and_version(res, name, version)
     recipe = model.recipe
     images = await _images(request, res, recipe)
     net, answering, refused = await _servable(res, model, row, pinned=version is not None)
     # a damaged live checkpoint: an intact ancestor answered, and it is live from now on
     if refused:
         await run_in_threadpool(retreat_live, res.sessions, model.id, row.number, answering.number)
+        res.live.forget(name)
         response.headers["X-Model-Fallback"] = f"version {row.number} refused: {refused[0]}"
     probabilities = await _forward(res, answering, net, images, recipe.preprocessing)
     response.headers["X-Model-Version"] = str(answering.number)

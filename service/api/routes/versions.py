@@ -76,6 +76,7 @@ def promote(
                 "forced_by": principal.name if principal else "anonymous",
                 "forced_at": datetime.now(UTC).isoformat(),
             }
+    res.live.forget(name)  # this process serves it at once; others within their cache time
     with res.sessions() as session:
         model = model_or_404(session, name)
         return version_out(session, model, version_or_404(session, model, number))
@@ -110,6 +111,7 @@ async def import_version(
         await run_in_threadpool(import_weights, res.sessions, res.blobs, model.id, body)
     except ImportRefused as error:
         raise HTTPException(error.status, str(error)) from None
+    res.live.forget(name)
     with res.sessions() as session:
         model = model_or_404(session, name)
         return version_out(session, model, version_or_404(session, model, 0))

@@ -1,0 +1,59 @@
+"""A small thread-safe cache whose entries are trusted for ``ttl`` seconds.
+
+Why: the API answers each /predict from facts that change rarely (who holds a key, which version
+is live) but that other processes may change (``lure keys revoke``, a worker publishing, a
+replica promoting). Asking the database every time cost more API CPU than a small model's
+forward pass; trusting an answer for a second or two bounds how long another process's change
+takes to reach this one. ``ttl`` 0 turns the cache off.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    def __init__(self, ttl: float, size: int = 1024) -> None:
+        self.ttl, self.size = ttl, size
+        self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        """The value stored less than ``ttl`` seconds ago, else None."""
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            value, stored_at = entry
+            if time.monotonic() - stored_at >= self.ttl:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (value, time.monotonic())
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def forget(self, key: K) -> None:
+        """Drop one entry: this process changed what it caches."""
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
