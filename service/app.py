@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import torch
 from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,13 +30,15 @@ from service.ingest import Ingestor
 from service.instance_lock import hold_data_dir
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
 from service.settings import ServerSettings
-from service.ttl_cache import TtlCache
+from service.ttl_cache import SingleFlightCache
 
 log = logging.getLogger("lure.api")
 
 
 def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     settings.ensure_dirs()
+    if settings.torch_threads:  # LURE_TORCH_THREADS: the cores /predict's forward passes may use
+        torch.set_num_threads(settings.torch_threads)
     if settings.resolved_database_url.startswith("sqlite"):
         hold_data_dir(settings.data_dir)
     upgrade_database(settings.resolved_database_url)
@@ -70,7 +73,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
         FileVerifier(blobs),
         KeyCache(settings.key_cache_seconds),
-        TtlCache(settings.live_cache_seconds),
+        SingleFlightCache(settings.live_cache_seconds),
         DiskUse(blobs),
     )
 
@@ -105,7 +108,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Online model updates with Learn, Unlearn, Relearn.",
     )
-    for module in (health, models, chunks, megabatches, jobs, versions, predict, dashboard):
+    # /predict first: routes are matched in order, and it is the one called per image
+    for module in (predict, health, models, chunks, megabatches, jobs, versions, dashboard):
         app.include_router(module.router)
     app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
     app.add_middleware(
@@ -118,6 +122,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def create_app_process() -> FastAPI:
+    """The app of one of ``lure api --workers N``'s processes: settings from the environment,
+    and the logging the parent set up (a spawned process starts without it)."""
+    from lure_core.logs import configure_logging
+
+    configure_logging("api")
+    return create_app()
 
 
 def _without_password(url: str) -> str:

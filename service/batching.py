@@ -3,7 +3,9 @@
 Opportunistic: a request arriving while its model is idle runs at once (no added latency); requests
 arriving while a forward pass runs are queued and run together in the next one, up to
 ``max_images`` images (and after an optional ``max_wait`` seconds). On two CPU cores this turns
-many single-image forwards that fight over the cores into a few batched ones.
+many single-image forwards that fight over the cores into a few batched ones. An engine whose
+passes use one thread each may run ``parallel`` batches side by side (each caller says how many
+its engine allows), so a second core is not left idle while one batch runs.
 """
 
 from __future__ import annotations
@@ -22,17 +24,22 @@ class MicroBatcher:
     def __init__(self, max_images: int = 64, max_wait: float = 0.0) -> None:
         self.max_images, self.max_wait = max_images, max_wait
         self._pending: dict[Hashable, list[tuple[np.ndarray, asyncio.Future]]] = defaultdict(list)
-        self._draining: set[Hashable] = set()
+        self._draining: dict[Hashable, int] = defaultdict(int)  # key -> batches running or due
+        self._tasks: set[asyncio.Task] = set()  # held: the loop keeps only weak references
 
-    async def run(self, key: Hashable, forward: Forward, images: np.ndarray) -> np.ndarray:
+    async def run(
+        self, key: Hashable, forward: Forward, images: np.ndarray, parallel: int = 1
+    ) -> np.ndarray:
         """``forward(images)`` for this request, possibly computed together with others for
-        ``key``.
+        ``key``, with at most ``parallel`` forward passes of ``key`` running at once.
         """
         future = asyncio.get_running_loop().create_future()
         self._pending[key].append((images, future))
-        if key not in self._draining:
-            self._draining.add(key)
-            asyncio.create_task(self._drain(key, forward))
+        if self._draining[key] < parallel:
+            self._draining[key] += 1
+            task = asyncio.create_task(self._drain(key, forward))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     def _take(self, key: Hashable) -> list[tuple[np.ndarray, asyncio.Future]]:
@@ -68,6 +75,8 @@ class MicroBatcher:
                         future.set_result(outputs[offset : offset + len(images)])
                     offset += len(images)
         finally:
-            self._draining.discard(key)
-            if not self._pending[key]:
-                del self._pending[key]
+            self._draining[key] -= 1
+            if not self._draining[key]:
+                del self._draining[key]
+                if not self._pending[key]:
+                    del self._pending[key]

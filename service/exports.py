@@ -38,7 +38,7 @@ from lure_core.records import (
 from lure_core.samples import SampleReader
 from lure_engine.models import build_model
 from lure_engine.preprocess import Preprocessing
-from service.engines import onnx_bytes
+from service.engines import onnx_bytes, packaged
 
 FORMATS = {"safetensors": "safetensors", "torchscript": "pt", "onnx": "onnx"}
 TOLERANCE = 1e-3  # largest |Δ logit| accepted between an artefact and the server's forward pass
@@ -63,22 +63,17 @@ def _verification_images(session: Session, blobs: BlobStore, model_id: int, pre:
     return rng.integers(0, 256, shape, dtype=np.uint8), "random images (the model has no data)"
 
 
-def _packaged(model: nn.Module, pre: Preprocessing) -> nn.Module:
-    """uint8 NHWC images in, logits out: the model with its preprocessing in front."""
-    return nn.Sequential(pre.module(), model).eval()
-
-
 def _build(fmt: str, model: nn.Module, pre: Preprocessing, checkpoint: bytes) -> bytes:
     if fmt == "safetensors":
         return checkpoint
     example = torch.zeros(1, pre.size, pre.size, pre.channels, dtype=torch.uint8)
-    packaged = _packaged(model, pre)
+    packaged_model = packaged(model, pre)
     if fmt == "onnx":
-        return onnx_bytes(packaged, example, input_name="images")
+        return onnx_bytes(packaged_model, example, input_name="images")
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notices, not faults
-        torch.jit.save(torch.jit.trace(packaged, (example,)), buffer)
+        torch.jit.save(torch.jit.trace(packaged_model, (example,)), buffer)
     return buffer.getvalue()
 
 

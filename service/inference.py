@@ -18,9 +18,7 @@ from lure_core.blobs import BlobStore, ChecksumMismatch
 from lure_core.checkpoints import load_state
 from lure_core.recipe import Recipe
 from lure_core.records import VersionRow
-from lure_engine.data import to_tensor
 from lure_engine.models import build_model
-from lure_engine.preprocess import Preprocessing
 from service.engines import Engine, choose_engine
 
 log = logging.getLogger("lure.inference")
@@ -88,7 +86,9 @@ class ModelCache:
             self.on_refused(version, str(error))
             raise
         model.load_state_dict(state)
-        engine = choose_engine(model.eval(), _probe(recipe), self.device, self.engine)
+        engine = choose_engine(
+            model.eval(), recipe.preprocessing, _probe(recipe), self.device, self.engine
+        )
         log.info(
             "model %s version %s serves through %s on %s",
             version.model_id,
@@ -104,20 +104,9 @@ class ModelCache:
         return engine
 
 
-def _probe(recipe: Recipe) -> torch.Tensor:
-    """Random images in the model's input layout, to compare and time engines on."""
+def _probe(recipe: Recipe) -> np.ndarray:
+    """Random uint8 images in the model's input layout, to compare and time engines on."""
     pre = recipe.preprocessing
-    images = np.random.default_rng(0).integers(
+    return np.random.default_rng(0).integers(
         0, 256, (8, pre.size, pre.size, pre.channels), dtype=np.uint8
     )
-    return pre.to_tensor(images)
-
-
-@torch.inference_mode()
-def predict_probabilities(
-    engine: Engine, images: np.ndarray, preprocessing: Preprocessing | None = None
-) -> np.ndarray:
-    """Class probabilities for uint8 NHWC images (preprocessing: the model's; None: the
-    default)."""
-    tensor = preprocessing.to_tensor(images) if preprocessing else to_tensor(images)
-    return engine.probabilities(tensor)

@@ -9,10 +9,11 @@ takes to reach this one. ``ttl`` 0 turns the cache off.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -57,3 +58,44 @@ class TtlCache(Generic[K, V]):
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+class SingleFlightCache(TtlCache[K, V]):
+    """A :class:`TtlCache` whose misses are loaded once, however many requests miss together.
+
+    Why: when the live version's entry expires, every request in flight misses at the same
+    moment; at 32 clients that was up to 32 identical database reads (and thread hops) once a
+    second. Here the first miss loads, the others await its answer (or its error). A ``forget``
+    while a load is running (this process just promoted) keeps that load's now-stale answer out of
+    the cache.
+    """
+
+    def __init__(self, ttl: float, size: int = 1024) -> None:
+        super().__init__(ttl, size)
+        self._loading: dict[K, asyncio.Future] = {}
+        self._generation: dict[K, int] = {}
+
+    async def fetch(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The cached value, else ``await load()``, shared by every caller missing meanwhile."""
+        if (hit := self.get(key)) is not None:
+            return hit
+        if (pending := self._loading.get(key)) is not None:
+            return await asyncio.shield(pending)
+        future = self._loading[key] = asyncio.get_running_loop().create_future()
+        generation = self._generation.get(key, 0)
+        try:
+            value = await load()
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: nobody waiting is not an unhandled error
+            raise
+        finally:
+            del self._loading[key]
+        if self._generation.get(key, 0) == generation:
+            self.put(key, value)
+        future.set_result(value)
+        return value
+
+    def forget(self, key: K) -> None:
+        self._generation[key] = self._generation.get(key, 0) + 1
+        super().forget(key)

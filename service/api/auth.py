@@ -54,10 +54,23 @@ def _missing_key() -> HTTPException:
     )
 
 
-def cached_principal(keys: KeyCache, headers: Headers) -> Principal | None:
-    """The holder of a key verified moments ago (no database); None: verify it."""
+async def verified_principal(
+    sessions: sessionmaker[Session], headers: Headers, keys: KeyCache
+) -> Principal:
+    """The key's holder, from the cache of keys verified moments ago or else the database (off
+    the event loop); an HTTPException(401) saying what is wrong with the key."""
     key = presented_key(headers)
-    return keys.get(key) if key is not None else None
+    if key is None:
+        raise _missing_key()
+    return await keys.verify(key, lambda: run_in_threadpool(_holder, sessions, key))
+
+
+def _holder(sessions: sessionmaker[Session], key: str) -> Principal:
+    with sessions() as session:
+        principal = authenticate(session, key)
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked API key", headers=BEARER)
+    return principal
 
 
 def principal_for(
@@ -67,10 +80,7 @@ def principal_for(
     key = presented_key(headers)
     if key is None:
         raise _missing_key()
-    with sessions() as session:
-        principal = authenticate(session, key)
-    if principal is None:
-        raise HTTPException(401, "invalid or revoked API key", headers=BEARER)
+    principal = _holder(sessions, key)
     if keys is not None:
         keys.put(key, principal)
     return principal

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
+from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
 from service.api.key_cache import KeyCache
 from service.batching import MicroBatcher
@@ -22,7 +23,7 @@ from service.inference import ModelCache
 from service.ingest import Ingestor
 from service.observability.metrics import ApiMetrics
 from service.settings import ServerSettings
-from service.ttl_cache import TtlCache
+from service.ttl_cache import SingleFlightCache
 
 MAX_ID = (
     2**31 - 1
@@ -45,8 +46,8 @@ class Resources:
     batcher: MicroBatcher
     verifier: FileVerifier
     keys: KeyCache
-    # model name -> (model, live version), as /predict last read them
-    live: TtlCache[str, tuple[ModelRow, VersionRow]]
+    # model name -> (model, live version, recipe), as /predict last read them
+    live: SingleFlightCache[str, tuple[ModelRow, VersionRow, Recipe]]
     disk: DiskUse
 
 

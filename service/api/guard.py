@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 
 from fastapi import HTTPException
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.auth import cached_principal, is_public, principal_for
+from service.api.auth import is_public, verified_principal
 
 
 async def _refuse(
@@ -44,9 +43,7 @@ class RequestGuard:
         headers = Headers(scope=scope)
         if res.settings.auth and not is_public(scope["path"]):
             try:
-                principal = cached_principal(res.keys, headers) or await run_in_threadpool(
-                    principal_for, res.sessions, headers, res.keys
-                )
+                principal = await verified_principal(res.sessions, headers, res.keys)
             except HTTPException as error:
                 await _refuse(send, error.status_code, error.detail, error.headers)
                 return

@@ -5,27 +5,31 @@ profile, more than the forward pass of a small model. A verified key is trusted 
 seconds (``LURE_KEY_CACHE_SECONDS``, 0 turns the cache off), so a key revoked with ``lure keys
 revoke`` is refused by every API process within that time. Only valid keys are cached (an invalid
 one is checked against the database every time) and only their sha256, never the key itself.
+Requests that present the same unverified key together share one check: when the entry expires,
+every request in flight would otherwise query the database at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 
 from lure_core.api_keys import Principal
-from service.ttl_cache import TtlCache
+from service.ttl_cache import SingleFlightCache
 
 
 class KeyCache:
     def __init__(self, ttl: float, size: int = 1024) -> None:
-        self._verified: TtlCache[str, Principal] = TtlCache(ttl, size)
+        self._verified: SingleFlightCache[str, Principal] = SingleFlightCache(ttl, size)
 
     @staticmethod
     def _slot(key: str) -> str:
         return hashlib.sha256(key.encode()).hexdigest()
 
-    def get(self, key: str) -> Principal | None:
-        """The key's holder if it was verified less than ``ttl`` seconds ago."""
-        return self._verified.get(self._slot(key)) if self._verified.ttl > 0 else None
+    async def verify(self, key: str, check: Callable[[], Awaitable[Principal]]) -> Principal:
+        """The key's holder: cached, or ``await check()`` (once for all who ask meanwhile),
+        which raises for an invalid key (never cached)."""
+        return await self._verified.fetch(self._slot(key), check)
 
     def put(self, key: str, principal: Principal) -> None:
         if self._verified.ttl > 0:

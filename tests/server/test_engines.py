@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from lure_engine.models import ModelSpec, build_model
+from lure_engine.preprocess import CIFAR_DEFAULT
 from service.engines import EagerEngine, FastestBySize, OnnxRuntimeEngine, choose_engine
 
 CPU = torch.device("cpu")
+PRE = CIFAR_DEFAULT
 
 
 @pytest.fixture()
@@ -19,30 +21,45 @@ def resnet():
     return build_model(ModelSpec("resnet18", 10, 3, 32, 0.25), seed=0).eval()
 
 
-def _batch(n: int = 8) -> torch.Tensor:
-    return torch.from_numpy(np.random.default_rng(1).normal(size=(n, 3, 32, 32)).astype("float32"))
+def _batch(n: int = 8) -> np.ndarray:
+    """uint8 NHWC images, as /predict decodes them."""
+    return np.random.default_rng(1).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
 
 def test_onnx_runtime_reproduces_eager_probabilities(resnet):
     batch = _batch()
-    eager = EagerEngine(resnet, CPU).probabilities(batch)
-    onnx = OnnxRuntimeEngine(resnet, batch[:1]).probabilities(batch)
+    eager = EagerEngine(resnet, PRE, CPU).probabilities(batch)
+    onnx = OnnxRuntimeEngine(resnet, PRE).probabilities(batch)
     assert onnx.shape == eager.shape == (8, 10)
     assert np.abs(onnx - eager).max() < 1e-5
     assert np.allclose(onnx.sum(1), 1, atol=1e-6)
 
 
+def test_the_onnx_engine_normalises_inside_its_graph(resnet):
+    """The served graph is the exported one: uint8 images in, the model's own mean and std."""
+    other = PRE.__class__(32, 3, (0.2, 0.3, 0.4), (0.5, 0.6, 0.7))
+    batch = _batch()
+    onnx = OnnxRuntimeEngine(resnet, other)
+    assert onnx.session.get_inputs()[0].type == "tensor(uint8)"
+    expected = EagerEngine(resnet, other, CPU).probabilities(batch)
+    assert np.abs(onnx.probabilities(batch) - expected).max() < 1e-5
+    assert (
+        np.abs(onnx.probabilities(batch) - EagerEngine(resnet, PRE, CPU).probabilities(batch)).max()
+        > 1e-3
+    )
+
+
 def test_the_engine_asked_for_is_the_engine_used(resnet):
-    assert choose_engine(resnet, _batch(), CPU, "eager").name == "eager"
-    assert choose_engine(resnet, _batch(), CPU, "onnxruntime").name == "onnxruntime"
-    auto = choose_engine(resnet, _batch(), CPU, "auto")
+    assert choose_engine(resnet, PRE, _batch(), CPU, "eager").name == "eager"
+    assert choose_engine(resnet, PRE, _batch(), CPU, "onnxruntime").name == "onnxruntime"
+    auto = choose_engine(resnet, PRE, _batch(), CPU, "auto")
     assert set(auto.name.replace("@1", "").replace("@8", "").replace("@32", "").split("+")) <= {
         "eager",
         "onnxruntime",
     }
     assert (
         np.abs(
-            auto.probabilities(_batch(20)) - EagerEngine(resnet, CPU).probabilities(_batch(20))
+            auto.probabilities(_batch(20)) - EagerEngine(resnet, PRE, CPU).probabilities(_batch(20))
         ).max()
         < 1e-4
     )
@@ -50,6 +67,8 @@ def test_the_engine_asked_for_is_the_engine_used(resnet):
 
 def test_each_batch_size_goes_to_the_engine_fastest_near_it():
     class Named:
+        parallel = 1
+
         def __init__(self, name):
             self.name, self.sizes = name, []
 
@@ -60,7 +79,7 @@ def test_each_batch_size_goes_to_the_engine_fastest_near_it():
     small, large = Named("small"), Named("large")
     engine = FastestBySize({1: small, 8: small, 32: large})
     for size in (1, 3, 8, 12, 21, 32, 64):
-        engine.probabilities(torch.zeros(size, 1))
+        engine.probabilities(np.zeros((size, 1)))
     assert small.sizes == [1, 3, 8, 12] and large.sizes == [21, 32, 64]
     assert engine.name == "small@1+small@8+large@32"
 
@@ -71,7 +90,7 @@ def test_a_model_onnx_cannot_export_is_served_eagerly_with_a_warning(caplog):
             return torch.from_numpy(x.numpy()[:, :10, 0, 0].copy())  # leaves the graph
 
     with caplog.at_level(logging.WARNING, logger="lure.inference"):
-        engine = choose_engine(NoExport(), _batch(), CPU, "auto")
+        engine = choose_engine(NoExport(), PRE, _batch(), CPU, "auto")
     assert engine.name == "eager"
     assert "cannot serve this model" in caplog.text or "differ from PyTorch's" in caplog.text
 
@@ -81,6 +100,20 @@ def test_outputs_that_disagree_fall_back_to_eager(resnet, monkeypatch, caplog):
         OnnxRuntimeEngine, "probabilities", lambda self, batch: np.full((len(batch), 10), 0.1)
     )
     with caplog.at_level(logging.WARNING, logger="lure.inference"):
-        engine = choose_engine(resnet, _batch(), CPU, "onnxruntime")
+        engine = choose_engine(resnet, PRE, _batch(), CPU, "onnxruntime")
     assert engine.name == "eager"
     assert "differ from PyTorch's" in caplog.text
+
+
+def test_onnx_passes_side_by_side_give_each_caller_its_own_answer(resnet):
+    """Under load the micro-batcher runs two passes at once (one wide, one narrow session)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = OnnxRuntimeEngine(resnet, PRE, threads=2)
+    assert engine.parallel == 2
+    batches = [_batch(1 + i % 5) + i for i in range(16)]  # distinct images per call
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(engine.probabilities, batches))
+    eager = EagerEngine(resnet, PRE, CPU)
+    for batch, answer in zip(batches, answers, strict=True):
+        assert np.abs(answer - eager.probabilities(batch)).max() < 1e-5

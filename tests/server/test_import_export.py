@@ -20,6 +20,7 @@ from safetensors.torch import save as save_safetensors
 from sqlalchemy import func, select
 
 from lure_core.records import VersionRow
+from service.api.schemas import PredictResponse
 from service.client import state_dict_file
 from tests.helpers import NPZ, npz_body, png_images
 
@@ -97,6 +98,10 @@ def test_an_imported_model_serves_what_it_served_offline(client, digits, offline
         assert prediction["label"] == int(probabilities.argmax())
         assert prediction["class_name"] == DIGIT_NAMES[prediction["label"]]
         assert [t["label"] for t in prediction["top_k"]] == list(np.argsort(-probabilities)[:3])
+    # the answer is built without pydantic: it must still be exactly the documented schema
+    documented = PredictResponse.model_validate(answer.json()).model_dump(mode="json")
+    assert documented == answer.json() and answer.headers["content-type"] == "application/json"
+    assert answer.headers["x-model-version"] == "0"
 
 
 def test_an_update_from_the_import_then_exports_that_reproduce_predict(

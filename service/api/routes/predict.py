@@ -6,6 +6,8 @@ Images come as JSON (base64), as multipart file uploads (``curl -F image=@cat.jp
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +19,6 @@ from lure_core.blobs import ChecksumMismatch
 from lure_core.lineage import record_damage, retreat_live
 from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
-from lure_engine.preprocess import Preprocessing
 from service.api.auth import require
 from service.api.deps import (
     MAX_ID,
@@ -26,10 +27,10 @@ from service.api.deps import (
     resources,
     version_or_404,
 )
-from service.api.schemas import Prediction, PredictRequest, PredictResponse, Ranked
+from service.api.schemas import PredictRequest, PredictResponse
 from service.api.uploads import UPLOAD_DOC, content_type_of, is_upload, read_upload
+from service.engines import Engine
 from service.images import ImageError, decode_base64_images, decode_images
-from service.inference import predict_probabilities
 
 router = APIRouter(tags=["predict"])
 # decode on the event loop below this many encoded bytes: a 32x32 PNG decodes in less time than a
@@ -102,20 +103,21 @@ def _resolve(res: Resources, name: str, version: int | None) -> tuple[ModelRow, 
 
 async def _model_and_version(
     res: Resources, name: str, version: int | None
-) -> tuple[ModelRow, VersionRow]:
-    """``_resolve``, with the live version trusted for ``LURE_LIVE_CACHE_SECONDS``: in a profile
-    at 32 clients the lookup and its thread hop took as much API CPU as a small model's forward.
-    Pinned versions and errors are always read afresh."""
+) -> tuple[ModelRow, VersionRow, Recipe]:
+    """``_resolve`` and the model's recipe, the live version trusted for
+    ``LURE_LIVE_CACHE_SECONDS``: in a profile at 32 clients the lookup and its thread hop took as
+    much API CPU as a small model's forward. Pinned versions and errors are always read afresh."""
+
+    async def load() -> tuple[ModelRow, VersionRow, Recipe]:
+        model, row = await run_in_threadpool(_resolve, res, name, version)
+        return model, row, model.recipe  # parsed once per lookup, not per request
+
     if version is not None:
-        return await run_in_threadpool(_resolve, res, name, version)
-    if (cached := res.live.get(name)) is not None:
-        return cached
-    found = await run_in_threadpool(_resolve, res, name, None)
-    res.live.put(name, found)
-    return found
+        return await load()
+    return await res.live.fetch(name, load)
 
 
-async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bool):
+async def _servable(res: Resources, model: ModelRow, recipe: Recipe, row: VersionRow, pinned: bool):
     """The loaded network of ``row``, or of its newest intact ancestor when ``row`` is damaged.
 
     Returns (network, answering version, refusals). A damaged version is recorded; a pinned one,
@@ -126,7 +128,7 @@ async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bo
         return loaded, row, refused
     while True:
         try:
-            return await run_in_threadpool(res.models.get, model.recipe, row), row, refused
+            return await run_in_threadpool(res.models.get, recipe, row), row, refused
         except ChecksumMismatch as error:
             refused.append(f"version {row.number}: {error}")
             await run_in_threadpool(record_damage, res.sessions, row, str(error))
@@ -138,34 +140,31 @@ async def _servable(res: Resources, model: ModelRow, row: VersionRow, pinned: bo
                     row = version_or_404(session, model, row.parent_number)  # no file to serve
 
 
-async def _forward(
-    res: Resources, row: VersionRow, net, images: np.ndarray, preprocessing: Preprocessing
-) -> np.ndarray:
+async def _forward(res: Resources, row: VersionRow, net: Engine, images: np.ndarray) -> np.ndarray:
     if not res.settings.predict_batching:
-        return await run_in_threadpool(predict_probabilities, net, images, preprocessing)
+        return await run_in_threadpool(net.probabilities, images)
     key = (row.model_id, row.number, row.checkpoint_sha256)
-    return await res.batcher.run(
-        key, lambda batch: predict_probabilities(net, batch, preprocessing), images
-    )
+    return await res.batcher.run(key, net.probabilities, images, parallel=net.parallel)
 
 
-def _prediction(probabilities: np.ndarray, recipe: Recipe, k: int) -> Prediction:
-    ranked = np.argsort(-probabilities, kind="stable")[:k]
+def _prediction(probabilities: np.ndarray, recipe: Recipe, k: int) -> dict:
+    """One image's answer, shaped as :class:`Prediction` (plain data: see ``_answer``)."""
+    rounded = np.round(probabilities.astype(np.float64), 6).tolist()
+    ranked = np.argsort(-probabilities, kind="stable")[:k].tolist()
     top = [
-        Ranked(
-            label=int(i),
-            class_name=recipe.class_name(int(i)),
-            probability=round(float(probabilities[i]), 6),
-        )
-        for i in ranked
+        {"label": i, "class_name": recipe.class_name(i), "probability": rounded[i]} for i in ranked
     ]
-    return Prediction(
-        label=top[0].label,
-        class_name=top[0].class_name,
-        probability=top[0].probability,
-        top_k=top,
-        probabilities=[round(float(v), 6) for v in probabilities],
+    return {**top[0], "top_k": top, "probabilities": rounded}
+
+
+def _answer(name: str, version: int, predictions: list[dict], headers: dict) -> Response:
+    """The :class:`PredictResponse` as JSON bytes, built without pydantic: validating and
+    serialising the models FastAPI builds took a tenth of the API's CPU per small request, for
+    data this module has just made in that shape."""
+    body = json.dumps(
+        {"model": name, "version": version, "predictions": predictions}, separators=(",", ":")
     )
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post(
@@ -177,29 +176,23 @@ def _prediction(probabilities: np.ndarray, recipe: Recipe, k: int) -> Prediction
 async def predict(
     name: str,
     request: Request,
-    response: Response,
     version: int | None = Query(
         None, ge=0, le=MAX_ID, description="pin a version; default: the live one"
     ),
     top_k: int = Query(5, ge=1, le=1000, description="how many ranked labels to return"),
     res: Resources = Depends(resources),
-) -> PredictResponse:
-    model, row = await _model_and_version(res, name, version)
-    recipe = model.recipe
+) -> Response:
+    model, row, recipe = await _model_and_version(res, name, version)
     images = await _images(request, res, recipe)
-    net, answering, refused = await _servable(res, model, row, pinned=version is not None)
+    net, answering, refused = await _servable(res, model, recipe, row, pinned=version is not None)
+    headers = {"X-Model-Version": str(answering.number), "X-Inference-Engine": net.name}
     # a damaged live checkpoint: an intact ancestor answered, and it is live from now on
     if refused:
         await run_in_threadpool(retreat_live, res.sessions, model.id, row.number, answering.number)
         res.live.forget(name)
-        response.headers["X-Model-Fallback"] = f"version {row.number} refused: {refused[0]}"
-    probabilities = await _forward(res, answering, net, images, recipe.preprocessing)
-    response.headers["X-Model-Version"] = str(answering.number)
-    response.headers["X-Inference-Engine"] = net.name
+        headers["X-Model-Fallback"] = f"version {row.number} refused: {refused[0]}"
+    probabilities = await _forward(res, answering, net, images)
     res.metrics.predictions.labels(name, str(answering.number)).inc(len(images))
     k = min(top_k, recipe.num_classes)
-    return PredictResponse(
-        model=name,
-        version=answering.number,
-        predictions=[_prediction(p, recipe, k) for p in probabilities],
-    )
+    predictions = [_prediction(p, recipe, k) for p in probabilities]
+    return _answer(name, answering.number, predictions, headers)
