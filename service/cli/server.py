@@ -125,6 +125,12 @@ def api(
     host: str = typer.Option(None),
     port: int = typer.Option(None),
     data_dir: Path = typer.Option(None),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="API processes sharing the port: Python serves one request at a time per process, "
+        "so one process uses about one core for HTTP. More than one needs PostgreSQL.",
+    ),
 ) -> None:
     """Run only the API (production: workers run elsewhere, on the same database and broker)."""
     _passive_threads_for_serving()
@@ -133,6 +139,9 @@ def api(
 
     configure_logging("api")
     settings = _settings(host, port, data_dir)
+    if workers > 1:
+        _serve_processes(settings, workers)
+        return
     _hold_embedded_folder(settings)
     _serve(settings)
 
@@ -145,6 +154,30 @@ def _serve(settings: ServerSettings) -> None:
 
     uvicorn.run(
         create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_keep_alive=settings.keep_alive_seconds,
+    )
+
+
+def _serve_processes(settings: ServerSettings, workers: int) -> None:
+    """``workers`` uvicorn processes on one socket, each building the app from the environment
+    (``service.app:create_app_process``), so the command-line folder reaches them through it."""
+    import uvicorn
+
+    if settings.resolved_database_url.startswith("sqlite"):
+        raise fail(
+            f"--workers {workers} needs PostgreSQL (LURE_DATABASE_URL): API processes on one "
+            "SQLite database would interleave their mega-batch writes; run one process here"
+        )
+    os.environ["LURE_DATA_DIR"] = str(settings.data_dir.resolve())
+    if settings.torch_threads is None:  # the cores shared out, not each process taking all
+        os.environ["LURE_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    uvicorn.run(
+        "service.app:create_app_process",
+        factory=True,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_config=None,
