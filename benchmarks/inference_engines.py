@@ -37,6 +37,7 @@ import torch
 
 from benchmarks.load_test import start_embedded_server
 from benchmarks.markdown import table
+from benchmarks.paired import paired_rounds
 from benchmarks.raw_load import json_post, run_load
 from benchmarks.serving_speed import IMAGES, LABELS
 from lure_engine.data import to_tensor
@@ -193,31 +194,65 @@ async def _measured_load(
     return load
 
 
-async def _http(
-    url: str, key: str, architecture: str, width: float, seconds: float, pid: int
-) -> dict:
-    port = int(url.rsplit(":", 1)[1])
+def eager_forward_images_per_s(
+    architecture: str, width: float, batch: int, seconds: float, threads: int = 2
+) -> float:
+    """The goals' reference: eager PyTorch's forward alone at ``batch``, in this process."""
+    torch.set_num_threads(threads)
+    engine = EagerForward(_model(architecture, width))
+    images = np.ascontiguousarray(IMAGES[:batch])
+    engine.probabilities(images)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        engine.probabilities(images)
+        count += batch
+    return count / (time.perf_counter() - started)
+
+
+async def _publish_and_probe(url: str, key: str, architecture: str, width: float) -> str:
+    """Publish a version and load it (its engine is chosen then); the engine's name."""
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120
     ) as client:
         await _publish(client, architecture, width)
-        probe = await client.post(  # loads the version (and picks its engine)
+        probe = await client.post(
             "/v1/models/serve/predict", json={"images": [encode_image(IMAGES[0])]}
         )
         probe.raise_for_status()
-    single = _predict_requests(port, key, 1)
-    await run_load("127.0.0.1", port, single, 4, 1.0)  # warm-up
+    return probe.headers.get("X-Inference-Engine", "")
+
+
+def _http(
+    url: str, key: str, architecture: str, width: float, seconds: float, pid: int, rounds: int
+) -> dict:
+    """The one-client and 32-client figures, each in rounds alternating with its reference
+    (``benchmarks.paired``): the eager batch-1 forward (ms) for the one client, the eager
+    batch-32 forward (images/s) at 32 clients."""
+    port = int(url.rsplit(":", 1)[1])
+    engine = asyncio.run(_publish_and_probe(url, key, architecture, width))
+    single, eight = _predict_requests(port, key, 1), _predict_requests(port, key, 8)
+    asyncio.run(run_load("127.0.0.1", port, single, 4, 1.0))  # warm-up
+
+    def load(requests: list[bytes], clients: int, images: int):
+        return lambda: asyncio.run(_measured_load(port, requests, clients, seconds, pid, images))
+
+    def batch_1_ms() -> float:
+        return 1000 / eager_forward_images_per_s(architecture, width, 1, 2.0)
+
+    def batch_32() -> float:
+        return eager_forward_images_per_s(architecture, width, 32, 2.0)
+
     return {
-        "engine": probe.headers.get("X-Inference-Engine"),
-        "one": await _measured_load(port, single, 1, seconds, pid, 1),
-        "thirty_two": await _measured_load(port, single, 32, seconds, pid, 1),
-        "thirty_two_by_8": await _measured_load(
-            port, _predict_requests(port, key, 8), 32, seconds, pid, 8
-        ),
+        "engine": engine,
+        "one": paired_rounds(batch_1_ms, load(single, 1, 1), rounds, "p50_ms"),
+        "thirty_two": paired_rounds(batch_32, load(single, 32, 1), rounds, "images_per_s"),
+        "thirty_two_by_8": paired_rounds(batch_32, load(eight, 32, 8), rounds, "images_per_s"),
     }
 
 
-def through_http(architecture: str, width: float, engine: str, threads: int, seconds: float):
+def through_http(
+    architecture: str, width: float, engine: str, threads: int, seconds: float, rounds: int = 3
+):
     with tempfile.TemporaryDirectory() as tmp:
         port = 8770
         server, key = start_embedded_server(
@@ -227,7 +262,7 @@ def through_http(architecture: str, width: float, engine: str, threads: int, sec
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            return asyncio.run(_http(url, key, architecture, width, seconds, server.pid))
+            return _http(url, key, architecture, width, seconds, server.pid, rounds)
         finally:
             os.killpg(server.pid, 15)
             server.wait(30)
@@ -259,31 +294,35 @@ def render(result: dict) -> str:
             ],
         )
         eager_1_ms = 1000 / eager["batch_1_images_per_s"]
-        eager_32 = eager["batch_32_images_per_s"]
+
+        def ratio(figures: dict) -> str:
+            rounds = ", ".join(f"{r:.2f}" for r in figures["ratios"])
+            return f"{figures['ratio']:.2f} ({rounds})"
+
         http = table(
             [
                 "LURE_SERVE_ENGINE",
                 "serving engine",
                 "p50 ms, 1 client",
-                "p50 − eager batch-1 forward (ms)",
+                "p50 − eager batch-1 forward (ms; goal ≤ 0)",
                 "requests/s, 32 clients",
-                "÷ eager batch-32 forward",
+                "÷ eager batch-32 forward, median (per round)",
                 "CPU ms/request at 32 clients: API / load generator",
                 "images/s, 32 clients × 8 images",
-                "÷ eager batch-32 forward",
+                "÷ eager batch-32 forward, median (per round)",
             ],
             [
                 [
                     setting,
                     h["engine"],
                     f"{h['one']['p50_ms']:.2f}",
-                    f"{h['one']['p50_ms'] - eager_1_ms:+.2f}",
+                    f"{h['one']['p50_ms'] - h['one']['reference']:+.2f}",
                     f"{h['thirty_two']['requests_per_s']:.0f}",
-                    f"{h['thirty_two']['images_per_s'] / eager_32:.2f}",
+                    ratio(h["thirty_two"]),
                     f"{h['thirty_two']['api_cpu_ms_per_request']:.2f} / "
                     f"{h['thirty_two']['client_cpu_ms_per_request']:.2f}",
                     f"{h['thirty_two_by_8']['images_per_s']:.0f}",
-                    f"{h['thirty_two_by_8']['images_per_s'] / eager_32:.2f}",
+                    ratio(h["thirty_two_by_8"]),
                 ]
                 for setting, h in data["http"].items()
             ],
@@ -295,11 +334,15 @@ def render(result: dict) -> str:
         "# Inference engines: eager PyTorch, jit.freeze, ONNX Runtime, and /predict over HTTP\n\n"
         f"`python -m benchmarks.inference_engines --seconds {result['seconds']:g} "
         f"--threads {result['threads']}`, on {result['machine']}. In process: "
-        f"{result['threads']} threads, medians of 5 interleaved rounds. HTTP: `lure up` on "
-        "loopback (API, its worker and the load generator on the same cores), PNG images in JSON "
-        "requests, one per request unless said; the load generator writes pre-built requests on "
-        "keep-alive sockets (`benchmarks/raw_load.py`), so nearly all CPU is left to the "
-        "server.\n\n" + "\n".join(sections)
+        f"{result['threads']} threads, medians of 5 interleaved rounds; `eager` is the forward "
+        "alone on a normalised batch (the goals' reference), the others take uint8 images as "
+        "`/predict` has them. HTTP: `lure up` on loopback (API, its worker and the load "
+        "generator on the same cores), PNG images in JSON requests, one per request unless said; "
+        "the load generator writes pre-built requests on keep-alive sockets "
+        "(`benchmarks/raw_load.py`), so nearly all CPU is left to the server. Each HTTP figure is "
+        f"the median of {result['rounds']} rounds, each round right after its own reference "
+        "(the eager forward at batch 1 or 32, in this process: `benchmarks/paired.py`), so the "
+        "machine's drift hits both alike.\n\n" + "\n".join(sections)
     )
 
 
@@ -308,9 +351,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--rounds", type=int, default=3, help="paired rounds per HTTP figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"seconds": args.seconds, "threads": args.threads, "models": {}}
+    result = {"seconds": args.seconds, "threads": args.threads, "rounds": args.rounds}
+    result["models"] = {}
     result["machine"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__}"
     for label in args.models:
         architecture, width = MODELS[label]
@@ -320,7 +365,7 @@ def main() -> None:
         for engine in ("eager", "auto"):
             print(f"{label}: HTTP with LURE_SERVE_ENGINE={engine}", flush=True)
             data["http"][engine] = through_http(
-                architecture, width, engine, args.threads, args.seconds
+                architecture, width, engine, args.threads, args.seconds, args.rounds
             )
         result["models"][label] = data
     OUT.mkdir(parents=True, exist_ok=True)
