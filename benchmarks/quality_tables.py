@@ -32,6 +32,9 @@ from lure_engine.alma.report import summarise
 from service.cli.bench import BenchOptions
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+# Finished jobs are committed here (small JSON files; saved weights stay untracked): a machine
+# that is shut down mid-study, or a new checkout, resumes from them instead of from nothing.
+RUNS = DOCS / "quality_runs"
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,19 @@ def variants(scale: Scale) -> list[Variant]:
             "paper's code, our lr decay",
             ("warm", "lure"),
             {**AUTHORS_CHOICES, "lr_decay": 0.1},
+        ),
+        # issue 16 §5: a longer stream (Table 4's shape: many small mega-batches) ...
+        Variant("t16_long_stream", "25 mega-batches", ("warm", "lure"), {"megabatches": 25}),
+        # ... the milder noise level of §2 ...
+        Variant(
+            "t16_label_noise_20pct",
+            "20% noise, 20 epochs",
+            ("warm", "lure", "llf"),
+            {"label_noise": 0.2, "epochs": 20},
+        ),
+        # ... and a wider network (over-parameterisation may be what the resets need)
+        Variant(
+            "t16_width", "width 0.25, 10 epochs", ("warm", "lure"), {"width": 0.25, "epochs": 10}
         ),
     ]
 
@@ -562,21 +578,21 @@ def main() -> None:
     )
     run_parser.add_argument("--epochs", type=int, default=Scale.epochs)
     run_parser.add_argument("--width", type=float, default=Scale.width)
-    run_parser.add_argument("--runs-dir", type=Path, default=Path("runs/quality"))
+    run_parser.add_argument(
+        "--seeds", default=None, help="comma-separated seeds to run (default: 0,1,2)"
+    )
+    run_parser.add_argument("--runs-dir", type=Path, default=RUNS)
     report_parser = sub.add_parser("report")
-    report_parser.add_argument("--runs-dir", type=Path, default=Path("runs/quality"))
+    report_parser.add_argument("--runs-dir", type=Path, default=RUNS)
     report_parser.add_argument("--out", type=Path, default=DOCS / "quality")
     report_parser.add_argument("--dataset-label", default="CIFAR-10 subset")
     args = parser.parse_args()
     if args.command == "run":
         tables = set(args.tables.split(",")) if args.tables else None
-        run(
-            args.dataset,
-            args.runs_dir,
-            args.workers,
-            tables,
-            Scale(width=args.width, epochs=args.epochs),
-        )
+        scale = Scale(width=args.width, epochs=args.epochs)
+        if args.seeds:
+            scale = replace(scale, seeds=tuple(int(s) for s in args.seeds.split(",")))
+        run(args.dataset, args.runs_dir, args.workers, tables, scale)
     else:
         report(args.runs_dir, args.out, args.dataset_label)
 

@@ -1,12 +1,18 @@
 """Issue 16's evidence in one report: where (if anywhere) LURE beats warm-starting at CPU scale.
 
-    python -m benchmarks.strategy_evidence --runs-dir runs/quality
+    python -m benchmarks.strategy_evidence
 
 Reads the finished jobs of ``benchmarks.quality_tables`` (tables ``t16_*``) and writes
 ``docs/benchmarks/strategy_evidence.md`` (+ ``.json`` and PNGs): the warm-start penalty (§1), 40 %
 label noise at 20 epochs (§2), the paper's public-code choices against our defaults (§3) and the
 robustness profile of each final model (§4: corruptions, PGD-10, flatness, calibration). Every
 figure is a mean ± population std over the seeds that have finished, and says how many those are.
+
+Finished jobs live in ``docs/benchmarks/quality_runs/`` (committed). Earlier runs were kept only on
+machines that are gone; their figures survive in the previous report (``strategy_evidence.json``
+and ``.md``). So the report *carries* what the runs folder lacks: per-seed final metrics of a
+seed with no job file are taken from the previous JSON (and said so under the table), and a
+section with no job files at all is kept as the previous report wrote it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.plotting import pyplot, save
-from benchmarks.quality_tables import DOCS, METHOD_ORDER, load_groups
+from benchmarks.quality_tables import DOCS, METHOD_ORDER, RUNS, load_groups
 
 NAMES = {
     "warm": "warm",
@@ -54,13 +60,40 @@ def final_metrics(doc: dict) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def stream_table(doc: dict, title: str) -> list[str]:
+def carried_seeds(
+    fresh: dict[str, dict[str, list[float]]], previous: dict | None
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[int]]]:
+    """``fresh`` plus each seed the previous report had and the runs folder lacks.
+
+    Returns the merged metrics (seeds in order) and strategy → the seeds that were carried."""
+    merged: dict[str, dict[str, list[float]]] = {}
+    carried: dict[str, list[int]] = {}
+    for strategy in set(fresh) | set(previous or {}):
+        rows = {}
+        for source, is_carried in (
+            ((previous or {}).get(strategy), True),
+            (fresh.get(strategy), False),
+        ):
+            if not source:
+                continue
+            for i, seed in enumerate(source["seed"]):
+                rows[int(seed)] = ({k: v[i] for k, v in source.items()}, is_carried)
+        merged[strategy] = defaultdict(list)
+        for seed in sorted(rows):
+            values, is_carried = rows[seed]
+            for key, value in values.items():
+                merged[strategy][key].append(value)
+            if is_carried:
+                carried.setdefault(strategy, []).append(seed)
+    return merged, carried
+
+
+def stream_table(metrics: dict[str, dict[str, list[float]]], title: str) -> list[str]:
     """One row per method: seeds, accuracy, CER, gap, ECE (mean ± std)."""
     lines = [
         f"| {title} | seeds | test acc (%) | CER | gen. gap (points) | ECE (%) | train s/run |",
         "|---|---|---|---|---|---|---|",
     ]
-    metrics = final_metrics(doc)
     for strategy in _ordered(metrics):
         m = metrics[strategy]
         lines.append(
@@ -238,76 +271,152 @@ def plot_robustness(summary: dict[str, dict], folder: Path) -> list[Path]:
     return [curves, diagrams]
 
 
-def _section(groups: dict, table: str) -> tuple[str, dict] | None:
-    found = [(label, doc) for (name, label), doc in groups.items() if name == table]
-    return found[0] if found else None
+# (table, variant, key in the JSON, heading): the stream tables, each one row per method
+STREAM_SECTIONS = (
+    ("t16_warm_penalty", "20 epochs", "t16_warm_penalty", "§1 warm-start penalty: cold, 20 epochs"),
+    (
+        "t16_label_noise_20_epochs",
+        "40% noise, 20 epochs",
+        "t16_label_noise_20_epochs",
+        "§2 40 % label noise, 20 epochs",
+    ),
+    (
+        "t16_label_noise_20pct",
+        "20% noise, 20 epochs",
+        "t16_label_noise_20pct",
+        "§2 20 % label noise, 20 epochs",
+    ),
+    (
+        "t16_width",
+        "width 0.25, 10 epochs",
+        "t16_width",
+        "§5 width 0.25 (4× the channels), 10 epochs",
+    ),
+    ("t16_long_stream", "25 mega-batches", "t16_long_stream", "§5 25 mega-batches, 4 epochs"),
+)
+AUTHORS_HEADING = "§3 The paper's public code against our defaults (Table 1's setting, 4 epochs)"
+ROBUSTNESS_HEADING = "§4 Robustness and calibration of the final models (Table 1's setting)"
+CARRIED_NOTE = (
+    "*Carried from the previous report: this section's job files were not kept (they lived on a "
+    "machine that is gone).*"
+)
+
+
+def previous_report(out: Path) -> tuple[dict, dict[str, list[str]]]:
+    """The last report's JSON and its markdown sections (heading → lines), if there is one."""
+    data = (
+        json.loads(out.with_suffix(".json").read_text())
+        if out.with_suffix(".json").exists()
+        else {}
+    )
+    sections: dict[str, list[str]] = {}
+    heading = None
+    for line in out.read_text().splitlines() if out.exists() else []:
+        if line.startswith("## "):
+            heading = line[3:]
+            sections[heading] = []
+        elif heading is not None:
+            sections[heading].append(line)
+    return data, sections
+
+
+def _carried_section(heading: str, old: dict[str, list[str]]) -> list[str]:
+    if heading not in old:
+        return []
+    body = [line for line in old[heading] if line != CARRIED_NOTE]
+    while body and not body[0]:
+        body.pop(0)
+    return [f"## {heading}", "", CARRIED_NOTE, "", *body]
+
+
+def _stream_sections(groups: dict, previous: dict, data: dict) -> list[str]:
+    lines = []
+    for table, variant, key, heading in STREAM_SECTIONS:
+        doc = groups.get((table, variant))
+        metrics, carried = carried_seeds(final_metrics(doc) if doc else {}, previous.get(key))
+        if not metrics:
+            continue
+        data[key] = metrics
+        lines += [f"## {heading}", "", *stream_table(metrics, "method"), ""]
+        if carried:
+            seeds = "; ".join(
+                f"{NAMES.get(s, s)} {', '.join(map(str, carried[s]))}" for s in _ordered(carried)
+            )
+            lines += [
+                f"Seeds carried from the previous report (their job files were not kept): {seeds}.",
+                "",
+            ]
+    return lines
+
+
+def _authors_section(groups: dict, previous: dict, old: dict, data: dict) -> list[str]:
+    default = groups.get(("t16_robustness", "Table 1 setting"))
+    authors = [
+        (label, doc) for (name, label), doc in groups.items() if name == "t16_authors_choices"
+    ]
+    if not (default and authors):
+        if "t16_lure_minus_warm" in previous:
+            data["t16_lure_minus_warm"] = previous["t16_lure_minus_warm"]
+        return _carried_section(AUTHORS_HEADING, old)
+    ours = {**default, "runs": [r for r in default["runs"] if r["strategy"] in ("warm", "lure")]}
+    lines = [f"## {AUTHORS_HEADING}", "", *stream_table(final_metrics(ours), "our defaults"), ""]
+    for label, doc in authors:
+        lines += [*stream_table(final_metrics(doc), label), ""]
+    for label, doc in [("our defaults", ours), *authors]:
+        diff = paired_difference(doc)
+        if diff:
+            per_seed = ", ".join(f"{d:+.2f}" for d in diff["differences"])
+            lines.append(
+                f"- LURE − warm, {label}: {diff['mean']:+.2f} points (per seed {per_seed})"
+            )
+            data.setdefault("t16_lure_minus_warm", {})[label] = diff
+    return [*lines, ""]
+
+
+def _robustness_section(groups: dict, previous: dict, old: dict, data: dict, out: Path):
+    default = groups.get(("t16_robustness", "Table 1 setting"))
+    if not (default and default["robustness"]):
+        if "t16_robustness" in previous:
+            data["t16_robustness"] = previous["t16_robustness"]
+        return _carried_section(ROBUSTNESS_HEADING, old)
+    summary = robustness_summary(default)
+    data["t16_robustness"] = summary
+    plots = plot_robustness(summary, out.parent)
+    return [
+        f"## {ROBUSTNESS_HEADING}",
+        "",
+        "Corruptions: " + ", ".join(next(iter(summary.values()))["by_type"]) + " (torchvision "
+        "ops; CIFAR-10-C's other types are not implemented), severities 1–5, on the 2,000 "
+        "test images; mCA is the mean over types and severities. PGD-10: L∞, random start, "
+        "step 2.5ε/10. Flatness: accuracy with Gaussian noise of σ × each tensor's RMS on "
+        "every weight (mean of 3 draws).",
+        "",
+        *robustness_tables(summary),
+        "",
+        *(f"![{p.stem}]({p.name})" for p in plots),
+        "",
+    ]
 
 
 def report(runs_dir: Path, out: Path) -> str:
     groups = load_groups(runs_dir)
+    previous, old_sections = previous_report(out)
     lines = [
         "# Where does LURE help? (issue 16)",
         "",
         "Written by `python -m benchmarks.strategy_evidence`; runs by `python -m "
         "benchmarks.quality_tables run --dataset npz:../shared/data/cifar10_small.npz --tables "
-        "t16_warm_penalty,t16_label_noise_20_epochs,t16_robustness,t16_authors_choices`. "
-        "CIFAR-10 subset (10,000 train / 2,000 test), ResNet18 width 0.125, 8 mega-batches, "
-        "full replay; mean ± population std over the seeds listed.",
+        "t16_warm_penalty,t16_label_noise_20_epochs,t16_robustness,t16_authors_choices,"
+        "t16_long_stream,t16_label_noise_20pct,t16_width` (job files in "
+        "`docs/benchmarks/quality_runs/`). "
+        "CIFAR-10 subset (10,000 train / 2,000 test), ResNet18 width 0.125 unless said, "
+        "8 mega-batches unless said, full replay; mean ± population std over the seeds listed.",
         "",
     ]
     data: dict = {}
-    for table, title in (
-        ("t16_warm_penalty", "§1 warm-start penalty: cold, 20 epochs"),
-        ("t16_label_noise_20_epochs", "§2 40 % label noise, 20 epochs"),
-    ):
-        found = _section(groups, table)
-        if found:
-            lines += [f"## {title}", "", *stream_table(found[1], "method"), ""]
-            data[table] = final_metrics(found[1])
-    default = _section(groups, "t16_robustness")
-    authors = [
-        (label, doc) for (name, label), doc in groups.items() if name == "t16_authors_choices"
-    ]
-    if default and authors:
-        ours = {
-            **default[1],
-            "runs": [r for r in default[1]["runs"] if r["strategy"] in ("warm", "lure")],
-        }
-        lines += [
-            "## §3 The paper's public code against our defaults (Table 1's setting, 4 epochs)",
-            "",
-            *stream_table(ours, "our defaults"),
-            "",
-        ]
-        for label, doc in authors:
-            lines += [*stream_table(doc, label), ""]
-        for label, doc in [("our defaults", ours), *authors]:
-            diff = paired_difference(doc)
-            if diff:
-                per_seed = ", ".join(f"{d:+.2f}" for d in diff["differences"])
-                lines.append(
-                    f"- LURE − warm, {label}: {diff['mean']:+.2f} points (per seed {per_seed})"
-                )
-                data.setdefault("t16_lure_minus_warm", {})[label] = diff
-        lines.append("")
-    if default and default[1]["robustness"]:
-        summary = robustness_summary(default[1])
-        data["t16_robustness"] = summary
-        plots = plot_robustness(summary, out.parent)
-        lines += [
-            "## §4 Robustness and calibration of the final models (Table 1's setting)",
-            "",
-            "Corruptions: " + ", ".join(next(iter(summary.values()))["by_type"]) + " (torchvision "
-            "ops; CIFAR-10-C's other types are not implemented), severities 1–5, on the 2,000 "
-            "test images; mCA is the mean over types and severities. PGD-10: L∞, random start, "
-            "step 2.5ε/10. Flatness: accuracy with Gaussian noise of σ × each tensor's RMS on "
-            "every weight (mean of 3 draws).",
-            "",
-            *robustness_tables(summary),
-            "",
-            *(f"![{p.stem}]({p.name})" for p in plots),
-            "",
-        ]
+    lines += _stream_sections(groups, previous, data)
+    lines += _authors_section(groups, previous, old_sections, data)
+    lines += _robustness_section(groups, previous, old_sections, data, out)
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=float))
     return "\n".join(lines)
@@ -315,7 +424,7 @@ def report(runs_dir: Path, out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--runs-dir", type=Path, default=RUNS)
     parser.add_argument("--out", type=Path, default=DOCS / "strategy_evidence.md")
     args = parser.parse_args()
     print(report(args.runs_dir, args.out))
