@@ -1,8 +1,10 @@
-"""``lure up``'s worker, kept alive: restarted when it dies, with the reason logged.
+"""A child process kept alive: restarted when it dies, with the reason logged.
 
-A worker that exits while the server runs (a crash, the OOM killer, ``kill``) would otherwise leave
-the API accepting data that no one trains on. Restarts back off (1 s, 2 s, 4 s … 60 s) so a worker
-that cannot start does not spin; a worker that stayed up for a minute resets the back-off.
+``lure up``'s worker: one that exits while the server runs (a crash, the OOM killer, ``kill``)
+would otherwise leave the API accepting data that no one trains on. ``lure api --workers N``'s
+API processes: one that died would leave its share of the port's connections unanswered.
+Restarts back off (1 s, 2 s, 4 s … 60 s) so a child that cannot start does not spin; one that
+stayed up for a minute resets the back-off.
 """
 
 from __future__ import annotations
@@ -27,14 +29,20 @@ def exit_reason(code: int) -> str:
 
 
 class WorkerSupervisor:
-    def __init__(self, command: list[str], env: dict[str, str], max_backoff: float = 60.0) -> None:
-        self.command, self.env, self.max_backoff = command, env, max_backoff
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        max_backoff: float = 60.0,
+        name: str = "worker",
+    ) -> None:
+        self.command, self.env, self.max_backoff, self.name = command, env, max_backoff, name
         self.restarts = 0
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a restart and a stop never interleave
         self._thread = threading.Thread(
-            target=self._watch, name="lure-worker-supervisor", daemon=True
+            target=self._watch, name=f"lure-{name.replace(' ', '-')}-supervisor", daemon=True
         )
 
     def start(self) -> None:
@@ -64,7 +72,8 @@ class WorkerSupervisor:
             if time.monotonic() - started > 60:
                 backoff = 1.0
             log.error(
-                "worker %s (pid %d); restarting it in %.0f s",
+                "%s %s (pid %d); restarting it in %.0f s",
+                self.name,
                 exit_reason(code),
                 self.process.pid,
                 backoff,
@@ -77,4 +86,6 @@ class WorkerSupervisor:
                     return
                 self.process = subprocess.Popen(self.command, env=self.env)
                 self.restarts += 1
-            log.warning("worker restarted (pid %d, restart %d)", self.process.pid, self.restarts)
+            log.warning(
+                "%s restarted (pid %d, restart %d)", self.name, self.process.pid, self.restarts
+            )

@@ -128,8 +128,11 @@ def api(
     workers: int = typer.Option(
         1,
         min=1,
-        help="API processes sharing the port: Python serves one request at a time per process, "
-        "so one process uses about one core for HTTP. More than one needs PostgreSQL.",
+        help="API processes on the port: Python serves one request at a time per process, so "
+        "one process uses about one core for HTTP. More than one needs PostgreSQL.",
+    ),
+    reuse_port: bool = typer.Option(
+        False, hidden=True, help="Listen beside other processes on the port (SO_REUSEPORT)."
     ),
 ) -> None:
     """Run only the API (production: workers run elsewhere, on the same database and broker)."""
@@ -143,46 +146,78 @@ def api(
         _serve_processes(settings, workers)
         return
     _hold_embedded_folder(settings)
-    _serve(settings)
+    _serve(settings, reuse_port)
 
 
-def _serve(settings: ServerSettings) -> None:
+def _serve(settings: ServerSettings, reuse_port: bool = False) -> None:
     """uvicorn with our logging (no config of its own) and keep-alive longer than clients'."""
     import uvicorn
 
     from service.app import create_app
 
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,
         timeout_keep_alive=settings.keep_alive_seconds,
     )
+    sockets = [_reuse_port_socket(settings.host, settings.port)] if reuse_port else None
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def _reuse_port_socket(host: str, port: int):
+    """A listening socket that shares its port with the other API processes: the kernel spreads
+    new connections over them evenly (with one shared socket, the process that woke first took
+    most of a burst of keep-alive connections and the others idled)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _serve_processes(settings: ServerSettings, workers: int) -> None:
-    """``workers`` uvicorn processes on one socket, each building the app from the environment
-    (``service.app:create_app_process``), so the command-line folder reaches them through it."""
-    import uvicorn
+    """``workers`` API processes on one port, each restarted if it dies, until SIGTERM/SIGINT."""
+    import signal
 
     if settings.resolved_database_url.startswith("sqlite"):
         raise fail(
             f"--workers {workers} needs PostgreSQL (LURE_DATABASE_URL): API processes on one "
             "SQLite database would interleave their mega-batch writes; run one process here"
         )
-    os.environ["LURE_DATA_DIR"] = str(settings.data_dir.resolve())
+    env = _child_env(settings)
     if settings.torch_threads is None:  # the cores shared out, not each process taking all
-        os.environ["LURE_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
-    uvicorn.run(
-        "service.app:create_app_process",
-        factory=True,
-        workers=workers,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        timeout_keep_alive=settings.keep_alive_seconds,
-    )
+        env["LURE_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli.main",
+        "api",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--reuse-port",
+    ]
+    children = [WorkerSupervisor(command, env, name=f"API process {i + 1}") for i in range(workers)]
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    for child in children:
+        child.start()
+    typer.echo(f"{workers} API processes on http://{settings.host}:{settings.port}")
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for child in children:
+            child.stop()
 
 
 def worker(

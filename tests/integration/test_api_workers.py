@@ -6,6 +6,8 @@ the database and the broker, as replicas do. On the embedded SQLite default it i
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +16,7 @@ import httpx
 
 from lure_engine.data import load_digits_dataset
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
-from tests.integration.deployments import environment
+from tests.integration.deployments import environment, wait_for
 from tests.integration.processes import (
     Process,
     create_admin_key,
@@ -26,7 +28,7 @@ from tests.integration.scenario import wait_for_versions
 
 
 def _spawned_children(parent: int) -> list[int]:
-    """The processes uvicorn spawned to serve (not multiprocessing's resource tracker)."""
+    """The API processes ``lure api --workers`` started (each on the port with SO_REUSEPORT)."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -34,7 +36,7 @@ def _spawned_children(parent: int) -> list[int]:
             command = (stat.parent / "cmdline").read_bytes()
         except OSError:  # the process ended while we looked
             continue
-        if int(fields[1]) == parent and b"spawn_main" in command:
+        if int(fields[1]) == parent and b"--reuse-port" in command:
             children.append(int(stat.parent.name))
     return children
 
@@ -87,6 +89,21 @@ def test_two_api_processes_share_one_port_and_serve_the_same_live_version(
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(predict, range(40)))
         assert answers == [(200, "1")] * 40
+        # an API process that dies is replaced; the port keeps answering meanwhile
+        before = _spawned_children(api.popen.pid)
+        os.kill(before[0], signal.SIGKILL)
+        def replaced() -> list[int] | None:
+            now = _spawned_children(api.popen.pid)
+            return now if len(now) == 2 and before[0] not in now else None
+
+        after = wait_for(replaced, timeout=60, what="a replacement API process")
+        assert before[1] in after
+        wait_ready(url, api, key)
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(predict, range(16))) == [(200, "1")] * 16
+        assert "API process 1 killed by SIGKILL" in api.log.read_text() or (
+            "API process 2 killed by SIGKILL" in api.log.read_text()
+        )
     finally:
         worker.stop()
         api.stop()
