@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from benchmarks.load_test import start_embedded_server
-from benchmarks.markdown import table
+from benchmarks.markdown import publish, table
 from benchmarks.paired import paired_rounds
 from benchmarks.raw_load import json_post, run_load
 from benchmarks.serving_speed import IMAGES, LABELS
@@ -368,11 +367,7 @@ def main() -> None:
                 architecture, width, engine, args.threads, args.seconds, args.rounds
             )
         result["models"][label] = data
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "inference_engines.json").write_text(json.dumps(result, indent=2))
-    markdown = render(result)
-    (OUT / "inference_engines.md").write_text(markdown)
-    print(markdown)
+    publish(OUT, "inference_engines", result, render(result))
 
 
 if __name__ == "__main__":

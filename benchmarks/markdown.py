@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 def row(*cells: object) -> str:
     """One table row: ``| a | b | c |``."""
@@ -11,3 +14,11 @@ def row(*cells: object) -> str:
 def table(header: list[str], rows: list[list[object]]) -> str:
     """A header, its separator line and the rows."""
     return "\n".join([row(*header), row(*["---"] * len(header)), *(row(*r) for r in rows)])
+
+
+def publish(folder: Path, name: str, result: dict, markdown: str) -> None:
+    """A benchmark's figures as ``folder/name.json`` and its report as ``name.md``, printed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (folder / f"{name}.md").write_text(markdown)
+    print(markdown)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -40,7 +39,7 @@ from benchmarks.inference_engines import (
     _publish,
     eager_forward_images_per_s,
 )
-from benchmarks.markdown import table
+from benchmarks.markdown import publish, table
 from benchmarks.paired import paired_rounds
 from benchmarks.raw_load import run_load
 
@@ -233,11 +232,7 @@ def main() -> None:
             runs["processes"][str(processes)] = through_processes(
                 label, processes, args.seconds, args.rounds, args.postgres_url, args.redis_url
             )
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "replica_serving.json").write_text(json.dumps(result, indent=2))
-    markdown = render(result)
-    (OUT / "replica_serving.md").write_text(markdown)
-    print(markdown)
+    publish(OUT, "replica_serving", result, render(result))
 
 
 if __name__ == "__main__":
