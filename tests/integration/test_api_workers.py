@@ -92,6 +92,7 @@ def test_two_api_processes_share_one_port_and_serve_the_same_live_version(
         # an API process that dies is replaced; the port keeps answering meanwhile
         before = _spawned_children(api.popen.pid)
         os.kill(before[0], signal.SIGKILL)
+
         def replaced() -> list[int] | None:
             now = _spawned_children(api.popen.pid)
             return now if len(now) == 2 and before[0] not in now else None
