@@ -107,7 +107,11 @@ def stream_table(metrics: dict[str, dict[str, list[float]]], title: str) -> list
 
 def paired_difference(doc: dict, a: str = "lure", b: str = "warm") -> dict | None:
     """a − b in test accuracy (points), seed by seed (same stream and initial model per seed)."""
-    metrics = final_metrics(doc)
+    return paired_from_metrics(final_metrics(doc), a, b)
+
+
+def paired_from_metrics(metrics: dict, a: str = "lure", b: str = "warm") -> dict | None:
+    """``paired_difference`` on final metrics (strategy → metric → one value per seed)."""
     if a not in metrics or b not in metrics:
         return None
     left = dict(zip(metrics[a]["seed"], metrics[a]["test_accuracy"], strict=True))
@@ -338,6 +342,16 @@ def _stream_sections(groups: dict, previous: dict, data: dict) -> list[str]:
             continue
         data[key] = metrics
         lines += [f"## {heading}", "", *stream_table(metrics, "method"), ""]
+        for other in _ordered(metrics):
+            diff = paired_from_metrics(metrics, other, "warm") if other != "warm" else None
+            if diff:
+                per_seed = ", ".join(f"{d:+.2f}" for d in diff["differences"])
+                lines.append(
+                    f"- {NAMES.get(other, other)} − warm: {diff['mean']:+.2f} points "
+                    f"(per seed {per_seed})"
+                )
+        if "warm" in metrics and len(metrics) > 1:
+            lines.append("")
         if carried:
             seeds = "; ".join(
                 f"{NAMES.get(s, s)} {', '.join(map(str, carried[s]))}" for s in _ordered(carried)

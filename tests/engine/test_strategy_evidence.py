@@ -120,6 +120,7 @@ def test_seeds_whose_job_files_were_lost_are_carried_from_the_previous_report(tm
     text = report(runs, out)
     assert "| warm | 3 (0, 1, 2) | 60.00 ± 8.16 | 200 |" in text  # mean of 0.5, 0.6, 0.7
     assert "| LURE | 1 (2) | 65.00 ± 0.00 |" in text
+    assert "- LURE − warm: -5.00 points (per seed -5.00)" in text  # paired on seed 2 only
     assert (
         "Seeds carried from the previous report (their job files were not kept): warm 0, 1." in text
     )
