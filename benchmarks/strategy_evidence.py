@@ -333,9 +333,12 @@ def _carried_section(heading: str, old: dict[str, list[str]]) -> list[str]:
     return [f"## {heading}", "", CARRIED_NOTE, "", *body]
 
 
-def _stream_sections(groups: dict, previous: dict, data: dict) -> list[str]:
+def _stream_sections(groups: dict, previous: dict, data: dict, part: str) -> list[str]:
+    """The stream tables whose heading starts with ``part`` (§1, §2, §5)."""
     lines = []
     for table, variant, key, heading in STREAM_SECTIONS:
+        if not heading.startswith(part):
+            continue
         doc = groups.get((table, variant))
         metrics, carried = carried_seeds(final_metrics(doc) if doc else {}, previous.get(key))
         if not metrics:
@@ -428,9 +431,11 @@ def report(runs_dir: Path, out: Path) -> str:
         "",
     ]
     data: dict = {}
-    lines += _stream_sections(groups, previous, data)
+    for part in ("§1", "§2"):
+        lines += _stream_sections(groups, previous, data, part)
     lines += _authors_section(groups, previous, old_sections, data)
     lines += _robustness_section(groups, previous, old_sections, data, out)
+    lines += _stream_sections(groups, previous, data, "§5")
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=float))
     return "\n".join(lines)
