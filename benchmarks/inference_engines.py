@@ -61,14 +61,15 @@ class EagerForward:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model.eval()
-        self._tensors: dict[int, torch.Tensor] = {}
+        self._normalised: tuple[np.ndarray, torch.Tensor] | None = None
 
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        key = id(images)  # normalised once per batch, outside the timed forward
-        if key not in self._tensors:
-            self._tensors = {key: to_tensor(images)}
-        return self.model(self._tensors[key]).float().softmax(1).numpy()
+        # normalised once per batch, outside the timed forward; the batch itself is held, so
+        # a later batch can never be mistaken for it
+        if self._normalised is None or self._normalised[0] is not images:
+            self._normalised = (images, to_tensor(images))
+        return self.model(self._normalised[1]).float().softmax(1).numpy()
 
 
 class FrozenEngine:

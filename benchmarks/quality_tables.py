@@ -510,12 +510,28 @@ def update_marked_block(path: Path, body: str) -> bool:
     return True
 
 
+def refuse_to_drop_tables(groups: dict, previous: Path, runs_dir: Path) -> None:
+    """Stop before rewriting the docs when a table they show has no job files here: the Tables
+    1–9 jobs of earlier sessions were lost with their machines, and a report from a folder
+    without them would silently replace those tables with nothing."""
+    if not previous.exists():
+        return
+    shown = set(json.loads(previous.read_text()).get("tables", {}))
+    missing = sorted(shown - {table for table, _ in groups})
+    if missing:
+        raise SystemExit(
+            f"{previous} shows {', '.join(missing)}, which have no job files under {runs_dir}; "
+            "nothing rewritten (run those tables first, or point --runs-dir at their jobs)"
+        )
+
+
 def report(runs_dir: Path, out: Path, dataset_label: str) -> None:
     from lure_engine.alma.report import plot
 
     groups = load_groups(runs_dir)
     if not groups:
         raise SystemExit(f"no finished jobs under {runs_dir}")
+    refuse_to_drop_tables(groups, out.parent / "quality.json", runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     document: dict = {"dataset": dataset_label, "tables": {}}
     sections = []

@@ -124,15 +124,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
-def create_app_process() -> FastAPI:
-    """The app of one of ``lure api --workers N``'s processes: settings from the environment,
-    and the logging the parent set up (a spawned process starts without it)."""
-    from lure_core.logs import configure_logging
-
-    configure_logging("api")
-    return create_app()
-
-
 def _without_password(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -72,30 +72,38 @@ class SingleFlightCache(TtlCache[K, V]):
 
     def __init__(self, ttl: float, size: int = 1024) -> None:
         super().__init__(ttl, size)
-        self._loading: dict[K, asyncio.Future] = {}
+        self._loading: dict[K, asyncio.Task] = {}
         self._generation: dict[K, int] = {}
 
     async def fetch(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        """The cached value, else ``await load()``, shared by every caller missing meanwhile."""
+        """The cached value, else ``await load()``, shared by every caller missing meanwhile.
+
+        The load runs as its own task: a caller that goes away (its client disconnected) does not
+        cancel the answer the others are waiting for."""
         if (hit := self.get(key)) is not None:
             return hit
-        if (pending := self._loading.get(key)) is not None:
-            return await asyncio.shield(pending)
-        future = self._loading[key] = asyncio.get_running_loop().create_future()
+        task = self._loading.get(key)
+        if task is None:
+            task = self._loading[key] = asyncio.ensure_future(self._load(key, load))
+            task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         generation = self._generation.get(key, 0)
         try:
             value = await load()
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: nobody waiting is not an unhandled error
-            raise
         finally:
             del self._loading[key]
         if self._generation.get(key, 0) == generation:
             self.put(key, value)
-        future.set_result(value)
         return value
 
     def forget(self, key: K) -> None:
         self._generation[key] = self._generation.get(key, 0) + 1
         super().forget(key)
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """Mark a failed load's error as seen: when every caller went away, nobody else will."""
+    if not task.cancelled():
+        task.exception()

@@ -135,3 +135,17 @@ def test_authors_choices_job_runs_with_the_papers_code_settings(tmp_path):
     assert config["importance_sample_size"] == 100
     assert config["train"]["carry_momentum"] and config["train"]["keep_best_on_validation"]
     assert config["train"]["gamma"] == 1.0
+
+
+def test_a_report_that_would_drop_a_shown_table_rewrites_nothing(tmp_path):
+    import pytest
+
+    from benchmarks.quality_tables import refuse_to_drop_tables
+
+    previous = tmp_path / "quality.json"
+    previous.write_text(json.dumps({"tables": {"t1_full_replay": [], "t3_no_replay": []}}))
+    only_t1 = {("t1_full_replay", "full"): {}}
+    with pytest.raises(SystemExit, match="t3_no_replay, which have no job files"):
+        refuse_to_drop_tables(only_t1, previous, tmp_path / "runs")
+    refuse_to_drop_tables({**only_t1, ("t3_no_replay", "none"): {}}, previous, tmp_path)
+    refuse_to_drop_tables(only_t1, tmp_path / "absent.json", tmp_path)  # a first report

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lure_engine.models import ModelSpec, build_model
-from lure_engine.preprocess import CIFAR_DEFAULT
+from lure_engine.preprocess import CIFAR_DEFAULT, Preprocessing
 from service.engines import EagerEngine, FastestBySize, OnnxRuntimeEngine, choose_engine
 
 CPU = torch.device("cpu")
@@ -37,7 +37,7 @@ def test_onnx_runtime_reproduces_eager_probabilities(resnet):
 
 def test_the_onnx_engine_normalises_inside_its_graph(resnet):
     """The served graph is the exported one: uint8 images in, the model's own mean and std."""
-    other = PRE.__class__(32, 3, (0.2, 0.3, 0.4), (0.5, 0.6, 0.7))
+    other = Preprocessing(32, 3, (0.2, 0.3, 0.4), (0.5, 0.6, 0.7))
     batch = _batch()
     onnx = OnnxRuntimeEngine(resnet, other)
     assert onnx.session.get_inputs()[0].type == "tensor(uint8)"

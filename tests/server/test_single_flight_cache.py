@@ -75,3 +75,19 @@ def test_a_cache_time_of_zero_loads_every_time(ttl):
 
     asyncio.run(go())
     assert len(calls) == 3
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_load_the_others_wait_for():
+    cache, (load, calls) = SingleFlightCache(60.0), _counting_loader("live 2", delay=0.05)
+
+    async def go():
+        first = asyncio.create_task(cache.fetch("digits", load))
+        await asyncio.sleep(0.01)  # the first caller's load is running
+        second = asyncio.create_task(cache.fetch("digits", load))
+        await asyncio.sleep(0.01)
+        first.cancel()  # its client disconnected
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await second
+
+    assert asyncio.run(go()) == "live 2" and len(calls) == 1
