@@ -7,6 +7,12 @@ pair; blobs written later are simply not in the backup, as the rows naming them 
 copied blob is checked against the sha256 its row records. A backup or a restore is built in a
 staging folder and renamed into place, so a crash leaves no half backup and no half data folder.
 
+A restore trusts nothing in the backup folder: before it writes anything it checks the database
+(its sha256 against the manifest, SQLite's ``integrity_check``, its schema revision), that every
+blob key is a plain relative path inside the blob folder and is one the database names, and the
+sha256 of every blob. Only then does it copy, into a staging folder of its own beside the new
+data folder, and nothing is ever written or deleted anywhere else.
+
 PostgreSQL deployments back up with ``pg_dump`` plus a copy of the blob volume (docs/SERVER.md).
 """
 
@@ -17,11 +23,14 @@ import json
 import os
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from lure_core.blobs import check_key
 
 MANIFEST = "manifest.json"
 DATABASE = "lure.db"
@@ -91,9 +100,7 @@ def backup(data_dir: Path, target: Path, on_progress: Progress | None = None) ->
         blobs = referenced_blobs(staging / DATABASE)
         report = BackupReport(target)
         for key, sha256 in blobs:
-            problem = _copy_checked(
-                data_dir / BLOBS / key, staging / BLOBS / key, sha256, on_progress
-            )
+            problem = _backup_one(data_dir, staging, key, sha256, on_progress)
             if problem:
                 report.problems.append(f"blob {key}: {problem}")
             else:
@@ -105,6 +112,7 @@ def backup(data_dir: Path, target: Path, on_progress: Progress | None = None) ->
         manifest = {
             "created_at": datetime.now(UTC).isoformat(),
             "source": str(data_dir.resolve()),
+            "database_sha256": _file_sha256(staging / DATABASE),
             "schema": schema,
             "versions": report.versions,
             "blobs": dict(blobs),
@@ -118,33 +126,149 @@ def backup(data_dir: Path, target: Path, on_progress: Progress | None = None) ->
     return report
 
 
+def _backup_one(
+    data_dir: Path, staging: Path, key: str, sha256: str, on_progress: Progress | None
+) -> str:
+    """Copy one referenced blob into the backup; a problem in words, or ''."""
+    try:
+        check_key(key)
+    except ValueError:
+        return "its key is not a path inside the blob folder; not copied"
+    return _copy_checked(data_dir / BLOBS / key, staging / BLOBS / key, sha256, on_progress)
+
+
 def restore(source: Path, data_dir: Path, on_progress: Progress | None = None) -> BackupReport:
-    """A new data folder from a backup: every blob checked against the manifest first."""
-    manifest_path = source / MANIFEST
-    if not manifest_path.is_file():
-        raise BackupError(f"{source} holds no {MANIFEST}: it is not a `lure backup` folder")
-    manifest = json.loads(manifest_path.read_text())
+    """A new data folder from a backup, written only after everything in it was verified."""
+    manifest = read_manifest(source)
     require_empty(data_dir, "data folder")
+    verify_database(source / DATABASE, manifest.get("database_sha256"))
+    blobs = verified_blobs(source, manifest, on_progress)  # every sha256, before any write
     staging = _staging(data_dir)
     try:
-        shutil.copy2(source / DATABASE, staging / DATABASE)
-        report = BackupReport(data_dir, versions=manifest["versions"])
-        for key, sha256 in manifest["blobs"].items():
-            origin = source / BLOBS / key
-            if not origin.exists() and any(key in p for p in manifest["problems"]):
-                continue  # missing when the backup was made; recorded then
-            problem = _copy_checked(origin, staging / BLOBS / key, sha256, on_progress)
-            if problem:
-                raise BackupError(f"the backup is damaged: blob {key}: {problem}")
+        shutil.copyfile(source / DATABASE, staging / DATABASE)
+        verify_database(staging / DATABASE, _file_sha256(source / DATABASE))
+        report = BackupReport(data_dir, versions=_count_versions(staging / DATABASE))
+        for key, sha256 in blobs:
+            problem = _copy_checked(_inside(source, key), staging / BLOBS / key, sha256, None)
+            if problem:  # changed since it was verified a moment ago
+                raise BackupError(
+                    f"the backup changed while it was restored: blob {key}: {problem}"
+                )
             report.blobs += 1
-            report.bytes += origin.stat().st_size
-        report.problems = list(manifest["problems"])
+            report.bytes += (staging / BLOBS / key).stat().st_size
+        report.problems = [str(p) for p in manifest.get("problems", [])]
         _requeue_unsent_jobs(staging / DATABASE)
         _publish(staging, data_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return report
+
+
+def read_manifest(source: Path) -> dict:
+    """The backup's manifest, refused unless it has the shape ``backup`` writes."""
+    path = source / MANIFEST
+    if not path.is_file():
+        raise BackupError(f"{source} holds no {MANIFEST}: it is not a `lure backup` folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BackupError(f"the backup is damaged: {MANIFEST} is not JSON ({error})") from None
+    blobs = manifest.get("blobs") if isinstance(manifest, dict) else None
+    if not isinstance(blobs, dict) or not all(isinstance(v, str) for v in blobs.values()):
+        raise BackupError(f"the backup is damaged: {MANIFEST} lists no blobs with their sha256")
+    if not isinstance(manifest.get("problems", []), list):
+        raise BackupError(f"the backup is damaged: {MANIFEST}'s problems is not a list")
+    return manifest
+
+
+def verify_database(database: Path, expected_sha256: str | None) -> None:
+    """The backup's database is intact: its recorded sha256 (backups made since it was recorded)
+    and SQLite's own ``integrity_check``; BackupError saying what is wrong otherwise."""
+    if not database.is_file() or database.is_symlink():
+        raise BackupError(f"the backup is damaged: {database} is missing or not a plain file")
+    if expected_sha256 is not None and _file_sha256(database) != expected_sha256:
+        raise BackupError(
+            f"the backup is damaged: {database.name} does not match the sha256 its manifest "
+            "recorded; restore an earlier backup"
+        )
+    try:
+        with _connect(database, read_only=True, immutable=True) as connection:
+            result = connection.execute("PRAGMA integrity_check").fetchall()
+            connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise BackupError(f"the backup is damaged: {database.name}: {error}") from None
+    if result != [("ok",)]:
+        first = "; ".join(str(row[0]) for row in result[:3])
+        raise BackupError(f"the backup is damaged: {database.name} fails SQLite's check: {first}")
+
+
+def verified_blobs(
+    source: Path, manifest: dict, on_progress: Progress | None = None
+) -> list[tuple[str, str]]:
+    """(key, sha256) of the blobs to restore: keys that stay inside the blob folder and that
+    the backup's database names, each file's sha256 checked. Reads only."""
+    listed: dict[str, str] = manifest["blobs"]
+    for key in listed:
+        try:
+            check_key(key)
+        except ValueError:
+            raise BackupError(
+                f"the backup is damaged: its manifest names the blob key {key!r}, which is not a "
+                "path inside the blob folder; nothing was written"
+            ) from None
+    named = dict(referenced_blobs(source / DATABASE))
+    strangers = sorted(set(listed) - set(named))
+    if strangers:
+        raise BackupError(
+            f"the backup is damaged: its manifest names {len(strangers)} blob(s) its database "
+            f"does not (first: {strangers[0]!r}); nothing was written"
+        )
+    missing_at_backup = " ".join(str(p) for p in manifest.get("problems", []))
+    chosen = []
+    for key, sha256 in sorted(named.items()):
+        if listed.get(key) != sha256:
+            if f"blob {key}:" in missing_at_backup:
+                continue  # missing or damaged when the backup was made; recorded then
+            raise BackupError(f"the backup is damaged: blob {key} is not in its manifest")
+        problem = _hash_checked(_inside(source, check_key(key)), sha256, on_progress)
+        if problem:
+            raise BackupError(f"the backup is damaged: blob {key}: {problem}; nothing was written")
+        chosen.append((key, sha256))
+    return chosen
+
+
+def _inside(source: Path, key: str) -> Path:
+    """The backup's file for ``key``, refused if a link leads it out of the blob folder."""
+    root = (source / BLOBS).resolve()
+    path = (source / BLOBS / key).resolve()
+    if not path.is_relative_to(root):
+        raise BackupError(f"the backup is damaged: blob {key} is a link out of its blob folder")
+    return path
+
+
+def _hash_checked(path: Path, sha256: str, on_progress: Progress | None) -> str:
+    if not path.is_file():
+        return "missing"
+    digest = _file_sha256(path, on_progress)
+    if digest != sha256:
+        return f"sha256 {digest[:12]}… differs from the recorded {sha256[:12]}…"
+    return ""
+
+
+def _file_sha256(path: Path, on_progress: Progress | None = None) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        for block in _blocks(reader):
+            digest.update(block)
+            if on_progress:
+                on_progress(len(block))
+    return digest.hexdigest()
+
+
+def _count_versions(database: Path) -> int:
+    with _connect(database, read_only=True) as connection:
+        return int(connection.execute("SELECT count(*) FROM versions").fetchone()[0])
 
 
 def _requeue_unsent_jobs(database: Path) -> None:
@@ -179,11 +303,15 @@ def _blocks(handle, size: int = 1 << 20) -> Iterator[bytes]:
 
 
 @contextmanager
-def _connect(path: Path, read_only: bool = False) -> Iterator[sqlite3.Connection]:
+def _connect(
+    path: Path, read_only: bool = False, immutable: bool = False
+) -> Iterator[sqlite3.Connection]:
     """A connection committed on success and always closed (sqlite3's own ``with`` never
-    closes)."""
+    closes). ``immutable``: a file no one writes (a backup's), opened without creating any side
+    file next to it."""
+    flags = "mode=ro&immutable=1" if immutable else "mode=ro"
     connection = (
-        sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        sqlite3.connect(f"file:{path}?{flags}", uri=True, timeout=30)
         if read_only
         else sqlite3.connect(path, timeout=30)
     )
@@ -200,11 +328,9 @@ def require_empty(folder: Path, what: str) -> None:
 
 
 def _staging(final: Path) -> Path:
+    """A new, uniquely named folder beside ``final`` (never one that already existed)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.parent / f".{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    return staging
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
 
 
 def _publish(staging: Path, final: Path) -> None:

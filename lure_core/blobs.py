@@ -18,6 +18,14 @@ import numpy as np
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
+def check_key(key: str) -> str:
+    """``key`` if it is a relative path of plain names inside a blob folder; ValueError if it
+    could name anything outside one (``..``, an absolute path, odd characters)."""
+    if not isinstance(key, str) or not _KEY.match(key) or ".." in key.split("/"):
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
 class ChecksumMismatch(RuntimeError):
     """A blob is missing, truncated or altered: its sha256 does not match the record."""
 
@@ -32,9 +40,7 @@ class BlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
-        if not _KEY.match(key) or ".." in key.split("/"):
-            raise ValueError(f"invalid blob key {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     def write(self, key: str, data: bytes) -> str:
         """Write ``data`` durably under ``key``; returns its sha256. Readers never see half
