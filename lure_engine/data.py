@@ -169,3 +169,27 @@ def load_dataset(source: str) -> Dataset:
     if kind == "cifar10" and rest:
         return load_cifar10_folder(rest)
     raise ValueError(f"unknown dataset {source!r}; use digits, npz:PATH or cifar10:DIR")
+
+
+def balanced_train_subset(dataset: Dataset, samples: int, seed: int = 0) -> Dataset:
+    """``dataset`` with ``samples`` training images, the same number of each class (a seeded
+    choice), and the whole test set: a smaller study at CPU scale that keeps the class balance."""
+    per_class, classes = divmod(samples, dataset.num_classes)[0], dataset.num_classes
+    if per_class < 1:
+        raise ValueError(f"{samples} training samples are fewer than one per class")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in range(classes):
+        rows = np.flatnonzero(dataset.train.y == label)
+        if len(rows) < per_class:
+            raise ValueError(f"class {label} has {len(rows)} training images, {per_class} asked")
+        chosen.append(rng.choice(rows, per_class, replace=False))
+    index = np.sort(np.concatenate(chosen))
+    return Dataset(
+        f"{dataset.name}[{len(index)}]",
+        dataset.train.subset(index),
+        dataset.test,
+        dataset.num_classes,
+        dataset.class_names,
+        dataset.hflip,
+    )

@@ -30,6 +30,10 @@ class UpdateMetrics:
     prequential_accuracy: float | None
     train_samples: int
     train_seconds: float
+    # compute: epochs trained (fewer than asked when a training-accuracy target was reached) and
+    # optimiser steps; None for imported weights and for versions recorded before they were
+    epochs_trained: int | None
+    optimizer_steps: int | None
     unlearn_seconds: float
     reset_seconds: float
     importance_seconds: float

@@ -42,10 +42,18 @@ class TrainConfig:
     # NHWC layout, CUDA only: on the CPU it was 18 % faster, but torch 2.14.1's channels_last CPU
     # backward kernels corrupt the heap on some CPUs (lure_engine.data.for_backward)
     channels_last: bool = True
+    # Train to convergence (Ash & Adams 2020, DASH): stop after the first epoch whose running
+    # training accuracy (its mini-batches, as trained on) reaches this; ``epochs`` is then the cap
+    # and the learning-rate milestones count from it. None: train exactly ``epochs``.
+    until_train_accuracy: float | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.until_train_accuracy is not None and not 0.0 < self.until_train_accuracy <= 1.0:
+            raise ValueError(
+                f"until_train_accuracy must lie in (0, 1], got {self.until_train_accuracy}"
+            )
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,15 @@ ProgressCallback = Callable[[Progress], None]
 EpochCallback = Callable[[int, nn.Module], None]
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A pull towards fixed weights: the loss gains ``weight · ‖θ − θ₀‖²`` (l2_init, Kumar et al.
+    2023), applied as its gradient ``2 · weight · (θ − θ₀)`` after each backward pass."""
+
+    weights: dict[str, torch.Tensor]  # parameter name → θ₀, on the training device
+    weight: float
+
+
 @dataclass
 class TrainResult:
     seconds: float
@@ -69,6 +86,9 @@ class TrainResult:
     final_loss: float
     best_epoch: int | None = None
     momentum: dict[str, torch.Tensor] | None = None  # the buffers at the end, if carried
+    epochs: int = 0  # epochs actually trained (fewer than the cap when a target was reached)
+    steps: int = 0  # optimiser steps taken: the update's compute
+    train_accuracy: float | None = None  # running accuracy of the last epoch's mini-batches
 
 
 def _milestone_steps(config: TrainConfig) -> list[int]:
@@ -95,13 +115,27 @@ class _Run:
     channels_last: bool
     progress: ProgressCallback | None
     progress_every: int
+    anchor: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (parameter, θ₀) pairs
+    anchor_weight: float = 0.0
     loss: float = float("nan")
+    steps: int = 0
+
+
+def _pull_to_anchor(run: _Run) -> None:
+    """Add the anchor's gradient, 2λ(θ − θ₀), to every anchored parameter."""
+    assert run.anchor is not None
+    weight = 2.0 * run.anchor_weight
+    with torch.no_grad():
+        for param, start in run.anchor:
+            if param.grad is not None:
+                param.grad.add_(param - start, alpha=weight)
 
 
 def _step_batch(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, run: _Run
-) -> torch.Tensor:
-    """Augment, forward, backward and step on one mini-batch; returns the (undetached) loss."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment, forward, backward and step on one mini-batch; returns the (undetached) loss and
+    the number of correctly classified images (a tensor: reading it would sync the device)."""
     config, device = run.config, images.device
     images = augment_batch(
         images, run.generator, hflip=config.hflip, crop_padding=config.crop_padding
@@ -113,28 +147,39 @@ def _step_batch(
     with torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and config.amp
     ):
-        loss = F.cross_entropy(model(images), labels)
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if run.anchor is not None:
+        _pull_to_anchor(run)
     run.optimizer.step()
-    return loss
+    run.steps += 1
+    return loss, (logits.detach().argmax(1) == labels).sum()
 
 
-def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int, run: _Run) -> None:
-    """One pass over (x, y) in a seeded random order, reporting progress as it goes."""
+def _train_epoch(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epoch: int, run: _Run
+) -> float:
+    """One pass over (x, y) in a seeded random order, reporting progress as it goes; returns the
+    running accuracy of the epoch's mini-batches (as trained on: augmented, in training mode)."""
     config = run.config
     model.train()
     steps = (len(x) + config.batch_size - 1) // config.batch_size
     order = torch.randperm(len(x), generator=run.generator).to(x.device)
+    correct, seen = torch.zeros((), dtype=torch.long, device=x.device), 0
     for step in range(steps):
         index = order[step * config.batch_size : (step + 1) * config.batch_size]
         if len(index) < 2 and len(x) >= 2:  # BatchNorm cannot train on a batch of one
             continue
-        loss = _step_batch(model, x[index], y[index], run)
+        loss, hits = _step_batch(model, x[index], y[index], run)
+        correct += hits
+        seen += len(index)
         if step == steps - 1 or (run.progress is not None and step % run.progress_every == 0):
             run.loss = float(loss.detach())  # reading the loss syncs the device: not on every step
             if run.progress is not None:
                 run.progress(Progress(epoch, config.epochs, step + 1, steps, run.loss))
+    return int(correct) / max(seen, 1)
 
 
 def train(
@@ -149,11 +194,14 @@ def train(
     progress_every: int = 10,
     on_epoch_end: EpochCallback | None = None,
     momentum: dict[str, torch.Tensor] | None = None,
+    anchor: Anchor | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on (x, y) (normalised NCHW tensors on the model's device).
 
     ``progress`` is called every ``progress_every`` steps and on each epoch's last step.
     ``momentum`` (parameter name → buffer) seeds SGD's momentum when ``config.carry_momentum``.
+    ``anchor``: pull the weights towards θ₀ (l2_init). Stops early once an epoch reaches
+    ``config.until_train_accuracy``.
     """
     started = time.perf_counter()
     cuda = x.device.type == "cuda"
@@ -169,31 +217,51 @@ def train(
         optimizer, _milestone_steps(config), config.gamma
     )
     run = _Run(config, optimizer, torch_generator(seed), channels_last, progress, progress_every)
-    best_accuracy, best_state, best_epoch = -1.0, None, None
-    for epoch in range(1, config.epochs + 1):
-        _train_epoch(model, x, y, epoch, run)
+    if anchor is not None:
+        run.anchor = [(p, anchor.weights[name]) for name, p in model.named_parameters()]
+        run.anchor_weight = anchor.weight
+    best = _BestEpoch()
+    epoch, train_accuracy = 0, None
+    while epoch < config.epochs:
+        epoch += 1
+        train_accuracy = _train_epoch(model, x, y, epoch, run)
         scheduler.step()
         if config.keep_best_on_validation and val is not None:
-            accuracy = _accuracy(model, *val)
-            if accuracy > best_accuracy:
-                best_accuracy, best_epoch, best_state = (
-                    accuracy,
-                    epoch,
-                    copy.deepcopy(model.state_dict()),
-                )
+            best.observe(epoch, model, val)
         if on_epoch_end is not None:
             on_epoch_end(epoch, model)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        target = config.until_train_accuracy
+        if target is not None and train_accuracy >= target:
+            break
+    if best.state is not None:
+        model.load_state_dict(best.state)
     if cuda:
         torch.cuda.synchronize(x.device)
     return TrainResult(
         time.perf_counter() - started,
-        len(x) * config.epochs,
+        len(x) * epoch,
         run.loss,
-        best_epoch,
+        best.epoch,
         _momentum_buffers(model, optimizer) if config.carry_momentum else None,
+        epochs=epoch,
+        steps=run.steps,
+        train_accuracy=train_accuracy,
     )
+
+
+@dataclass
+class _BestEpoch:
+    """The epoch with the best validation accuracy so far, and its weights."""
+
+    accuracy: float = -1.0
+    epoch: int | None = None
+    state: dict[str, torch.Tensor] | None = None
+
+    def observe(self, epoch: int, model: nn.Module, val: tuple[torch.Tensor, torch.Tensor]) -> None:
+        accuracy = _accuracy(model, *val)
+        if accuracy > self.accuracy:
+            self.accuracy, self.epoch = accuracy, epoch
+            self.state = copy.deepcopy(model.state_dict())
 
 
 def _load_momentum(

@@ -59,11 +59,13 @@ class UpdateConfig:
 
 @dataclass
 class UpdateSeeds:
-    """The recorded seeds of one update, all derived from a base seed and the mega-batch index."""
+    """The recorded seeds of one update, all derived from a base seed and the mega-batch index;
+    ``init`` is the model's own (its first weights), which l2_init pulls back towards."""
 
     reinit: int
     train: int
     importance: int
+    init: int | None = None
 
     @classmethod
     def derive(cls, base: int, index: int) -> UpdateSeeds:
@@ -71,6 +73,7 @@ class UpdateSeeds:
             derive_seed(base, "reinit", index),
             derive_seed(base, "train", index),
             derive_seed(base, "importance", index),
+            derive_seed(base, "init"),
         )
 
 
@@ -162,11 +165,19 @@ def run_update(
         started = time.perf_counter()
     elif initial_mask:  # a parent no update produced (imported weights): score it on the new data
         previous_mask = _importance_mask(model, megabatch, config, seeds.importance)
+    strategy = make_strategy(config.strategy, **config.strategy_options)
+    context = ForgetContext(
+        spec,
+        seeds.reinit,
+        previous_mask,
+        config.reset_source,
+        init_seed=seeds.init,
+        train_set=train_set,
+        new_rows=len(megabatch[0]),
+    )
     if has_parent:
-        strategy = make_strategy(config.strategy, **config.strategy_options)
-        model = strategy.apply(
-            model, ForgetContext(spec, seeds.reinit, previous_mask, config.reset_source)
-        )
+        model = strategy.apply(model, context)
+    anchor = strategy.anchor(model, context) if hasattr(strategy, "anchor") else None
     _sync(device)
     reset_seconds = time.perf_counter() - started
     train_result = train(
@@ -178,6 +189,7 @@ def run_update(
         progress=progress,
         on_epoch_end=on_epoch_end,
         momentum=momentum,
+        anchor=anchor,
     )
     next_mask = None
     if (uses_mask or config.always_estimate_mask) and not scores_before:

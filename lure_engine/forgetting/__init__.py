@@ -11,6 +11,8 @@ from lure_engine.forgetting.base import (
     fresh_state,
 )
 from lure_engine.forgetting.baselines import ColdStart, WarmStart
+from lure_engine.forgetting.dash import DirectionAwareShrinking
+from lure_engine.forgetting.l2_init import L2Init
 from lure_engine.forgetting.llf import LaterLayerForgetting
 from lure_engine.forgetting.lure import LureForgetting
 from lure_engine.forgetting.shrink_perturb import ShrinkPerturb
@@ -21,6 +23,8 @@ STRATEGIES: dict[str, Callable[..., ForgettingStrategy]] = {
     "llf": LaterLayerForgetting,
     "warm": WarmStart,
     "cold": ColdStart,
+    "dash": DirectionAwareShrinking,
+    "l2_init": L2Init,
 }
 
 __all__ = [

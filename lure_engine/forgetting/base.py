@@ -18,12 +18,18 @@ RESET_SOURCES = ("fresh_model", "kaiming_uniform")
 
 @dataclass
 class ForgetContext:
-    """What a strategy may use: the architecture, the previous keep-mask and a recorded seed."""
+    """What a strategy may use: the architecture, the previous keep-mask, a recorded seed, the
+    model's own initial weights' seed (``init_seed``) and the data the update will train on."""
 
     spec: ModelSpec
     seed: int
     mask: Mask | None = None
     reset_source: str = "fresh_model"
+    init_seed: int | None = None  # the seed the model's first weights were drawn from
+    # what the relearn step will train on (replay first, then the new rows), and how many of its
+    # last rows are the new mega-batch's
+    train_set: tuple[torch.Tensor, torch.Tensor] | None = None
+    new_rows: int = 0
 
     def __post_init__(self) -> None:
         if self.reset_source not in RESET_SOURCES:
@@ -33,11 +39,25 @@ class ForgetContext:
 
 
 class ForgettingStrategy(Protocol):
-    """Takes the previous model and returns the model to relearn from (possibly the same object)."""
+    """Takes the previous model and returns the model to relearn from (possibly the same object).
+
+    A strategy that also shapes the relearn step (l2_init) has an ``anchor(model, context)``
+    method returning a :class:`lure_engine.trainer.Anchor`; it is asked on every update, the
+    first included, while ``apply`` runs only when there is a parent.
+    """
 
     name: str
 
     def apply(self, model: nn.Module, context: ForgetContext) -> nn.Module: ...
+
+
+def initial_state(model: nn.Module, context: ForgetContext) -> dict[str, torch.Tensor]:
+    """The model's own first weights θ₀ (drawn again from ``context.init_seed``), on its device."""
+    if context.init_seed is None:
+        raise ValueError("this strategy needs the model's init seed (ForgetContext.init_seed)")
+    device = next(model.parameters()).device
+    reference = build_model(context.spec, seed=context.init_seed).state_dict()
+    return {name: value.to(device) for name, value in reference.items()}
 
 
 def fresh_state(model: nn.Module, context: ForgetContext) -> dict[str, torch.Tensor]:

@@ -12,7 +12,19 @@ from collections import Counter
 import numpy as np
 
 
-class FullReplay:
+class _Forgets:
+    """Samples that can no longer be read (their stored chunk was lost) leave the memory."""
+
+    _ids: list[int]
+    _labels: list[int]
+
+    def forget(self, ids: np.ndarray) -> None:
+        gone = {int(i) for i in ids}
+        kept = [(i, c) for i, c in zip(self._ids, self._labels, strict=True) if i not in gone]
+        self._ids, self._labels = [i for i, _ in kept], [c for _, c in kept]
+
+
+class FullReplay(_Forgets):
     """Every earlier train sample: the paper's full replay; grows with the stream."""
 
     name = "full"
@@ -44,7 +56,7 @@ class NoReplay(FullReplay):
         return None
 
 
-class ReservoirBuffer:
+class ReservoirBuffer(_Forgets):
     """At most ``capacity`` samples, each seen sample equally likely to be held (Vitter's algorithm
     R).
     """

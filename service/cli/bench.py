@@ -78,6 +78,9 @@ class BenchOptions:
     importance_sample_size: int = 0
     carry_momentum: bool = False
     lr_decay: float = 0.1
+    weight_decay: float = 1e-4
+    until_train_accuracy: float = 0.0  # > 0: train each update until this (epochs: the cap)
+    train_samples: int = 0  # > 0: a class-balanced subset of this many training images
 
 
 def _check_names(options: BenchOptions) -> list[str]:
@@ -114,6 +117,15 @@ def _check_numbers(options: BenchOptions) -> tuple[int, ...]:
         raise ValueError("--importance-sample-size must be >= 0 (0: use 20 % of the mega-batch)")
     if not 0.0 < options.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay must lie in (0, 1], got {options.lr_decay}")
+    if not 0.0 <= options.until_train_accuracy <= 1.0:
+        raise ValueError(
+            "--until-train-accuracy must lie in [0, 1] (0: off), "
+            f"got {options.until_train_accuracy}"
+        )
+    if options.train_samples < 0:
+        raise ValueError(f"--train-samples must be >= 0 (0: all), got {options.train_samples}")
+    if options.weight_decay < 0:
+        raise ValueError(f"--weight-decay must be >= 0, got {options.weight_decay}")
     try:
         return tuple(int(s) for s in _split_list(options.seeds, "--seeds"))
     except ValueError as error:
@@ -126,13 +138,15 @@ def build_config(options: BenchOptions) -> BenchArgs:
     """Validate every option and load the data; raises ValueError naming the first problem."""
     from lure_engine.alma import AlmaConfig
     from lure_engine.augment import default_crop_padding
-    from lure_engine.data import load_dataset
+    from lure_engine.data import balanced_train_subset, load_dataset
     from lure_engine.models import ModelSpec
     from lure_engine.trainer import TrainConfig
     from lure_engine.update import UpdateConfig
 
     strategies, seeds = _check_names(options), _check_numbers(options)
     data = load_dataset(options.dataset)
+    if options.train_samples:
+        data = balanced_train_subset(data, options.train_samples)
     ModelSpec(options.model, data.num_classes, data.channels, data.image_size, options.width)
     if len(data.train) // options.megabatches < 10:
         raise ValueError(
@@ -149,6 +163,8 @@ def build_config(options: BenchOptions) -> BenchArgs:
         keep_best_on_validation=options.keep_best,
         carry_momentum=options.carry_momentum,
         gamma=options.lr_decay,
+        weight_decay=options.weight_decay,
+        until_train_accuracy=options.until_train_accuracy or None,
     )
     update = UpdateConfig(
         importance=options.importance,
@@ -260,6 +276,15 @@ def alma(
     ),
     lr_decay: float = typer.Option(
         0.1, help="Learning-rate factor at 40 % and 80 % of the epochs (1.0: constant)."
+    ),
+    weight_decay: float = typer.Option(1e-4, help="SGD weight decay."),
+    until_train_accuracy: float = typer.Option(
+        0.0,
+        help="Train each update until an epoch's running training accuracy reaches this "
+        "(e.g. 0.99); --epochs is then the cap. 0: train exactly --epochs.",
+    ),
+    train_samples: int = typer.Option(
+        0, help="Use a class-balanced subset of this many training images (0: all)."
     ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     out: Path = typer.Option(

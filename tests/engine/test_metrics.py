@@ -16,7 +16,7 @@ def test_cer_is_the_running_sum_of_test_errors(cnn):
 
     result = SimpleNamespace(
         model=cnn,
-        train=SimpleNamespace(seconds=0.0),
+        train=SimpleNamespace(seconds=0.0, epochs=1, steps=1),
         unlearn_seconds=0.0,
         reset_seconds=0.0,
         importance_seconds=0.0,
