@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 from lure_core.settings import SharedSettings
 
@@ -37,113 +38,154 @@ def _first_difference(rebuilt: dict, stored: dict) -> dict:
     return {}
 
 
-def audit_version(settings: SharedSettings, model_name: str, number: int) -> dict:
-    """``result``: match, mismatch, or not_auditable (imported weights, records from before
-    audits), with the reasons and the numbers."""
-    import torch
-    from safetensors.torch import save as save_safetensors
+def not_auditable_reason(version) -> str | None:
+    """Why ``version`` cannot be rebuilt at all (imported weights, records from before audits),
+    decided from its row alone: the API answers this without starting an audit process."""
+    from lure_core.records import Origin
+
+    if version.origin == Origin.IMPORT:
+        return "imported weights: no update built them"
+    if version.inputs is None:
+        return "published before versions recorded their update inputs"
+    return None
+
+
+@dataclass
+class _Plan:
+    """What an audit rebuilds: the recorded inputs, gathered again, and what to compare with."""
+
+    inputs: object  # lure_core.update_inputs.UpdateInputs
+    seeds: object  # lure_engine.update.UpdateSeeds
+    strategy: str
+    recorded_sha: str
+    checkpoint_key: str
+    record: dict
+
+
+def _plan(session, blobs, model_name: str, number: int, report: dict) -> _Plan | dict:
+    """The audit's inputs from the version's records, or its final answer when it cannot run."""
     from sqlalchemy import select
 
-    from lure_core.blobs import BlobStore, ChecksumMismatch, sha256_hex
-    from lure_core.checkpoints import load_state
-    from lure_core.database import make_engine, make_session_factory
+    from lure_core.blobs import ChecksumMismatch
     from lure_core.lineage import version_row
-    from lure_core.records import MegaBatchRow, ModelRow, Origin
-    from lure_core.update_inputs import (
-        StartingPoint,
-        gather_inputs,
-        read_starting_point,
-        train_candidate,
-        train_ids_digest,
-    )
+    from lure_core.records import MegaBatchRow, ModelRow
+    from lure_core.update_inputs import LostData, StartingPoint, gather_inputs, read_starting_point
     from lure_engine.update import UpdateSeeds
+
+    model = session.scalar(select(ModelRow).where(ModelRow.name == model_name))
+    version = version_row(session, model.id, number) if model else None
+    if version is None:
+        return {**report, "result": "not_found"}
+    if (why := not_auditable_reason(version)) is not None:
+        return {**report, "result": "not_auditable", "reason": why}
+    record = version.inputs
+    parent = version_row(session, model.id, record["parent"]) if record["parent"] else None
+    replay_from = (
+        version_row(session, model.id, record["replay_from"])
+        if record["replay_from"] is not None
+        else None
+    )
+    try:
+        start = read_starting_point(blobs, parent) if parent else StartingPoint(None, None, None)
+    except (ChecksumMismatch, FileNotFoundError) as error:
+        why = f"its parent's stored checkpoint cannot be read intact: {error}"
+        return {**report, "result": "not_auditable", "reason": why}
+    megabatch = session.get(MegaBatchRow, version.megabatch_id)
+    try:
+        inputs = gather_inputs(
+            session, blobs, model.id, model.recipe, megabatch, start, replay_from
+        )
+    except LostData as error:
+        return {**report, "result": "not_auditable", "reason": str(error)}
+    newly_lost = sorted(set(inputs.lost_chunks) - set(record.get("lost_chunks", [])))
+    if newly_lost:
+        why = "chunk blobs it was trained on are lost since: " + "; ".join(
+            inputs.lost_chunks[c] for c in newly_lost
+        )
+        return {**report, "result": "not_auditable", "reason": why}
+    seeds = version.seeds
+    return _Plan(
+        inputs,
+        UpdateSeeds(seeds["reinit"], seeds["train"], seeds["importance"], seeds.get("init")),
+        version.strategy,
+        version.checkpoint_sha256,
+        version.checkpoint_key,
+        record,
+    )
+
+
+def _rebuild(plan: _Plan) -> dict:
+    """Train the recorded update again, on the CPU with the recorded thread count."""
+    import torch
+
+    from lure_core.update_inputs import train_candidate
+
+    torch.set_num_threads(plan.record["torch_threads"])
+    torch.use_deterministic_algorithms(bool(plan.record.get("deterministic")))
+    rebuilt = train_candidate(
+        plan.inputs, plan.strategy, torch.device("cpu"), seeds=plan.seeds
+    ).model
+    return {k: v.detach().to("cpu").contiguous() for k, v in rebuilt.state_dict().items()}
+
+
+def _compare(plan: _Plan, blobs, report: dict) -> dict:
+    """Rebuild, then hold the rebuilt weights against the record *and* the stored file: a
+    replaced checkpoint is a mismatch even when the rebuild matches what was recorded."""
+    from safetensors.torch import save as save_safetensors
+
+    from lure_core.blobs import ChecksumMismatch, sha256_hex
+    from lure_core.checkpoints import load_state
+
+    state = _rebuild(plan)
+    report["rebuilt_sha256"] = sha256_hex(save_safetensors(state))
+    try:
+        stored = load_state(blobs, plan.checkpoint_key, plan.recorded_sha)
+    except (ChecksumMismatch, FileNotFoundError) as error:
+        return {
+            **report,
+            "result": "mismatch",
+            "reason": f"the stored checkpoint fails its recorded sha256: {error}",
+        }
+    if report["rebuilt_sha256"] == plan.recorded_sha:
+        return {**report, "result": "match"}
+    return {
+        **report,
+        "result": "mismatch",
+        "reason": "the rebuilt weights differ from the published ones",
+        "first_difference": _first_difference(state, stored),
+    }
+
+
+def audit_version(settings: SharedSettings, model_name: str, number: int) -> dict:
+    """``result``: match, mismatch, or not_auditable (imported weights, records from before
+    audits, lost inputs), with the reasons and the numbers."""
+    from lure_core.blobs import BlobStore
+    from lure_core.database import make_engine, make_session_factory
+    from lure_core.update_inputs import train_ids_digest
 
     engine = make_engine(settings.resolved_database_url)
     sessions, blobs = make_session_factory(engine), BlobStore(settings.blob_dir)
     report: dict = {"model": model_name, "version": number}
     try:
         with sessions() as session:
-            model = session.scalar(select(ModelRow).where(ModelRow.name == model_name))
-            version = version_row(session, model.id, number) if model else None
-            if version is None:
-                return {**report, "result": "not_found"}
-            if version.origin == Origin.IMPORT or version.inputs is None:
-                why = (
-                    "imported weights: no update built them"
-                    if version.origin == Origin.IMPORT
-                    else "published before versions recorded their update inputs"
-                )
-                return {**report, "result": "not_auditable", "reason": why}
-            record = version.inputs
-            parent = (
-                version_row(session, model.id, record["parent"])
-                if record["parent"] is not None
-                else None
-            )
-            try:
-                start = (
-                    read_starting_point(blobs, parent)
-                    if parent
-                    else StartingPoint(None, None, None)
-                )
-            except (ChecksumMismatch, FileNotFoundError) as error:
-                return {
-                    **report,
-                    "result": "not_auditable",
-                    "reason": f"its parent's stored checkpoint cannot be read intact: {error}",
-                }
-            replay_from = (
-                version_row(session, model.id, record["replay_from"])
-                if record["replay_from"] is not None
-                else None
-            )
-            megabatch = session.get(MegaBatchRow, version.megabatch_id)
-            inputs = gather_inputs(
-                session, blobs, model.id, model.recipe, megabatch, start, replay_from
-            )
-            recorded_seeds = UpdateSeeds(
-                version.seeds["reinit"], version.seeds["train"], version.seeds["importance"]
-            )
-            strategy, recorded_sha = version.strategy, version.checkpoint_sha256
-            checkpoint_key = version.checkpoint_key
-        digest = train_ids_digest(inputs.train_ids)
+            plan = _plan(session, blobs, model_name, number, report)
+        if isinstance(plan, dict):
+            return plan
         report |= {
-            "recorded_sha256": recorded_sha,
-            "strategy": strategy,
-            "parent": record["parent"],
-            "replay_from": record["replay_from"],
-            "torch_threads": record["torch_threads"],
+            "recorded_sha256": plan.recorded_sha,
+            "strategy": plan.strategy,
+            "parent": plan.record["parent"],
+            "replay_from": plan.record["replay_from"],
+            "torch_threads": plan.record["torch_threads"],
         }
-        if digest != record["train_ids_sha256"]:
+        if train_ids_digest(plan.inputs.train_ids) != plan.record["train_ids_sha256"]:
             return {
                 **report,
                 "result": "mismatch",
                 "reason": "the recorded replay memory and mega-batch no longer give the sample "
                 "references the version was trained on",
             }
-        torch.set_num_threads(record["torch_threads"])
-        torch.use_deterministic_algorithms(bool(record.get("deterministic")))
-        device = torch.device("cpu")
-        rebuilt = train_candidate(inputs, strategy, device, seeds=recorded_seeds).model
-        state = {k: v.detach().to("cpu").contiguous() for k, v in rebuilt.state_dict().items()}
-        rebuilt_sha = sha256_hex(save_safetensors(state))
-        report["rebuilt_sha256"] = rebuilt_sha
-        if rebuilt_sha == recorded_sha:
-            return {**report, "result": "match"}
-        try:
-            stored = load_state(blobs, checkpoint_key, recorded_sha)
-        except (ChecksumMismatch, FileNotFoundError) as error:
-            return {
-                **report,
-                "result": "mismatch",
-                "reason": f"the stored checkpoint fails its recorded sha256 too: {error}",
-            }
-        return {
-            **report,
-            "result": "mismatch",
-            "reason": "the rebuilt weights differ from the published ones",
-            "first_difference": _first_difference(state, stored),
-        }
+        return _compare(plan, blobs, report)
     finally:
         engine.dispose()
 

@@ -139,6 +139,10 @@ class ChunkRow(Base):
     # also holds ``rows``, their positions in the chunk); ``n_samples`` stays what was accepted
     kept_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
     compacted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # set by the update that found the blob missing or altered: its rows are left out of training
+    # from then on (lure_core/samples.py); cleared when the file is intact again
+    lost_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    lost_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class JobRow(Base):

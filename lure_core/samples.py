@@ -2,15 +2,21 @@
 
 A sample reference is one integer, ``(mega-batch index << 32) | row``: replay buffers and versions
 store these, and any of them can be read back for as long as the chunks exist.
+
+A chunk whose blob is missing or fails its sha256 is *lost*: its rows are left out of every read
+(training, replay, validation, the test set) and named in ``SampleReader.lost``, so one damaged
+file costs the model those rows, not every later update (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.blobs import BlobStore
+from lure_core.blobs import BlobStore, ChecksumMismatch
 from lure_core.records import ChunkRow, MegaBatchRow, MegaBatchState
 from lure_engine.data import ImageArrays
 from lure_engine.pipeline import MegaBatchData
@@ -27,53 +33,93 @@ class SamplesDeleted(LookupError):
     """An update asked for samples that retention deleted (no kept state could reach them)."""
 
 
-def _load_chunks(blobs: BlobStore, chunks: list[ChunkRow]) -> tuple[np.ndarray, np.ndarray]:
-    arrays = [blobs.read_arrays(c.blob_key, c.sha256) for c in chunks]
+def _read_chunk(blobs: BlobStore, chunk: ChunkRow, lost: dict[int, str]) -> dict | None:
+    """The chunk's arrays, or None (recorded in ``lost``) when its blob is missing or altered."""
+    try:
+        return blobs.read_arrays(chunk.blob_key, chunk.sha256)
+    except ChecksumMismatch as error:
+        lost[chunk.id] = str(error)
+        return None
+
+
+def _load_chunks(
+    blobs: BlobStore, chunks: list[ChunkRow], lost: dict[int, str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    arrays = [a for c in chunks if (a := _read_chunk(blobs, c, lost)) is not None]
+    if not arrays:
+        return None
     return np.concatenate([a["x"] for a in arrays]), np.concatenate(
         [a["y"] for a in arrays]
     ).astype(np.int64)
 
 
-def _load_megabatch(
-    blobs: BlobStore, chunks: list[ChunkRow]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """A mega-batch's rows in chunk order, plus which rows are present (None: all of them).
+@dataclass
+class _Rows:
+    """A mega-batch's rows in chunk order. ``present``: rows stored (None: all of them);
+    ``intact``: rows not lost with their chunk's blob (None: all of them)."""
 
-    A compacted chunk holds only the rows retention kept; the others read as zeros and are marked
-    absent, so row numbers (and the sample references built on them) never shift.
-    """
-    arrays = [blobs.read_arrays(c.blob_key, c.sha256) for c in chunks]
-    if not any("rows" in a for a in arrays):
-        return (
-            np.concatenate([a["x"] for a in arrays]),
-            np.concatenate([a["y"] for a in arrays]).astype(np.int64),
-            None,
-        )
+    x: np.ndarray
+    y: np.ndarray
+    present: np.ndarray | None
+    intact: np.ndarray | None
+
+
+def _load_megabatch(blobs: BlobStore, chunks: list[ChunkRow], lost: dict[int, str]) -> _Rows:
+    """A compacted chunk holds only the rows retention kept, a lost chunk none; the others read as
+    zeros and are marked absent, so row numbers (and the sample references built on them) never
+    shift."""
+    arrays = [_read_chunk(blobs, c, lost) for c in chunks]
+    if all(a is not None and "rows" not in a for a in arrays):
+        x = np.concatenate([a["x"] for a in arrays if a is not None])
+        y = np.concatenate([a["y"] for a in arrays if a is not None]).astype(np.int64)
+        return _Rows(x, y, None, None)
     total = sum(c.n_samples for c in chunks)
-    shape = next(a["x"].shape[1:] for a in arrays)
+    shape = next((a["x"].shape[1:] for a in arrays if a is not None), (1, 1, 1))
     x, y = np.zeros((total, *shape), np.uint8), np.zeros(total, np.int64)
-    present = np.zeros(total, bool)
+    present, intact = np.zeros(total, bool), np.ones(total, bool)
     offset = 0
     for chunk, stored in zip(chunks, arrays, strict=True):
-        rows = stored["rows"] if "rows" in stored else np.arange(chunk.n_samples)
-        x[offset + rows], y[offset + rows] = stored["x"], stored["y"]
-        present[offset + rows] = True
+        if stored is None:
+            intact[offset : offset + chunk.n_samples] = False
+        else:
+            rows = stored["rows"] if "rows" in stored else np.arange(chunk.n_samples)
+            x[offset + rows], y[offset + rows] = stored["x"], stored["y"]
+            present[offset + rows] = True
         offset += chunk.n_samples
-    return x, y, present
+    return _Rows(x, y, present | ~intact, intact if not intact.all() else None)
 
 
 class SampleReader:
-    """Loads and caches one model's mega-batches for the length of one update."""
+    """Loads and caches one model's mega-batches for the length of one update; ``lost`` maps
+    each chunk whose blob could not be read to why."""
 
     def __init__(self, session: Session, blobs: BlobStore, model_id: int) -> None:
         self.session, self.blobs, self.model_id = session, blobs, model_id
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+        self._cache: dict[int, _Rows] = {}
+        self.lost: dict[int, str] = {}
 
     def megabatch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every row of mega-batch ``index``; rows retention deleted read as zeros."""
-        return self._load(index)[:2]
+        """Every row of mega-batch ``index``; rows deleted by retention or lost read as zeros."""
+        rows = self._load(index)
+        return rows.x, rows.y
 
-    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def intact(self, index: int, rows: np.ndarray) -> np.ndarray:
+        """``rows`` of mega-batch ``index`` without those lost with their chunk's blob."""
+        intact = self._load(index).intact
+        return rows if intact is None else rows[intact[rows]]
+
+    def lost_among(self, ids: np.ndarray) -> np.ndarray:
+        """The sample references in ``ids`` whose chunk's blob is lost."""
+        indexes, rows = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
+        lost = np.zeros(len(ids), bool)
+        for index in np.unique(indexes):
+            intact = self._load(int(index)).intact
+            if intact is not None:
+                where = indexes == index
+                lost[where] = ~intact[rows[where]]
+        return ids[lost]
+
+    def _load(self, index: int) -> _Rows:
         if index not in self._cache:
             row = self.session.scalar(
                 select(MegaBatchRow).where(
@@ -83,32 +129,42 @@ class SampleReader:
             chunks = self.session.scalars(
                 select(ChunkRow).where(ChunkRow.megabatch_id == row.id).order_by(ChunkRow.id)
             ).all()
-            self._cache[index] = _load_megabatch(self.blobs, list(chunks))
+            self._cache[index] = _load_megabatch(self.blobs, list(chunks), self.lost)
         return self._cache[index]
 
     def split(self, row: MegaBatchRow) -> tuple[np.ndarray, np.ndarray]:
         """The recorded 90/10 split: train rows and validation rows."""
         return split_megabatch(row.n_samples, row.split_seed)
 
+    def train_rows(self, row: MegaBatchRow) -> np.ndarray:
+        """The mega-batch's train rows that can still be read (all of them unless a blob is
+        lost)."""
+        return self.intact(row.index, self.split(row)[0])
+
     def gather(self, ids: np.ndarray) -> ImageArrays:
         """The samples ``ids`` refer to, in the order of ``ids`` (replay order is training
-        order).
-        """
+        order); a reference retention deleted or whose blob is lost is an error (callers leave
+        lost ones out first: ``lost_among``)."""
         x_first, _ = self.megabatch(1 if len(ids) == 0 else int(ids[0] >> ROW_BITS))
         x_out = np.empty((len(ids), *x_first.shape[1:]), np.uint8)
         y_out = np.empty(len(ids), np.int64)
         indexes, rows = ids >> ROW_BITS, ids & ((1 << ROW_BITS) - 1)
         for index in np.unique(indexes):
             where = indexes == index
-            x, y, present = self._load(int(index))
-            if present is not None and not present[rows[where]].all():
-                missing = rows[where][~present[rows[where]]]
+            stored = self._load(int(index))
+            wanted = rows[where]
+            if stored.intact is not None and not stored.intact[wanted].all():
+                raise SamplesDeleted(
+                    f"samples of mega-batch {int(index)} were lost with their chunk's blob"
+                )
+            if stored.present is not None and not stored.present[wanted].all():
+                missing = wanted[~stored.present[wanted]]
                 raise SamplesDeleted(
                     f"{len(missing)} samples of mega-batch {int(index)} (rows "
                     f"{', '.join(map(str, missing[:5].tolist()))}…) were deleted by retention: "
                     "no kept version could reach them"
                 )
-            x_out[where], y_out[where] = x[rows[where]], y[rows[where]]
+            x_out[where], y_out[where] = stored.x[wanted], stored.y[wanted]
         return ImageArrays(x_out, y_out)
 
     def test_set(self) -> ImageArrays | None:
@@ -117,15 +173,22 @@ class SampleReader:
             .where(ChunkRow.model_id == self.model_id, ChunkRow.split == "test")
             .order_by(ChunkRow.id)
         ).all()
-        return ImageArrays(*_load_chunks(self.blobs, list(chunks))) if chunks else None
+        loaded = _load_chunks(self.blobs, list(chunks), self.lost) if chunks else None
+        return ImageArrays(*loaded) if loaded is not None else None
 
     def update_data(self, megabatch: MegaBatchRow, replay_ids: np.ndarray) -> MegaBatchData:
-        """What an update of ``megabatch`` reads: the layout the simulator builds from a dataset."""
+        """What an update of ``megabatch`` reads: the layout the simulator builds from a dataset
+        (``replay_ids`` without lost references: ``lost_among``)."""
         x, y = self.megabatch(megabatch.index)
-        train_rows, _ = self.split(megabatch)
-        replay = self.gather(replay_ids)
+        every = self.intact(megabatch.index, np.arange(megabatch.n_samples))
+        train_rows = self.train_rows(megabatch)
+        replay = (
+            self.gather(replay_ids)
+            if len(replay_ids)
+            else ImageArrays(np.zeros((0, *x.shape[1:]), np.uint8), np.zeros(0, np.int64))
+        )
         return MegaBatchData(
-            megabatch=ImageArrays(x, y),
+            megabatch=ImageArrays(x[every], y[every]),
             train_split=ImageArrays(x[train_rows], y[train_rows]),
             train=ImageArrays(
                 np.concatenate([replay.x, x[train_rows]]), np.concatenate([replay.y, y[train_rows]])
@@ -147,8 +210,12 @@ class SampleReader:
             .order_by(MegaBatchRow.index)
         ):
             x, y = self.megabatch(row.index)
-            _, val_rows = self.split(row)
-            parts.append((x[val_rows], y[val_rows]))
+            val_rows = self.intact(row.index, self.split(row)[1])
+            if len(val_rows):  # a mega-batch lost whole has no rows (nor a true image shape)
+                parts.append((x[val_rows], y[val_rows]))
+        if not parts:
+            shape = self.megabatch(up_to)[0].shape[1:]
+            return ImageArrays(np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64))
         return ImageArrays(
             np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         )

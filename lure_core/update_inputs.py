@@ -13,7 +13,7 @@ that means per replay mode).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -95,6 +95,8 @@ class UpdateInputs:
     parent_cer: int
     data: MegaBatchData
     train_rows: np.ndarray  # the mega-batch's train rows (they join the replay memory)
+    # chunks whose blob is missing or altered → why; their rows are left out of everything
+    lost_chunks: dict[int, str] = field(default_factory=dict)
 
     @property
     def seeds(self) -> UpdateSeeds:
@@ -124,6 +126,7 @@ class UpdateInputs:
             "train_ids_sha256": train_ids_digest(self.train_ids),
             "torch_threads": torch.get_num_threads(),
             "deterministic": torch.are_deterministic_algorithms_enabled(),
+            **({"lost_chunks": sorted(self.lost_chunks)} if self.lost_chunks else {}),
         }
 
 
@@ -147,6 +150,16 @@ def gather_inputs(
             or 0
         )
     reader = SampleReader(session, blobs, model_id)
+    lost = reader.lost_among(replay.ids())
+    if len(lost):  # their chunk's blob is gone: the memory drops them for good
+        replay.forget(lost)
+    train_rows = reader.train_rows(megabatch)
+    if not len(train_rows):
+        raise LostData(
+            f"every training row of mega-batch {megabatch.index} was lost with its chunks' blobs "
+            f"({'; '.join(reader.lost.values())}); nothing new to learn from"
+        )
+    data = reader.update_data(megabatch, replay.ids())
     return UpdateInputs(
         model_id,
         recipe,
@@ -155,9 +168,15 @@ def gather_inputs(
         replay,
         replay_from.number if replay_from is not None else None,
         parent_cer,
-        reader.update_data(megabatch, replay.ids()),
-        reader.split(megabatch)[0],
+        data,
+        train_rows,
+        dict(reader.lost),
     )
+
+
+class LostData(RuntimeError):
+    """A mega-batch has no readable training rows left (every one of its chunks' blobs is
+    lost)."""
 
 
 def starting_model(inputs: UpdateInputs) -> torch.nn.Module:

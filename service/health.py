@@ -17,7 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore, sha256_hex
-from lure_core.records import JobRow, JobState, MegaBatchRow, ModelRow, VersionRow, WorkerRow
+from lure_core.records import (
+    ChunkRow,
+    JobRow,
+    JobState,
+    MegaBatchRow,
+    ModelRow,
+    VersionRow,
+    WorkerRow,
+)
 
 
 class FileVerifier:
@@ -50,7 +58,24 @@ class Health:
     stale_jobs: list[str] = field(default_factory=list)
     failed_jobs: dict[str, list[str]] = field(default_factory=dict)  # model → problems
     damaged_live: dict[str, str] = field(default_factory=dict)  # model → problem
+    lost_chunks: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+
+def _lost_chunks(session: Session, names: dict[int, str], verifier: FileVerifier) -> list[str]:
+    """Chunks an update found unreadable and whose file is still not intact."""
+    problems = []
+    for chunk in session.scalars(
+        select(ChunkRow).where(ChunkRow.lost_at.is_not(None)).order_by(ChunkRow.id)
+    ):
+        if verifier.intact(chunk.blob_key, chunk.sha256):
+            continue  # the file was put back: the next update reads it again
+        problems.append(
+            f"model {names[chunk.model_id]}: chunk {chunk.id} is lost ({chunk.lost_reason}); "
+            f"its {chunk.n_samples} samples are left out of training, replay and evaluation. "
+            "Put the file back from a backup to use them again (docs/RELIABILITY.md)"
+        )
+    return problems
 
 
 def _failed_jobs(session: Session, names: dict[int, str]) -> dict[str, list[str]]:
@@ -123,6 +148,7 @@ def assess(
             )
         health.failed_jobs = _failed_jobs(session, names)
         health.damaged_live = _damaged_live(session, verifier)
+        health.lost_chunks = _lost_chunks(session, names, verifier)
     if health.workers_alive == 0:
         health.problems.append(
             f"no worker has reported in the last {worker_timeout:.0f} s: sealed mega-batches "
@@ -131,4 +157,5 @@ def assess(
     health.problems += health.stale_jobs
     health.problems += [p for problems in health.failed_jobs.values() for p in problems]
     health.problems += list(health.damaged_live.values())
+    health.problems += health.lost_chunks
     return health

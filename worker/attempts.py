@@ -34,6 +34,9 @@ class Outcome(StrEnum):
     MISSING = "missing"
     # the worker was asked to stop mid-update: the attempt is handed back, not counted
     INTERRUPTED = "interrupted"
+    # the database or broker was unreachable: the attempt is handed back, not counted, and the
+    # task tries again in seconds (lure_core/infrastructure.py)
+    UNREACHABLE = "unreachable"
 
 
 @dataclass
@@ -134,22 +137,23 @@ def record_failure(ctx: WorkerContext, job_id: int, runner: str, kind: str, erro
 
 
 def release_interrupted(
-    ctx: WorkerContext, job_id: int, runner: str | None, reason: str
+    ctx: WorkerContext, job_id: int, runner: str | None, reason: str, kind: str = "interrupted"
 ) -> Outcome:
     """Hand back an attempt that a shutdown (SIGTERM, Ctrl-C) stopped: the job is queued again
     for the dispatcher to send, its attempt count restored, and the interruption recorded (kind
     ``interrupted``, not counted against ``max_update_attempts``). A job not yet claimed is only
-    marked for sending again."""
+    marked for sending again. ``kind`` ``unreachable``: the database or broker failed under it."""
     with ctx.sessions.begin() as session:
         job = session.get(JobRow, job_id)
         if job is None:
             return Outcome.MISSING
+        why = "(a shutdown)" if kind == "interrupted" else "(an infrastructure fault)"
         entry = {
             "attempt": job.attempts,
             "at": now().isoformat(),
-            "kind": "interrupted",
+            "kind": kind,
             "runner": runner,
-            "error": f"update stopped by {reason} (a shutdown); not counted as an attempt",
+            "error": f"update stopped by {reason} {why}; not counted as an attempt",
         }
         started = runner is not None and job.state == JobState.RUNNING and job.runner == runner
         if started:
@@ -180,7 +184,7 @@ def release_interrupted(
             reason,
             extra={"job_id": job_id},
         )
-    return Outcome.INTERRUPTED
+    return Outcome.INTERRUPTED if kind == "interrupted" else Outcome.UNREACHABLE
 
 
 def retry_delay(ctx: WorkerContext, job_id: int) -> float:

@@ -23,6 +23,7 @@ from celery.signals import (
 
 from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory
+from lure_core.infrastructure import is_infrastructure_fault
 from lure_core.logs import configure_logging
 from lure_core.queue import UPDATE_TASK, celery_config
 from lure_core.settings import SharedSettings
@@ -95,8 +96,16 @@ def _stop_heartbeat(**_) -> None:
 
 @app.task(name=UPDATE_TASK, bind=True, max_retries=None)
 def update_task(self, job_id: int) -> str:
-    result = run_isolated(worker_context(), job_id)
-    if result.outcome is Outcome.WAIT:
+    """Run the job; the message survives (sent again) while it waits, retries or while the
+    database or broker is unreachable, which never costs the job an attempt."""
+    try:
+        result = run_isolated(worker_context(), job_id)
+    except Exception as error:
+        if not is_infrastructure_fault(error):
+            raise
+        log.warning("job %s: database or broker unreachable; trying again in 5 s", job_id)
+        raise self.retry(countdown=5) from error
+    if result.outcome in (Outcome.WAIT, Outcome.UNREACHABLE):
         raise self.retry(countdown=2)
     if result.outcome is Outcome.RETRY:
         log.warning(

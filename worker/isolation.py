@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from lure_core.infrastructure import ride_out
 from lure_core.records import JobRow
 from lure_core.settings import SharedSettings
 from worker.attempts import (
@@ -49,6 +50,7 @@ _EXIT_CODES = {
     Outcome.FAILED: 23,
     Outcome.MISSING: 24,
     Outcome.INTERRUPTED: 25,
+    Outcome.UNREACHABLE: 26,
 }
 _OUTCOMES = {code: outcome for outcome, code in _EXIT_CODES.items()}
 _CHILD_MODULES = ["worker.update_job"]  # preloaded by the fork server: torch and the engine with it
@@ -191,10 +193,19 @@ def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
     return False
 
 
+def _retry_delay(ctx: WorkerContext, job_id: int) -> float:
+    return ride_out(lambda: retry_delay(ctx, job_id), f"job {job_id}: reading its attempts")
+
+
 def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
     """Run one job in a child process and account for however it ended."""
     if _shutting_down.is_set():
-        return JobResult(release_interrupted(ctx, job_id, None, "a shutdown"))
+        return JobResult(
+            ride_out(
+                lambda: release_interrupted(ctx, job_id, None, "a shutdown"),
+                f"job {job_id}: handing it back",
+            )
+        )
     with tempfile.NamedTemporaryFile(
         "w", prefix=f"lure-job{job_id}-", suffix=".fault", delete=False
     ) as handle:
@@ -217,7 +228,7 @@ def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
         if code in _OUTCOMES and not timed_out:
             outcome = _OUTCOMES[code]
             return JobResult(
-                outcome, retry_delay(ctx, job_id) if outcome is Outcome.RETRY else None
+                outcome, _retry_delay(ctx, job_id) if outcome is Outcome.RETRY else None
             )
         kind, text = describe_exit(code)
         if timed_out:
@@ -228,9 +239,13 @@ def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
         stack = _fault_stack(fault_path)
         error = text + (f"\nlast Python stack of the update process:\n{stack}" if stack else "")
         log.error("job %s: %s", job_id, error, extra={"job_id": job_id})
-        outcome = record_failure(ctx, job_id, runner_name(child.pid), kind, error)
+        runner = runner_name(child.pid)
+        outcome = ride_out(
+            lambda: record_failure(ctx, job_id, runner, kind, error),
+            f"job {job_id}: recording how its update process ended",
+        )
         if outcome is Outcome.WAIT:  # it died before claiming the job: just try again
             outcome = Outcome.RETRY
-        return JobResult(outcome, retry_delay(ctx, job_id) if outcome is Outcome.RETRY else None)
+        return JobResult(outcome, _retry_delay(ctx, job_id) if outcome is Outcome.RETRY else None)
     finally:
         fault_path.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,17 @@ def _existing_winner(session: Session, job: JobRow) -> int | None:
     return (winners or versions)[0].number if versions else None
 
 
+def _fresh_copy(version: VersionRow) -> VersionRow:
+    """A new row with ``version``'s values and no primary key: a publish retried after a lost
+    connection must not re-insert objects a rolled-back transaction already numbered."""
+    values = {
+        a.key: getattr(version, a.key)
+        for a in inspect(VersionRow).column_attrs
+        if not a.columns[0].primary_key
+    }
+    return VersionRow(**{k: v for k, v in values.items() if v is not None})  # None: the default
+
+
 def _insert(session: Session, job: JobRow, published: list[Published], best: int) -> int:
     """Number the siblings consecutively; release the winner; the others are not chosen."""
     number = session.scalar(
@@ -65,20 +76,22 @@ def _insert(session: Session, job: JobRow, published: list[Published], best: int
     )
     number = 0 if number is None else number
     model = session.get(ModelRow, job.model_id)
-    winner = published[best].version
-    for offset, item in enumerate(published, start=1):
-        item.version.number, item.version.megabatch_id = number + offset, job.megabatch_id
+    rows = [_fresh_copy(item.version) for item in published]
+    winner = rows[best]
+    for offset, row in enumerate(rows, start=1):
+        row.number, row.megabatch_id = number + offset, job.megabatch_id
     _release_winner(model, job, winner)
-    for item in published:
-        if item.version is not winner:
-            item.version.release = Release.NOT_CHOSEN
-            item.version.release_note = (
+    for row, item in zip(rows, published, strict=True):
+        if row is not winner:
+            row.release = Release.NOT_CHOSEN
+            row.release_note = (
                 f"version {winner.number} ({winner.strategy}) ranked higher on "
                 f"{winner.gate['rank_by']}"
             )
-        session.add(item.version)
+        session.add(row)
         session.flush()
-        session.add(metrics_row(item.version.id, item.metrics))
+        session.add(metrics_row(row.id, item.metrics))
+        item.version = row  # what was published, for the caller's log line
     return winner.number
 
 

@@ -18,7 +18,8 @@ from sqlalchemy import update
 
 from lure_core.candidates import retired_strategies
 from lure_core.checkpoints import save_state
-from lure_core.records import JobRow, MegaBatchRow, ModelRow, Release, VersionRow
+from lure_core.infrastructure import is_infrastructure_fault, ride_out
+from lure_core.records import ChunkRow, JobRow, MegaBatchRow, ModelRow, Release, VersionRow
 from lure_core.retention import apply_retention
 from lure_core.settings import SharedSettings
 from lure_core.update_inputs import (
@@ -32,7 +33,14 @@ from lure_engine.devices import choose_device
 from lure_engine.gate import GateEvaluation, Verdict, evaluate_on_gate, judge, margin
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
-from worker.attempts import Outcome, WorkerContext, now, record_failure, runner_name
+from worker.attempts import (
+    Outcome,
+    WorkerContext,
+    now,
+    record_failure,
+    release_interrupted,
+    runner_name,
+)
 from worker.attempts import claim as claim_job
 from worker.learner import load_starting_point
 from worker.publish import Published, publish
@@ -66,25 +74,40 @@ class _ProgressWriter:
     def _write(self, progress: dict) -> None:
         progress = {**progress, **self.candidate}
         self.last = time.monotonic()
-        with self.ctx.sessions.begin() as session:
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == self.job_id, JobRow.runner == self.runner)
-                .values(progress=progress, heartbeat_at=now())
-            )  # a taken-over attempt writes nothing
+        try:
+            with self.ctx.sessions.begin() as session:
+                session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == self.job_id, JobRow.runner == self.runner)
+                    .values(progress=progress, heartbeat_at=now())
+                )  # a taken-over attempt writes nothing
+        except Exception as error:  # the database is away: training goes on, progress waits
+            if not is_infrastructure_fault(error):
+                raise
 
 
 def execute_job(ctx: WorkerContext, job_id: int, runner: str | None = None) -> Outcome:
-    """Claim, update and publish one job; an exception is recorded as a failed attempt."""
+    """Claim, update and publish one job; an exception is recorded as a failed attempt, unless
+    it was the database or broker failing (then the attempt is handed back, uncounted)."""
     runner = runner or runner_name()
-    claim = claim_job(ctx, job_id, runner)
+    claim = ride_out(lambda: claim_job(ctx, job_id, runner), f"job {job_id}: claiming it")
     if claim is not None:
         return claim
     progress = _ProgressWriter(ctx, job_id, runner)
     try:
         _run_claimed(ctx, job_id, progress)
-    except Exception:
-        return record_failure(ctx, job_id, runner, "exception", traceback.format_exc())
+    except Exception as error:
+        if is_infrastructure_fault(error):
+            reason = f"an unreachable database or broker ({type(error).__name__})"
+            return ride_out(
+                lambda: release_interrupted(ctx, job_id, runner, reason, kind="unreachable"),
+                f"job {job_id}: handing the attempt back",
+            )
+        failure = traceback.format_exc()
+        return ride_out(
+            lambda: record_failure(ctx, job_id, runner, "exception", failure),
+            f"job {job_id}: recording its failed attempt",
+        )
     return Outcome.PUBLISHED
 
 
@@ -134,7 +157,27 @@ def _load_inputs(ctx: WorkerContext, job_id: int) -> tuple[UpdateInputs, tuple[s
                 promotion_epoch=promotion_epoch,
             )
         )
+        _record_lost_chunks(session, job_id, inputs.lost_chunks)
     return inputs, strategies
+
+
+def _record_lost_chunks(session, job_id: int, lost: dict[int, str]) -> None:
+    """Mark chunks whose blob this update could not read: ``/readyz`` and the chunk's record say
+    so, and the update goes on without their rows."""
+    for chunk_id, reason in lost.items():
+        marked = session.execute(
+            update(ChunkRow)
+            .where(ChunkRow.id == chunk_id, ChunkRow.lost_at.is_(None))
+            .values(lost_at=now(), lost_reason=reason[:500])
+        ).rowcount
+        if marked:
+            log.error(
+                "job %s: chunk %s is lost (%s); training goes on without its rows",
+                job_id,
+                chunk_id,
+                reason,
+                extra={"job_id": job_id},
+            )
 
 
 def _train_candidates(
@@ -241,7 +284,9 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
     """Load inputs → train every candidate → save artefacts → publish, timing each step."""
     started = time.perf_counter()
     torch.use_deterministic_algorithms(ctx.settings.deterministic)
-    inputs, strategies = _load_inputs(ctx, job_id)
+    inputs, strategies = ride_out(
+        lambda: _load_inputs(ctx, job_id), f"job {job_id}: reading its inputs"
+    )
     load_seconds = time.perf_counter() - started
     candidates, live = _train_candidates(
         inputs, strategies, training_device(ctx.settings), progress
@@ -269,8 +314,14 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
         "candidate_seconds": {c.strategy: c.seconds for c in candidates},
         "total_seconds": time.perf_counter() - started,
     }
-    number = publish(ctx, job_id, published, best, timings)
-    _log_published(ctx, job_id, number, inputs.megabatch_index, published[best])
+    number = ride_out(
+        lambda: publish(ctx, job_id, published, best, timings), f"job {job_id}: publishing"
+    )
+    try:
+        _log_published(ctx, job_id, number, inputs.megabatch_index, published[best])
+    except Exception as error:  # the version is published; only its log line is lost
+        if not is_infrastructure_fault(error):
+            raise
     try:
         apply_retention(ctx.sessions, ctx.blobs, inputs.model_id)
     except Exception:  # the version is published; retention runs again after the next one

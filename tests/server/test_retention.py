@@ -158,7 +158,7 @@ def test_samples_no_kept_version_can_reach_are_deleted_and_training_goes_on(
     res = client.app.state.resources
     with res.sessions() as session:
         reader = SampleReader(session, res.blobs, 1)
-        _, present = reader._load(1)[1:]
+        present = reader._load(1).present
         gone = int(np.flatnonzero(~present)[0])
         with pytest.raises(SamplesDeleted, match="deleted by retention"):
             reader.gather(sample_ids(1, np.array([gone])))

@@ -187,11 +187,14 @@ async def audit(name: str, number: VersionNumber, res: Resources = Depends(resou
     """Rebuild version ``number`` from its records (parent, replay source, mega-batch, seeds) and
     compare the rebuilt weights' sha256 with the recorded one (``lure_core/audit.py``). Runs a
     whole update in a separate process: as long as that version's update took."""
-    from lure_core.audit import run_audit_process
+    from lure_core.audit import not_auditable_reason, run_audit_process
 
     with res.sessions() as session:
         model = model_or_404(session, name)
         version = version_or_404(session, model, number)
         if version.pruned_at is not None:
             raise HTTPException(409, pruned_message(version, model))
+        why = not_auditable_reason(version)  # answered here, without an audit process
+    if why is not None:
+        return {"model": name, "version": number, "result": "not_auditable", "reason": why}
     return await run_in_threadpool(run_audit_process, res.settings, name, number)
