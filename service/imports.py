@@ -8,12 +8,10 @@ tensor is named in one 422. Nothing is stored unless all of it is right.
 
 from __future__ import annotations
 
-import json
-import struct
-
 import torch
 from safetensors.torch import load as load_safetensors
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from lure_core.blobs import BlobStore
@@ -23,8 +21,21 @@ from lure_core.samples import SampleReader
 from lure_engine.metrics import measure_model
 from lure_engine.models import build_model
 from lure_engine.replay import make_replay
+from service.safetensors_header import HeaderRefused, TensorEntry
+from service.safetensors_header import read_header as read_safetensors_header
 
-HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+SAFETENSORS_DTYPES = {
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 
 
 class ImportRefused(ValueError):
@@ -33,55 +44,56 @@ class ImportRefused(ValueError):
         self.status = status
 
 
-def read_header(body: bytes) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Tensor name → (dtype, shape) from a safetensors header, checked against the body's size."""
-    if len(body) < 8:
-        raise ImportRefused("body is not a safetensors file: too short to hold a header")
-    length = struct.unpack("<Q", body[:8])[0]
-    if length > min(HEADER_LIMIT, len(body) - 8):
-        hint = (
-            " (a .pt/.pth pickle? `lure import` converts one)"
-            if body[:2] == b"\x80\x02" or body[:2] == b"PK"
-            else ""
-        )
-        raise ImportRefused(f"body is not a safetensors file: its header length is not valid{hint}")
+def read_header(body: bytes) -> dict[str, TensorEntry]:
+    """The upload's tensor entries, the header checked in full (``service/safetensors_header``)."""
     try:
-        header = json.loads(body[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ImportRefused("body is not a safetensors file: its header is not JSON") from None
-    tensors, end = {}, 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
-            raise ImportRefused(
-                f"body is not a valid safetensors file: entry {name!r} is malformed"
-            )
-        tensors[name] = (info["dtype"], tuple(info["shape"]))
-        end = max(end, info["data_offsets"][1])
-    if 8 + length + end > len(body):
-        raise ImportRefused(
-            f"the file is truncated: its header promises {8 + length + end} bytes, "
-            f"the body has {len(body)}"
-        )
-    return tensors
+        return read_safetensors_header(body)
+    except HeaderRefused as error:
+        raise ImportRefused(str(error)) from None
 
 
-def mismatches(
-    expected: dict[str, torch.Tensor], given: dict[str, tuple[str, tuple[int, ...]]]
-) -> list[str]:
-    """Every way ``given`` differs from the model's state dict, one line each."""
+def mismatches(expected: dict[str, torch.Tensor], given: dict[str, TensorEntry]) -> list[str]:
+    """Every way ``given`` differs from the model's state dict (names, shapes, dtypes matched
+    strictly: a float16 or float64 file is converted by the team, not guessed at here)."""
     problems = [
         f"missing tensor {name} {tuple(t.shape)}"
         for name, t in expected.items()
         if name not in given
     ]
     problems += [f"unexpected tensor {name}" for name in given if name not in expected]
-    for name, (_, shape) in given.items():
-        if name in expected and tuple(expected[name].shape) != shape:
+    for name, entry in given.items():
+        if name not in expected:
+            continue
+        if tuple(expected[name].shape) != entry.shape:
             model_shape = list(expected[name].shape)
-            problems.append(f"tensor {name} has shape {list(shape)}, the model's is {model_shape}")
+            problems.append(
+                f"tensor {name} has shape {list(entry.shape)}, the model's is {model_shape}"
+            )
+        wanted = SAFETENSORS_DTYPES.get(expected[name].dtype, str(expected[name].dtype))
+        if entry.dtype != wanted:
+            problems.append(f"tensor {name} is {entry.dtype}, the model's is {wanted}")
     return problems
+
+
+def non_finite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Tensors holding NaN or infinity, one line each."""
+    problems = []
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            problems.append(f"tensor {name} holds {bad} NaN or infinite values")
+    return problems
+
+
+def _check_outputs(model: torch.nn.Module, probe: torch.Tensor) -> None:
+    """Finite weights can still overflow (3e38 everywhere): the model must answer finitely."""
+    with torch.no_grad():
+        outputs = model.eval()(probe)
+    if not bool(torch.isfinite(outputs).all()):
+        raise ImportRefused(
+            "the weights give NaN or infinite outputs (overflowing values?); /predict could not "
+            "answer with them"
+        )
 
 
 def import_weights(sessions: sessionmaker, blobs: BlobStore, model_id: int, body: bytes) -> int:
@@ -100,20 +112,36 @@ def import_weights(sessions: sessionmaker, blobs: BlobStore, model_id: int, body
         test = SampleReader(session, blobs, model_id).test_set()
     model = build_model(recipe.model_spec)
     problems = mismatches(model.state_dict(), read_header(body))
+    state = load_safetensors(body) if not problems else {}
+    problems += non_finite(state)
     if problems:
         raise ImportRefused(
             f"the weights do not fit {recipe.architecture}: "
             + "; ".join(problems[:20])
             + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
         )
-    model.load_state_dict(load_safetensors(body), strict=True)
+    model.load_state_dict(state, strict=True)
+    del state, body  # the caller's copy is the only one left
     tensors = None
     if test is not None:
         tensors = (recipe.preprocessing.to_tensor(test.x), torch.from_numpy(test.y))
+    size = (recipe.channels, recipe.image_size, recipe.image_size)
+    probe = tensors[0][:8] if tensors else torch.zeros(2, *size)
+    _check_outputs(model, probe)
     metrics = measure_model(model, tensors)
     key = f"models/{model_id}/versions/import-v0/weights.safetensors"
     sha = save_state(blobs, key, model.state_dict())
     replay = make_replay(recipe.replay_spec, seed=recipe.replay_seed)
+    try:
+        _insert_version_zero(sessions, model_id, key, sha, replay.state_dict(), metrics)
+    except IntegrityError:  # a concurrent import of the same model won the race
+        raise ImportRefused(
+            "another import into this model finished first; it already has its version 0", 409
+        ) from None
+    return 0
+
+
+def _insert_version_zero(sessions, model_id, key, sha, replay_state, metrics) -> None:
     with sessions.begin() as session:
         version = VersionRow(
             model_id=model_id,
@@ -125,11 +153,10 @@ def import_weights(sessions: sessionmaker, blobs: BlobStore, model_id: int, body
             seeds={},
             checkpoint_key=key,
             checkpoint_sha256=sha,
-            replay_state=replay.state_dict(),
+            replay_state=replay_state,
             release=Release.LIVE,
         )
         session.add(version)
         session.flush()
         session.add(metrics_row(version.id, metrics))
         session.get(ModelRow, model_id).live_version = 0
-    return 0

@@ -232,3 +232,16 @@ def test_registry_models_default_to_imagenet_statistics(client):
     config = client.post("/v1/models", json=MODEL).json()["config"]
     assert config["mean"] == pytest.approx([0.485, 0.456, 0.406]) and config["resize"] == "squash"
     json.dumps(config)  # stored as plain JSON
+
+
+def test_an_imported_version_is_not_auditable_and_says_so_without_an_audit_process(
+    client, imported, monkeypatch
+):
+    import lure_core.audit
+
+    def no_process(*_args):
+        raise AssertionError("an audit process was started for imported weights")
+
+    monkeypatch.setattr(lure_core.audit, "run_audit_process", no_process)
+    report = client.post("/v1/models/mnv3/versions/0/audit").json()
+    assert report["result"] == "not_auditable" and "imported weights" in report["reason"]

@@ -187,3 +187,18 @@ def test_an_audit_rebuilds_a_version_bit_for_bit_and_reports_a_tampered_record(
         job = session.scalar(select(JobRow).order_by(JobRow.id.desc()))
         assert job.version == 2
     assert client.post("/v1/models/digits/versions/9/audit").status_code == 404
+
+
+def test_an_audit_reports_a_replaced_checkpoint_although_the_rebuild_matches_the_record(
+    client, two_versions, worker_ctx, settings
+):
+    with worker_ctx.sessions() as session:
+        version = session.scalar(select(VersionRow).where(VersionRow.number == 2))
+    path = settings.blob_dir / version.checkpoint_key
+    data = bytearray(path.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])
+    path.write_bytes(bytes(data))
+    report = client.post("/v1/models/digits/versions/2/audit").json()
+    assert report["rebuilt_sha256"] == report["recorded_sha256"]  # the records are intact ...
+    assert report["result"] == "mismatch"  # ... the file served is not
+    assert "stored checkpoint fails its recorded sha256" in report["reason"]

@@ -192,6 +192,12 @@ async def predict(
         res.live.forget(name)
         headers["X-Model-Fallback"] = f"version {row.number} refused: {refused[0]}"
     probabilities = await _forward(res, answering, net, images)
+    if not np.isfinite(probabilities).all():  # JSON has no NaN: say what happened instead
+        raise HTTPException(
+            500,
+            f"version {answering.number} of {name!r} produced NaN or infinite probabilities for "
+            "this input: its weights overflow; promote another version",
+        )
     res.metrics.predictions.labels(name, str(answering.number)).inc(len(images))
     k = min(top_k, recipe.num_classes)
     predictions = [_prediction(p, recipe, k) for p in probabilities]

@@ -26,6 +26,7 @@ from service.api.presenters import version_out, versions_out
 from service.api.schemas import VersionOut
 from service.exports import FORMATS, ExportFailed, build_export, find_export
 from service.imports import ImportRefused, import_weights
+from service.memory import release_freed_memory
 
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
 
@@ -111,6 +112,9 @@ async def import_version(
         await run_in_threadpool(import_weights, res.sessions, res.blobs, model.id, body)
     except ImportRefused as error:
         raise HTTPException(error.status, str(error)) from None
+    finally:
+        del body
+        release_freed_memory()  # a large upload's buffers go back to the system, not the heap
     res.live.forget(name)
     with res.sessions() as session:
         model = model_or_404(session, name)
