@@ -17,6 +17,7 @@ from lure_core.queue import make_producer
 from lure_engine.devices import choose_device
 from service.api.auth import READ, require
 from service.api.deps import Resources
+from service.api.errors import install_error_handlers
 from service.api.guard import RequestGuard
 from service.api.key_cache import KeyCache
 from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
@@ -108,6 +109,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Online model updates with Learn, Unlearn, Relearn.",
     )
+    install_error_handlers(app)
     # /predict first: routes are matched in order, and it is the one called per image
     for module in (predict, health, models, chunks, megabatches, jobs, versions, dashboard):
         app.include_router(module.router)

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from lure_engine.preprocess import Preprocessing
+from service.png_check import missing_png_rows
 
 
 class ImageError(ValueError):
@@ -93,6 +94,9 @@ def decode_images(
                     f"{max_decoded_bytes} bytes, the limit; send fewer or smaller images"
                 )
             image.load()
+            # Pillow fills rows a short but well-formed stream lacks with zeros, silently
+            if raw.startswith(SIGNATURES[0]) and (why := missing_png_rows(raw)) is not None:
+                raise ImageError(f"images[{position}] is not a whole PNG: {why}")
             if image.mode not in ("1", "L", "P", "RGB", "RGBA", "LA", "I;16", "CMYK", "YCbCr"):
                 raise ImageError(f"images[{position}] has unsupported mode {image.mode}")
             out.append(preprocessing.fit_image(image))
@@ -123,6 +127,11 @@ def fit_array_images(x: np.ndarray, preprocessing: Preprocessing, max_side: int)
         )
     have = x.shape[3]
     if have not in (1, 3):
+        if x.shape[1] in (1, 3):
+            raise ImageError(
+                f"x has shape {tuple(x.shape)}: it looks channels-first (N, C, H, W); send "
+                "(N, H, W, C), e.g. x.transpose(0, 2, 3, 1)"
+            )
         raise ImageError(
             f"images have {have} channels; only 1 (grayscale) or 3 (RGB) can be converted"
         )

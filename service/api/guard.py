@@ -39,6 +39,9 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"]:  # no name or number holds NUL; PostgreSQL refuses it in text
+            await _refuse(send, 404, "no resource has a NUL character in its path")
+            return
         res = scope["app"].state.resources
         headers = Headers(scope=scope)
         if res.settings.auth and not is_public(scope["path"]):

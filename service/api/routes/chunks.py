@@ -111,8 +111,19 @@ def _parse_upload(
     return chosen, x, labels
 
 
+def sniff_content_type(body: bytes) -> str:
+    """What a body without a content type is: an .npz (a zip archive) or JSON, by its first
+    bytes; '' when neither."""
+    if body.startswith(b"PK\x03\x04"):
+        return "application/octet-stream"
+    if body.lstrip()[:1] == b"{":
+        return "application/json"
+    return ""
+
+
 def _parse(body: bytes, content_type: str, split: str | None, model: ModelRow, res: Resources):
     """Validate and decode a body (CPU work: runs off the event loop)."""
+    content_type = content_type or sniff_content_type(body)
     try:
         if content_type == "application/json":
             return _parse_json(body, model, res)
@@ -156,7 +167,9 @@ async def post_chunk(
     split: Literal["train", "test"] | None = Query(
         None, description="required for .npz bodies; uploads default to train"
     ),
-    label: int | None = Query(None, description="the label of a raw image/* body"),
+    label: int | None = Query(
+        None, ge=0, le=2**31 - 1, description="the label of a raw image/* body"
+    ),
     idempotency_key: str | None = Header(
         None,
         min_length=1,

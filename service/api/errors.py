@@ -1,0 +1,58 @@
+"""One shape for every error answer: ``{"detail": "<what is wrong, in words>"}``.
+
+FastAPI answers a request that fails validation with ``detail`` as a list of objects, while every
+other refusal here has ``detail`` as a sentence: a client had to handle both. A validation error
+now says it in one sentence too (each field and its problem) and keeps FastAPI's list, for code
+that wants it, under ``errors``; the OpenAPI document describes that shape.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+_VALIDATION_SCHEMA = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "description": "each field at fault and its problem"},
+        "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}},
+    },
+}
+
+
+def _where(location: list) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def describe(errors: list[dict]) -> str:
+    return "; ".join(f"{_where(e.get('loc', []))}: {e.get('msg', 'invalid')}" for e in errors)
+
+
+async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    errors = jsonable_encoder(error.errors())
+    return JSONResponse({"detail": describe(errors), "errors": errors}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            if "HTTPValidationError" in components:
+                components["HTTPValidationError"] = _VALIDATION_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
