@@ -15,6 +15,8 @@ import subprocess
 import threading
 import time
 
+from lure_core.process_tree import child_environment
+
 log = logging.getLogger("lure.supervisor")
 
 
@@ -35,8 +37,11 @@ class WorkerSupervisor:
         env: dict[str, str],
         max_backoff: float = 60.0,
         name: str = "worker",
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
-        self.command, self.env, self.max_backoff, self.name = command, env, max_backoff, name
+        self.command, self.max_backoff, self.name = command, max_backoff, name
+        self.env = child_environment(env)  # the child dies with this process, even by SIGKILL
+        self.pass_fds = pass_fds  # e.g. the data folder's lock: held until the child exits too
         self.restarts = 0
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
@@ -46,8 +51,11 @@ class WorkerSupervisor:
         )
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, env=self.env)
+        self.process = self._spawn()
         self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(self.command, env=self.env, pass_fds=self.pass_fds)
 
     def stop(self, timeout: float = 20) -> None:
         with self._lock:
@@ -84,7 +92,7 @@ class WorkerSupervisor:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self.process = subprocess.Popen(self.command, env=self.env)
+                self.process = self._spawn()
                 self.restarts += 1
             log.warning(
                 "%s restarted (pid %d, restart %d)", self.name, self.process.pid, self.restarts

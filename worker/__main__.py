@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from lure_core.process_tree import die_with_supervisor
 from lure_core.queue import UPDATE_QUEUE
-from worker.celery_app import app
 
 
 def _quiet_celery_start() -> None:
@@ -19,6 +19,9 @@ def _quiet_celery_start() -> None:
 
 
 def main() -> None:
+    die_with_supervisor()  # started by `lure up`: never outlive it
+    from worker.celery_app import app
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--concurrency", type=int, default=1, help="updates of different models at once"

@@ -106,10 +106,13 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     from lure_core.blobs import BlobStore
     from lure_core.database import make_engine, make_session_factory
     from lure_core.logs import configure_logging
+    from lure_core.process_tree import die_with_parent
     from worker.update_job import execute_job  # preloaded by the fork server
 
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
+    # the fork server exits when its worker dies: this update then hands its attempt back
+    die_with_parent()
     fault_file = open(fault_path, "w")  # noqa: SIM115 - must stay open until the process dies
     faulthandler.enable(file=fault_file, all_threads=True)
     configure_logging("worker")

@@ -66,7 +66,9 @@ def up(
     settings.ensure_dirs()
     _hold_embedded_folder(settings)
     upgrade_database(settings.resolved_database_url)  # before the worker opens the database
-    worker = WorkerSupervisor(_worker_command(), _child_env(settings))
+    worker = WorkerSupervisor(
+        _worker_command(), _child_env(settings), pass_fds=held_lock_descriptors()
+    )
     worker.start()
     base_url = f"http://{settings.host}:{settings.port}"
     typer.echo(
@@ -84,6 +86,12 @@ def up(
         _serve(settings)
     finally:
         worker.stop()
+
+
+def held_lock_descriptors() -> tuple[int, ...]:
+    from service.instance_lock import held_lock_descriptors as held
+
+    return held()
 
 
 def _hold_embedded_folder(settings: ServerSettings) -> None:
@@ -136,6 +144,9 @@ def api(
     ),
 ) -> None:
     """Run only the API (production: workers run elsewhere, on the same database and broker)."""
+    from lure_core.process_tree import die_with_supervisor
+
+    die_with_supervisor()  # one of `lure api --workers N`'s processes: never outlive it
     _passive_threads_for_serving()
 
     from lure_core.logs import configure_logging
@@ -191,6 +202,7 @@ def _serve_processes(settings: ServerSettings, workers: int) -> None:
             f"--workers {workers} needs PostgreSQL (LURE_DATABASE_URL): API processes on one "
             "SQLite database would interleave their mega-batch writes; run one process here"
         )
+    _wait_for_free_port(settings.host, settings.port)
     env = _child_env(settings)
     if settings.torch_threads is None:  # the cores shared out, not each process taking all
         env["LURE_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
@@ -218,6 +230,30 @@ def _serve_processes(settings: ServerSettings, workers: int) -> None:
     finally:
         for child in children:
             child.stop()
+
+
+def _wait_for_free_port(host: str, port: int, wait_seconds: float = 20.0) -> None:
+    """SO_REUSEPORT would let our processes listen beside anyone's, a killed supervisor's
+    leftovers included: first make sure nobody listens (waiting a little for leftovers that are
+    shutting down)."""
+    import socket
+    import time
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise fail(
+                        f"port {port} on {host} is in use by another process; stop it or "
+                        "choose another --port"
+                    ) from None
+        time.sleep(0.25)
 
 
 def worker(
