@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
@@ -46,6 +47,49 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 # any constant shared by every replica: pg_advisory_lock's key for schema upgrades
 MIGRATION_LOCK_KEY = 0x1075E_0001
+
+
+class DatabaseDamaged(RuntimeError):
+    """The SQLite file is not a whole database; the message says how to restore it."""
+
+
+RESTORE_ADVICE = (
+    "stop the server, restore the last backup into a new folder (`lure restore BACKUP "
+    "--data-dir NEW`) and start on that folder; without a backup, `sqlite3 lure.db .recover` "
+    "may save what is left (docs/RELIABILITY.md, 'A damaged database')"
+)
+
+
+def damaged_database_message(url: str, problem: str) -> str:
+    path = url.removeprefix("sqlite:///")
+    return f"the database {path} is damaged ({problem}): {RESTORE_ADVICE}"
+
+
+def check_sqlite_intact(url: str) -> None:
+    """SQLite's ``quick_check`` on an existing embedded database; DatabaseDamaged when it fails.
+
+    A truncated or overwritten file otherwise starts a server whose every write answers 500."""
+    import sqlite3
+
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.exists():
+        return
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as error:
+        raise DatabaseDamaged(damaged_database_message(url, str(error))) from None
+    if rows != [("ok",)]:
+        problem = "; ".join(str(r[0]) for r in rows[:3])
+        raise DatabaseDamaged(damaged_database_message(url, problem))
+
+
+def is_damaged_database_error(error: BaseException) -> bool:
+    """SQLite's words for a file that is not (or no longer) a whole database."""
+    text = str(error).lower()
+    return "malformed" in text or "file is not a database" in text
 
 
 def upgrade_database(url: str) -> None:

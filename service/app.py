@@ -25,6 +25,7 @@ from service.batching import MicroBatcher
 from service.dashboard import routes as dashboard
 from service.disk_use import DiskUse
 from service.dispatcher import Dispatcher
+from service.engines import warm_up_onnx_export
 from service.health import FileVerifier
 from service.inference import ModelCache
 from service.ingest import Ingestor
@@ -46,6 +47,8 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
     blobs = BlobStore(settings.blob_dir)
     remove_orphan_blobs(sessions, blobs)  # a model delete that crashed before removing its blobs
+    if settings.serve_engine != "eager":
+        warm_up_onnx_export()  # before serving: its one-time cost holds the GIL for a second
     celery = make_producer(settings)
     dispatcher = Dispatcher(
         sessions,

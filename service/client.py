@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import pickle
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -280,6 +282,12 @@ class LureClient:
         ).json()
 
 
+def _refused_global(message: str) -> str:
+    """The object torch's safe loader refused, from its (long) message: '' when not found."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    return f" (it refers to {found.group(1)})" if found else ""
+
+
 def state_dict_file(path: Path) -> bytes:
     """A weights file as safetensors bytes, converted on this machine so the server never
     unpickles: ``.safetensors`` as it is; ``.pt``/``.pth`` through ``torch.load(weights_only=True)``
@@ -292,7 +300,16 @@ def state_dict_file(path: Path) -> bytes:
     import torch
     from safetensors.torch import save
 
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} holds Python objects besides tensors, which could run code when loaded, so "
+            "it is refused (do not load it with weights_only=False unless you trust its "
+            "author). Save the state dict alone where the model was trained: "
+            "torch.save(model.state_dict(), 'weights.pth'), or safetensors' save_file"
+            + _refused_global(str(error))
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]

@@ -103,6 +103,23 @@ def _session(graph: bytes, threads: int):
     return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
+_exporter_warm = threading.Event()
+
+
+def warm_up_onnx_export() -> None:
+    """Export a one-layer network once, at start-up: the first ONNX export in a process spends
+    about 1.4 s initialising the exporter while holding the GIL, which froze the event loop
+    (``/healthz`` included) during the first ``/predict`` after a start."""
+    if _exporter_warm.is_set():
+        return
+    onnx_bytes(nn.Sequential(nn.Conv2d(1, 1, 1)), torch.zeros(1, 1, 2, 2))
+    _exporter_warm.set()
+
+
+def exporter_is_warm() -> bool:
+    return _exporter_warm.is_set()
+
+
 def onnx_bytes(model: nn.Module, example: torch.Tensor, input_name: str = "input") -> bytes:
     """``model`` as ONNX (opset 17, dynamic batch), the form the server serves and exports."""
     buffer = io.BytesIO()

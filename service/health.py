@@ -59,6 +59,7 @@ class Health:
     failed_jobs: dict[str, list[str]] = field(default_factory=dict)  # model → problems
     damaged_live: dict[str, str] = field(default_factory=dict)  # model → problem
     lost_chunks: list[str] = field(default_factory=list)
+    retreated: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -95,6 +96,29 @@ def _failed_jobs(session: Session, names: dict[int, str]) -> dict[str, list[str]
             f"(POST /v1/jobs/{job.id}/retry or `lure jobs retry {job.id}`)"
         )
     return failed
+
+
+def _retreated(session: Session, names: dict[int, str], verifier: FileVerifier) -> list[str]:
+    """Models serving an ancestor because newer versions are damaged (their files fail the
+    sha256 check): the model goes on, but what those versions learnt is not served."""
+    problems = []
+    rows = session.execute(
+        select(VersionRow, ModelRow.live_version)
+        .join(ModelRow, ModelRow.id == VersionRow.model_id)
+        .where(VersionRow.damaged.is_not(None), VersionRow.pruned_at.is_(None))
+        .order_by(VersionRow.model_id, VersionRow.number)
+    ).all()
+    for version, live in rows:
+        if live is None or version.number <= live:
+            continue
+        if verifier.intact(version.checkpoint_key, version.checkpoint_sha256):
+            continue  # the file was put back: the next predict or update may use it again
+        problems.append(
+            f"model {names[version.model_id]}: version {version.number} is damaged "
+            f"({version.damaged.splitlines()[0][:200]}); the model serves and trains from "
+            f"version {live}, an older one. Put the file back from a backup to use it again"
+        )
+    return problems
 
 
 def _damaged_live(session: Session, verifier: FileVerifier) -> dict[str, str]:
@@ -149,6 +173,7 @@ def assess(
         health.failed_jobs = _failed_jobs(session, names)
         health.damaged_live = _damaged_live(session, verifier)
         health.lost_chunks = _lost_chunks(session, names, verifier)
+        health.retreated = _retreated(session, names, verifier)
     if health.workers_alive == 0:
         health.problems.append(
             f"no worker has reported in the last {worker_timeout:.0f} s: sealed mega-batches "
@@ -158,4 +183,5 @@ def assess(
     health.problems += [p for problems in health.failed_jobs.values() for p in problems]
     health.problems += list(health.damaged_live.values())
     health.problems += health.lost_chunks
+    health.problems += health.retreated
     return health

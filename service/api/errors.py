@@ -8,11 +8,19 @@ that wants it, under ``errors``; the OpenAPI document describes that shape.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DatabaseError
+
+from lure_core.database import damaged_database_message, is_damaged_database_error
+from lure_core.infrastructure import is_infrastructure_fault
+
+log = logging.getLogger("lure.api")
 
 _VALIDATION_SCHEMA = {
     "title": "HTTPValidationError",
@@ -38,8 +46,23 @@ async def _validation_error(_request: Request, error: RequestValidationError) ->
     return JSONResponse({"detail": describe(errors), "errors": errors}, status_code=422)
 
 
+async def _database_error(request: Request, error: DatabaseError) -> JSONResponse:
+    """A damaged SQLite file, or a database that cannot be reached, is a 503 that says so (and,
+    for a damaged file, how to restore it), not a bare 500."""
+    if is_infrastructure_fault(error):
+        detail = "the database cannot be reached right now; nothing was stored, try again"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+    if not is_damaged_database_error(error):
+        raise error
+    settings = request.app.state.resources.settings
+    message = damaged_database_message(settings.resolved_database_url, str(error.orig or error))
+    log.error("%s", message)
+    return JSONResponse({"detail": message}, status_code=503)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DatabaseError, _database_error)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

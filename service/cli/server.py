@@ -65,6 +65,7 @@ def up(
     settings = _settings(host, port, data_dir)
     settings.ensure_dirs()
     _hold_embedded_folder(settings)
+    _require_intact_database(settings)
     upgrade_database(settings.resolved_database_url)  # before the worker opens the database
     worker = WorkerSupervisor(
         _worker_command(), _child_env(settings), pass_fds=held_lock_descriptors()
@@ -103,6 +104,17 @@ def _hold_embedded_folder(settings: ServerSettings) -> None:
             hold_data_dir(settings.data_dir)
         except DataDirInUse as error:
             raise fail(str(error)) from None
+
+
+def _require_intact_database(settings: ServerSettings) -> None:
+    """A damaged SQLite file is said in words, with how to restore it, instead of a server whose
+    every write fails (or a traceback)."""
+    from lure_core.database import DatabaseDamaged, check_sqlite_intact
+
+    try:
+        check_sqlite_intact(settings.resolved_database_url)
+    except DatabaseDamaged as error:
+        raise fail(str(error)) from None
 
 
 def _bootstrap_key(settings: ServerSettings, demo: bool) -> str | None:
@@ -157,6 +169,7 @@ def api(
         _serve_processes(settings, workers)
         return
     _hold_embedded_folder(settings)
+    _require_intact_database(settings)
     _serve(settings, reuse_port)
 
 

@@ -60,3 +60,22 @@ def test_encode_image_round_trips_arrays_as_png():
     image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(encode_image(image)))))
     assert np.array_equal(decoded, image)
+
+
+def test_a_pickle_holding_code_is_refused_with_what_to_do_instead(tmp_path):
+    import pytest
+    import torch
+
+    from service.client import state_dict_file
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "extra": Payload()}, path)
+    with pytest.raises(ValueError) as refused:
+        state_dict_file(path)
+    message = str(refused.value)
+    assert "could run code" in message and "torch.save(model.state_dict()" in message
+    assert "it refers to print" in message and "Re-running" not in message

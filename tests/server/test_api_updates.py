@@ -275,6 +275,13 @@ def test_a_damaged_checkpoint_is_refused_and_the_previous_version_keeps_serving(
         'lure_checkpoint_integrity_failures_total{model_id="1",version="2"} 1.0'
         in client.get("/metrics").text
     )
+    # readiness says the model serves an older version than its newest, and why
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "degraded"
+    assert any("version 2 is damaged" in p and "from version 1" in p for p in ready["problems"])
+    if damage != "delete":
+        path.write_bytes(data)  # the file is put back: nothing left to report
+        assert not any("is damaged" in p for p in client.get("/readyz").json()["problems"])
 
 
 def _selects(client, path: str) -> int:

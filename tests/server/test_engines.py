@@ -117,3 +117,10 @@ def test_onnx_passes_side_by_side_give_each_caller_its_own_answer(resnet):
     eager = EagerEngine(resnet, PRE, CPU)
     for batch, answer in zip(batches, answers, strict=True):
         assert np.abs(answer - eager.probabilities(batch)).max() < 1e-5
+
+
+def test_the_api_warms_the_onnx_exporter_before_it_serves(client):
+    """Its first export holds the GIL for about a second: done at start-up, not in a request."""
+    from service.engines import exporter_is_warm
+
+    assert exporter_is_warm()

@@ -19,11 +19,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from service.api.auth import principal_for
+from lure_core.database import damaged_database_message, is_damaged_database_error
+from service.api.auth import verified_principal
 from service.api.deps import Resources, resources
 from service.health import assess
 
 router = APIRouter(tags=["health"])
+REACHABILITY = ("database", "broker", "blob_store")
 
 
 @router.get("/healthz")
@@ -38,7 +40,7 @@ def _reachability(res: Resources) -> dict[str, str]:
             session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as error:
-        checks["database"] = f"error: {error}"
+        checks["database"] = _database_problem(res, error)
     try:
         with res.celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
@@ -56,11 +58,18 @@ def _reachability(res: Resources) -> dict[str, str]:
     return checks
 
 
-def _readiness(res: Resources) -> tuple[dict, int]:
-    checks = _reachability(res)
-    reachable = all(v == "ok" for v in checks.values())
-    problems: list[str] = []
-    if checks["database"] == "ok":
+def _database_problem(res: Resources, error: Exception) -> str:
+    """``error: ...`` in words: a damaged file says how to restore it."""
+    problem = (str(getattr(error, "orig", None) or error).strip().splitlines() or ["?"])[0]
+    if is_damaged_database_error(error):
+        problem = damaged_database_message(res.settings.resolved_database_url, problem)
+    return f"error: {problem}"
+
+
+def _assess(res: Resources, checks: dict[str, str]) -> list[str]:
+    """The records' view (outbox, workers, jobs, versions); a database that answered ``SELECT 1``
+    may still fail here (a damaged file): then the database check says so."""
+    try:
         checks["outbox_pending"] = str(res.dispatcher.pending())
         health = assess(
             res.sessions,
@@ -68,10 +77,22 @@ def _readiness(res: Resources) -> tuple[dict, int]:
             worker_timeout=res.settings.worker_timeout_seconds,
             stale_after=res.settings.stale_job_seconds,
         )
-        checks["workers_alive"] = str(health.workers_alive)
-        problems = health.problems
+    except Exception as error:
+        checks["database"] = _database_problem(res, error)
+        checks["outbox_pending"] = "unknown"
+        return []
+    checks["workers_alive"] = str(health.workers_alive)
+    return health.problems
+
+
+def _readiness(res: Resources) -> tuple[dict, int]:
+    checks = _reachability(res)
+    problems: list[str] = []
+    if checks["database"] == "ok":
+        problems = _assess(res, checks)
     else:
         checks["outbox_pending"] = "unknown"
+    reachable = all(v == "ok" for k, v in checks.items() if k in REACHABILITY)
     status = "unavailable" if not reachable else "degraded" if problems else "ok"
     return {
         "ready": reachable,
@@ -81,12 +102,16 @@ def _readiness(res: Resources) -> tuple[dict, int]:
     }, 200 if reachable else 503
 
 
-def _may_see_details(request: Request, res: Resources) -> bool:
+async def _may_see_details(request: Request, res: Resources) -> bool:
+    """A valid key sees the checks; a key verified moments ago still does while the database
+    cannot say (the checks are then what the caller needs most)."""
     if not res.settings.auth:
         return True
     try:
-        principal_for(res.sessions, request.headers)
+        await verified_principal(res.sessions, request.headers, res.keys)
     except HTTPException:
+        return False
+    except Exception:  # the database cannot verify a key it has not seen: no details
         return False
     return True
 
@@ -100,6 +125,6 @@ async def readyz(
     body, status = await run_in_threadpool(_readiness, res)
     if strict and body["status"] == "degraded":
         status = 503
-    if not await run_in_threadpool(_may_see_details, request, res):
+    if not await _may_see_details(request, res):
         body = {"ready": body["ready"], "status": body["status"]}
     return JSONResponse(body, status_code=status)
