@@ -280,6 +280,8 @@ class ApiKeyRow(Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list] = mapped_column(JSON)
+    # the models it may touch: names, or prefixes ending in '*'; None: every model
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 

@@ -6,7 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 import torch
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -15,12 +15,21 @@ from lure_core.database import make_engine, make_session_factory, upgrade_databa
 from lure_core.model_removal import remove_orphan_blobs
 from lure_core.queue import make_producer
 from lure_engine.devices import choose_device
-from service.api.auth import READ, require
+from service.api.auth import READ, reaches_every_model, require
 from service.api.deps import Resources
 from service.api.errors import install_error_handlers
 from service.api.guard import RequestGuard
 from service.api.key_cache import KeyCache
-from service.api.routes import chunks, health, jobs, megabatches, models, predict, versions
+from service.api.routes import (
+    chunks,
+    health,
+    jobs,
+    keys,
+    megabatches,
+    models,
+    predict,
+    versions,
+)
 from service.batching import MicroBatcher
 from service.dashboard import routes as dashboard
 from service.disk_use import DiskUse
@@ -114,7 +123,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     # /predict first: routes are matched in order, and it is the one called per image
-    for module in (predict, health, models, chunks, megabatches, jobs, versions, dashboard):
+    for module in (predict, health, models, chunks, megabatches, jobs, versions, keys, dashboard):
         app.include_router(module.router)
     app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
     app.add_middleware(
@@ -123,7 +132,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[require(READ)])
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics(request: Request) -> Response:
+        if not reaches_every_model(request):  # the series name every model
+            raise HTTPException(403, "/metrics covers every model: use a key for all models")
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,9 +1,11 @@
 """API-key authentication and scopes: 401 without a valid key, 403 with one lacking the scope.
 
 Reads need any valid key; writes need ``ingest`` (chunks, sealing), ``predict`` or ``admin``
-(creating models, promotion); ``admin`` implies all. With ``LURE_AUTH=false`` every request passes
-(the server warns at start). The key is checked by :class:`service.api.guard.RequestGuard` before
-any body is read; the route's dependency then checks the scope.
+(creating models, promotion); ``admin`` implies all. A key limited to some models finds every
+other model missing (404), on every route, and lists show it only its own. With
+``LURE_AUTH=false`` every request passes (the server warns at start). The key is checked by
+:class:`service.api.guard.RequestGuard` before any body is read; the route's dependency then
+checks the scope and the model.
 """
 
 from __future__ import annotations
@@ -98,7 +100,21 @@ def require(scope: str | None):
         )
         if scope is not None and not principal.allows(scope):
             raise HTTPException(403, f"API key '{principal.name}' lacks the '{scope}' scope")
+        name = request.path_params.get("name")
+        if name is not None and not principal.may_touch(name):
+            raise HTTPException(404, f"model {name!r} not found")  # as if it did not exist
         request.state.principal = principal
         return principal
 
     return Depends(check)
+
+
+def may_touch(request: Request, model: str) -> bool:
+    """Whether the request's key reaches ``model`` (every model with auth off)."""
+    principal = getattr(request.state, "principal", None)
+    return principal is None or principal.may_touch(model)
+
+
+def reaches_every_model(request: Request) -> bool:
+    principal = getattr(request.state, "principal", None)
+    return principal is None or principal.every_model

@@ -15,7 +15,10 @@ from lure_core.records import ApiKeyRow
 from service.cli.errors import fail
 from service.settings import ServerSettings
 
-app = typer.Typer(help="API keys (scopes: ingest, predict, admin).", no_args_is_help=True)
+app = typer.Typer(
+    help="API keys (scopes: ingest, predict, admin; optionally limited to some models).",
+    no_args_is_help=True,
+)
 DATA_DIR = typer.Option(
     None, help="The server's data folder (LURE_DATA_DIR); LURE_DATABASE_URL wins."
 )
@@ -34,17 +37,24 @@ def create(
     scope: list[str] = typer.Option(
         ..., "--scope", help=f"Repeat for several: {', '.join(SCOPES)}."
     ),
+    model: list[str] = typer.Option(
+        None,
+        "--model",
+        help="Limit the key to this model, or to names starting with a prefix ending in '*' "
+        "(team-a-*); repeat for several. Default: every model.",
+    ),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Create a key; it is printed once (stdout) and only its hash is stored."""
     try:
         with _sessions(data_dir).begin() as session:
-            key, row = create_key(session, name, scope)
+            key, row = create_key(session, name, scope, list(model) if model else None)
     except ValueError as error:
         raise fail(str(error)) from None
+    reach = f"models {', '.join(row.models)}" if row.models is not None else "every model"
     typer.echo(
-        f"created key {row.prefix} '{name}' with scopes {', '.join(row.scopes)}; store it now, "
-        "it is not shown again:",
+        f"created key {row.prefix} '{name}' with scopes {', '.join(row.scopes)} for {reach}; "
+        "store it now, it is not shown again:",
         err=True,
     )
     typer.echo(key)
@@ -52,8 +62,9 @@ def create(
 
 @app.command("list")
 def list_keys(data_dir: Path = DATA_DIR) -> None:
+    """Every key (never its secret): prefix, name, scopes, models, created, revoked."""
     table = Table(title="API keys")
-    for column in ("prefix", "name", "scopes", "created", "revoked"):
+    for column in ("prefix", "name", "scopes", "models", "created", "revoked"):
         table.add_column(column)
     with _sessions(data_dir)() as session:
         for row in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id)):
@@ -61,6 +72,7 @@ def list_keys(data_dir: Path = DATA_DIR) -> None:
                 row.prefix,
                 row.name,
                 ",".join(row.scopes),
+                ",".join(row.models) if row.models is not None else "all",
                 f"{row.created_at:%Y-%m-%d %H:%M}",
                 f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "",
             )
@@ -72,6 +84,7 @@ def revoke(
     prefix: str = typer.Argument(..., help="The key's prefix (from `lure keys list`)."),
     data_dir: Path = DATA_DIR,
 ) -> None:
+    """Revoke a key by its prefix; API processes refuse it within LURE_KEY_CACHE_SECONDS."""
     with _sessions(data_dir).begin() as session:
         row = revoke_key(session, prefix)
     if row is None:

@@ -35,3 +35,37 @@ def test_keys_create_list_and_revoke(tmp_path):
         app, ["keys", "create", "--name", "x", "--scope", "root", "--data-dir", data]
     )
     assert bad.exit_code == 2 and "scopes must be among" in bad.stderr
+
+
+def test_keys_create_limits_a_key_to_models_and_every_command_has_help(tmp_path):
+    runner, data = CliRunner(), str(tmp_path / "data")
+    created = runner.invoke(
+        app,
+        [
+            "keys", "create", "--name", "team-a", "--scope", "predict",
+            "--model", "team-a-*", "--model", "shared", "--data-dir", data,
+        ],
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert "for models shared, team-a-*" in created.stderr
+    listed = runner.invoke(app, ["keys", "list", "--data-dir", data])
+    assert "shared,team-a-*" in listed.stdout
+    bad = runner.invoke(
+        app,
+        [
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--scope",
+            "predict",
+            "--model",
+            "Team A",
+            "--data-dir",
+            data,
+        ],
+    )
+    assert bad.exit_code == 2 and "model pattern 'Team A'" in bad.stderr
+    for command in ("create", "list", "revoke"):
+        shown = runner.invoke(app, ["keys", command, "--help"])
+        assert shown.exit_code == 0 and len(shown.stdout.split("Options")[0].split()) > 6, command

@@ -4,12 +4,12 @@ failed one.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lure_core.records import JobRow, JobState, WorkerRow
-from service.api.auth import READ, require
+from lure_core.records import JobRow, JobState, ModelRow, WorkerRow
+from service.api.auth import READ, may_touch, require
 from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
 from service.api.presenters import jobs_out
 from service.api.schemas import JobOut, WorkerOut
@@ -19,10 +19,13 @@ router = APIRouter(tags=["jobs"])
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=[require(READ)])
 def get_job(
-    job_id: RecordId, session: Session = Depends(db_session), res: Resources = Depends(resources)
+    job_id: RecordId,
+    request: Request,
+    session: Session = Depends(db_session),
+    res: Resources = Depends(resources),
 ) -> JobOut:
     found = jobs_out(session, JobRow.id == job_id, max_attempts=res.settings.max_update_attempts)
-    if not found:
+    if not found or not may_touch(request, found[0].model):
         raise HTTPException(404, f"job {job_id} not found")
     return found[0]
 
@@ -56,13 +59,14 @@ def list_workers(session: Session = Depends(db_session)) -> list[WorkerOut]:
 
 
 @router.post("/v1/jobs/{job_id}/retry", response_model=JobOut, dependencies=[require("admin")])
-def retry_job(job_id: RecordId, res: Resources = Depends(resources)) -> JobOut:
+def retry_job(job_id: RecordId, request: Request, res: Resources = Depends(resources)) -> JobOut:
     """Queue a failed job again with a fresh attempt budget; it trains from the then-live
     version.
     """
     with res.sessions.begin() as session:
         job = session.get(JobRow, job_id)
-        if job is None:
+        model = session.get(ModelRow, job.model_id) if job is not None else None
+        if job is None or not may_touch(request, model.name):
             raise HTTPException(404, f"job {job_id} not found")
         retried = session.execute(
             update(JobRow)

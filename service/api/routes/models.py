@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +19,7 @@ from lure_core.model_removal import (
 )
 from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
 from lure_core.retention import apply_retention
-from service.api.auth import READ, require
+from service.api.auth import READ, may_touch, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import model_out, models_out
 from service.api.schemas import ModelCreate, ModelOut, ModelPatch
@@ -46,7 +46,13 @@ def _probe(body: ModelCreate, max_parameters: int) -> None:
 
 
 @router.post("", status_code=201, response_model=ModelOut, dependencies=[require("admin")])
-async def create_model(body: ModelCreate, res: Resources = Depends(resources)) -> ModelOut:
+async def create_model(
+    body: ModelCreate, request: Request, res: Resources = Depends(resources)
+) -> ModelOut:
+    if not may_touch(request, body.name):
+        raise HTTPException(
+            403, f"this API key may not create a model named {body.name!r} (outside its models)"
+        )
     await run_in_threadpool(_probe, body, res.settings.max_model_parameters)
     return await run_in_threadpool(_store, body, res)
 
@@ -95,11 +101,14 @@ def _first_errors(error: ValidationError) -> str:
 
 @router.get("", response_model=list[ModelOut], dependencies=[require(READ)])
 def list_models(
-    session: Session = Depends(db_session), res: Resources = Depends(resources)
+    request: Request, session: Session = Depends(db_session), res: Resources = Depends(resources)
 ) -> list[ModelOut]:
+    """Every model this key reaches."""
     ids = dict(session.execute(select(ModelRow.name, ModelRow.id)).all())  # one query for all
     return [
-        m.model_copy(update={"disk_bytes": res.disk.of(ids[m.name])}) for m in models_out(session)
+        m.model_copy(update={"disk_bytes": res.disk.of(ids[m.name])})
+        for m in models_out(session)
+        if may_touch(request, m.name)
     ]
 
 

@@ -14,6 +14,9 @@ function authHeaders() {
 
 async function getJSON(path) {
   const response = await fetch(path, { headers: { accept: "application/json", ...authHeaders() } });
+  if (response.status === 401 && !localStorage.getItem(KEY_STORAGE)) {
+    throw new Error("no API key entered: paste one above (`lure up` prints one at its first start)");
+  }
   if (response.status === 401 || response.status === 403) {
     throw new Error(`the API refused the key (${response.status}): enter an API key above`);
   }
@@ -276,8 +279,17 @@ async function promote(name, number) {
   refresh();
 }
 
+// Which models the key reaches: a team's key sees only its own.
+async function refreshKey() {
+  const key = await getJSON("/v1/keys/me");
+  const reach = key.models === null ? "every model" : "models " + key.models.join(", ");
+  document.getElementById("key-reach").textContent =
+    `key ${key.name} (${key.scopes.join(", ")}) reaches ${reach}`;
+}
+
 async function refresh() {
   try {
+    await refreshKey();
     await refreshOverview();
     await refreshModel();
     state.lastRefresh = new Date();
