@@ -1,8 +1,8 @@
 """A small Python client for the LURE server over httpx: what the CLI and user scripts call.
 
-Chunk pushes carry an Idempotency-Key derived from the data and the chunk's position, so running
-the same push again after an interruption re-sends safely: the server answers chunks it already
-holds with their first result and stores nothing twice.
+Chunk pushes carry an Idempotency-Key derived from each chunk's own data and position, so running
+a push again (after an interruption, or after fixing a bad row) re-sends safely: the server answers
+chunks it already holds with their first result, stores nothing twice, and stores what is new.
 """
 
 from __future__ import annotations
@@ -86,6 +86,39 @@ def load_npz_arrays(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"{path} has neither x/y nor x_{split}/y_{split}")
 
 
+def chunk_key(x: np.ndarray, y: np.ndarray, split: str, start: int) -> str:
+    """The Idempotency-Key of one chunk: its own data and where it starts, so a push re-run
+    after a fix elsewhere in the file replays the unchanged chunks and sends the changed ones."""
+    digest = hashlib.sha256(x.tobytes() + np.asarray(y, np.int64).tobytes() + split.encode())
+    return f"{digest.hexdigest()[:40]}-{start}-{start + len(x)}"
+
+
+_CHUNK_INDEX = re.compile(r"\b(labels|images)\[(\d+)\]")
+
+
+class PushRefused(LureError):
+    """A chunk of a push was refused; ``detail`` names the row of the pushed arrays at fault."""
+
+    def __init__(self, error: LureError, start: int, stop: int) -> None:
+        detail = str(error.detail)
+
+        def as_row(found: re.Match) -> str:
+            field, index = found.group(1), int(found.group(2))
+            return f"row {start + index} ({field}[{index}] of that chunk)"
+
+        stored = (
+            f"rows 0-{start - 1} ({start} samples) are stored; fix the data and push again: "
+            "only what is missing is sent"
+            if start
+            else "nothing of this push is stored"
+        )
+        super().__init__(
+            error.status,
+            f"rows {start}-{stop - 1} were refused: {_CHUNK_INDEX.sub(as_row, detail)}. {stored}",
+        )
+        self.start, self.stop = start, stop
+
+
 class LureClient:
     def __init__(
         self,
@@ -150,29 +183,32 @@ class LureClient:
         chunk_size: int = 500,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[dict]:
-        """Send (x, y) in chunks; re-running the same push resumes without duplicates."""
+        """Send (x, y) in chunks; re-running the same push stores only what is missing.
+
+        A refused chunk raises :class:`PushRefused`, naming the array's row at fault and how many
+        rows before it are stored."""
         if len(x) != len(y):
             raise ValueError(f"{len(x)} images but {len(y)} labels")
-        digest = hashlib.sha256(
-            np.ascontiguousarray(x).tobytes() + np.asarray(y).tobytes() + split.encode()
-        )
-        prefix = digest.hexdigest()[:32]
         answers = []
         for start in range(0, len(x), chunk_size):
             stop = min(start + chunk_size, len(x))
-            headers = {
-                "content-type": "application/octet-stream",
-                "Idempotency-Key": f"{prefix}-{start}-{stop}-{chunk_size}",
-            }
-            answers.append(
-                self._call(
-                    "POST",
-                    f"/v1/models/{model}/chunks",
-                    params={"split": split},
-                    content=encode_npz(x[start:stop], np.asarray(y[start:stop])),
-                    headers=headers,
-                ).json()
-            )
+            chunk_x, chunk_y = np.ascontiguousarray(x[start:stop]), np.asarray(y[start:stop])
+            key = chunk_key(chunk_x, chunk_y, split, start)
+            try:
+                answers.append(
+                    self._call(
+                        "POST",
+                        f"/v1/models/{model}/chunks",
+                        params={"split": split},
+                        content=encode_npz(chunk_x, chunk_y),
+                        headers={
+                            "content-type": "application/octet-stream",
+                            "Idempotency-Key": key,
+                        },
+                    ).json()
+                )
+            except LureError as error:
+                raise PushRefused(error, start, stop) from None
             if progress:
                 progress(stop, len(x))
         return answers
