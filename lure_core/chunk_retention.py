@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
+from lure_core.lineage import model_name
 from lure_core.records import PENDING, ChunkRow, JobRow, MegaBatchRow, ModelRow, VersionRow
 from lure_core.samples import ROW_BITS
 from lure_engine.replay import make_replay
@@ -169,7 +170,7 @@ def compact_chunks(sessions: sessionmaker[Session], blobs: BlobStore, model_id: 
     if old_keys:
         log.info(
             "model %s: %d chunks compacted, %d samples no kept version can reach deleted",
-            model_id,
+            model_name(sessions, model_id),
             len(old_keys),
             dropped,
             extra={"model_id": model_id},

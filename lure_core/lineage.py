@@ -18,6 +18,17 @@ from lure_core.records import ModelRow, VersionRow
 log = logging.getLogger("lure.lineage")
 
 
+def model_name(sessions: sessionmaker[Session], model_id: int) -> str:
+    """The model's name for a log line (its id when it is gone): people read names."""
+    try:
+        with sessions() as session:
+            return session.scalar(select(ModelRow.name).where(ModelRow.id == model_id)) or str(
+                model_id
+            )
+    except Exception:  # a log line never fails the work it reports
+        return str(model_id)
+
+
 def version_row(session: Session, model_id: int, number: int) -> VersionRow | None:
     return session.scalar(
         select(VersionRow).where(VersionRow.model_id == model_id, VersionRow.number == number)
@@ -74,7 +85,7 @@ def retreat_live(sessions: sessionmaker[Session], model_id: int, damaged: int, i
         log.error(
             "model %s: live version %s is damaged; version %s (its newest intact ancestor) is "
             "live now",
-            model_id,
+            model_name(sessions, model_id),
             damaged,
             intact,
             extra={"model_id": model_id, "version": intact},

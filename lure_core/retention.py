@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
 from lure_core.chunk_retention import compact_chunks
+from lure_core.lineage import model_name
 from lure_core.records import PENDING, ExportRow, JobRow, ModelRow, VersionRow
 
 log = logging.getLogger("lure.retention")
@@ -75,7 +76,7 @@ def apply_retention(sessions: sessionmaker[Session], blobs: BlobStore, model_id:
     if numbers:
         log.info(
             "model %s: pruned the checkpoints of versions %s (keep_versions=%s)",
-            model_id,
+            model_name(sessions, model_id),
             ", ".join(map(str, numbers)),
             keep,
             extra={"model_id": model_id},

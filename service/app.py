@@ -17,6 +17,7 @@ from lure_core.queue import make_producer
 from lure_engine.devices import choose_device
 from service.api.auth import READ, reaches_every_model, require
 from service.api.deps import Resources
+from service.api.docs import install_api_docs
 from service.api.errors import install_error_handlers
 from service.api.guard import RequestGuard
 from service.api.key_cache import KeyCache
@@ -120,7 +121,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Online model updates with Learn, Unlearn, Relearn.",
+        docs_url=None,  # served from the package's own assets, below
+        redoc_url=None,
     )
+    install_api_docs(app)
     install_error_handlers(app)
     # /predict first: routes are matched in order, and it is the one called per image
     for module in (predict, health, models, chunks, megabatches, jobs, versions, keys, dashboard):

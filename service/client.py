@@ -148,6 +148,11 @@ class LureClient:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
+            if response.status_code == 401 and "authorization" not in self.http.headers:
+                detail = (
+                    f"{detail} (no key was sent: export LURE_API_KEY=<key> or pass --api-key; "
+                    "`lure up` prints a key at its first start, `lure keys create` makes one)"
+                )
             raise LureError(response.status_code, detail)
         return response
 

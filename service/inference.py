@@ -59,9 +59,9 @@ class ModelCache:
                 self._models.move_to_end(key)
             return engine
 
-    def get(self, recipe: Recipe, version: VersionRow) -> Engine:
+    def get(self, recipe: Recipe, version: VersionRow, model_name: str | None = None) -> Engine:
         """The loaded model; ChecksumMismatch when the checkpoint's sha256 differs from the
-        record.
+        record. ``model_name``: for the log line (people read names, not ids).
         """
         key = (version.model_id, version.number, version.checkpoint_sha256)
         with self._lock:
@@ -91,7 +91,7 @@ class ModelCache:
         )
         log.info(
             "model %s version %s serves through %s on %s",
-            version.model_id,
+            model_name or version.model_id,
             version.number,
             engine.name,
             self.device,

@@ -330,7 +330,7 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
 
 
 NOT_LIVE = {
-    Release.HELD: "held by the promotion gate (its gate record says which rule failed)",
+    Release.HELD: "held by the promotion gate",
     Release.SUPERSEDED: "not live: a promotion made during its training won",
 }
 
@@ -352,6 +352,12 @@ def _log_published(
         else "no held-out data to measure it on"
     )
     status = "live" if live == number else NOT_LIVE.get(winner.version.release, "not live")
+    if winner.version.release == Release.HELD:
+        reasons = "; ".join((winner.version.gate or {}).get("reasons", [])) or "see its record"
+        status = (
+            f"held by the promotion gate: {reasons} "
+            f"(lure versions --model {name} --version {number})"
+        )
     log.info(
         "%s version %s published from mega-batch %s by %s: %s; %s",
         name,

@@ -193,10 +193,20 @@ def predict(
     console.print(table)
 
 
-def versions(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None:
-    """Every version with its lineage and metrics."""
+def versions(
+    model: str = MODEL,
+    version: int = typer.Option(
+        None, help="Show this version in full: its gate record, release and inputs."
+    ),
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Every version with its lineage and metrics (``--version N``: one, with its gate record)."""
     try:
         with _client(url, api_key) as client:
+            if version is not None:
+                typer.echo(_version_detail(client.version(model, version)))
+                return
             rows = client.versions(model)
     except LureError as error:
         raise fail(str(error.detail)) from None
@@ -255,6 +265,25 @@ def _release(version: dict) -> str:
     if version["release"] == "superseded":
         return "not live: a promotion won"
     return "live" if version["live"] else "live when published"
+
+
+def _version_detail(v: dict) -> str:
+    """One version in full: what it is, what became of it and why (its gate record)."""
+    lines = [_version_line(v)]
+    gate = v.get("gate") or {}
+    if gate:
+        lines.append(f"gate: {gate.get('verdict')}" + (" (winner)" if gate.get("winner") else ""))
+        lines += [f"  reason: {reason}" for reason in gate.get("reasons", [])]
+        for key, value in sorted((gate.get("numbers") or {}).items()):
+            lines.append(f"  {key}: {value}")
+        for key in ("rank_by", "margin", "rows", "forced_by"):
+            if gate.get(key) is not None:
+                lines.append(f"  {key}: {gate[key]}")
+    if v.get("release_note"):
+        lines.append(f"release: {v['release_note']}")
+    if v.get("damaged"):
+        lines.append(f"damaged: {v['damaged']}")
+    return "\n".join(lines)
 
 
 def _gate_cell(version: dict) -> str:

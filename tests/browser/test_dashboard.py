@@ -106,8 +106,8 @@ def _open_dashboard(playwright, base: str, key: str):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{base}/dashboard")
-    page.wait_for_function(
-        "document.getElementById('status').textContent.includes('enter an API key')"
+    page.wait_for_function(  # no key yet: it says so, and where to find one
+        "document.getElementById('status').textContent.includes('no API key entered')"
     )
     page.fill("#key-input", key)  # as a user would: the key goes to this browser's localStorage
     page.click("#key-form button")
@@ -156,6 +156,9 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         )
         assert charts["ece"] == pytest.approx([v["metrics"]["ece"] for v in versions])
         assert len(charts["reliability"]) >= 1
+        page.wait_for_function(
+            "document.getElementById('key-reach').textContent.includes('reaches every model')"
+        )
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
         # promote (rollback) from the page: the live marker moves without a reload
@@ -173,6 +176,29 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         )
         browser.close()
     assert errors == []
+
+
+def test_api_docs_render_without_internet(tmp_path):
+    """/docs and /redoc from the package's own assets: the browser here cannot reach a CDN."""
+    from playwright.sync_api import sync_playwright
+
+    with (
+        serving(tmp_path, DIGITS_MODEL, 0, extra_rows=0) as (base, _, _),
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        failed: list[str] = []
+        page.on("requestfailed", lambda request: failed.append(request.url))
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+        assert "LURE update server" in page.locator(".swagger-ui .info .title").inner_text()
+        assert page.locator(".opblock-summary-path").count() > 20  # every route listed
+        page.goto(f"{base}/redoc")
+        page.wait_for_selector("h1", timeout=30_000)
+        assert "LURE update server" in page.locator("h1").first.inner_text()
+        browser.close()
+    assert failed == []
 
 
 GATED_MODEL = {

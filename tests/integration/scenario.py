@@ -14,16 +14,23 @@ from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 def wait_for_versions(
     client: httpx.Client, name: str, count: int, timeout: float = 300
 ) -> list[dict]:
-    deadline = time.monotonic() + timeout
+    """Wait until ``name`` has ``count`` versions. ``timeout`` bounds a *stall*: the time may run
+    longer while the jobs' progress keeps moving (a busy machine trains slowly, which is not a
+    failure; a fixed deadline failed these tests on loaded CI machines), never while it stands."""
+    deadline, seen = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         versions = client.get(f"/v1/models/{name}/versions").json()
         if len(versions) >= count:
             return versions
-        failed = [j for j in client.get(f"/v1/models/{name}/jobs").json() if j["state"] == "failed"]
+        jobs = client.get(f"/v1/models/{name}/jobs").json()
+        failed = [j for j in jobs if j["state"] == "failed"]
         assert not failed, failed[0]["error"]
+        moving = [(j["id"], j["state"], j.get("progress")) for j in jobs] + [len(versions)]
+        if moving != seen:  # progress: the stall clock starts again
+            seen, deadline = moving, time.monotonic() + timeout
         time.sleep(0.5)
     raise AssertionError(
-        f"only {len(versions)} of {count} versions after {timeout}s: "
+        f"only {len(versions)} of {count} versions, nothing moving for {timeout}s: "
         f"{client.get(f'/v1/models/{name}/jobs').json()}"
     )
 

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.deployments import start_lure_up
 from tests.integration.processes import lure_command
+from tests.integration.scenario import wait_for_versions
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -59,10 +61,14 @@ def test_the_bring_your_own_model_example(tmp_path):
         assert "imported team.pth as version 0 (live)" in imported and "test accuracy" in imported
         pushed = lure("push", "digits", "--model", "digits-shufflenet")
         assert "sealed mega-batches [1, 2]" in pushed
+        with httpx.Client(
+            base_url=env["LURE_URL"], headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as client:  # waits while training moves, however slowly (no fixed deadline)
+            wait_for_versions(client, "digits-shufflenet", 3, timeout=300)
         watched = lure(
-            "watch", "--model", "digits-shufflenet", "--until-version", "2", "--timeout", "500"
+            "watch", "--model", "digits-shufflenet", "--until-version", "2", "--timeout", "120"
         )
-        assert "version 2 published from mega-batch 2" in watched
+        assert "watching digits-shufflenet: 3 version(s) so far" in watched  # returns at once
         table = lure("versions", "--model", "digits-shufflenet")
         assert "import" in table  # version 0's origin
         exported = lure(
@@ -73,8 +79,6 @@ def test_the_bring_your_own_model_example(tmp_path):
             sys.executable, str(EXAMPLES / "run_onnx.py"), "exported/digits-shufflenet-v2.onnx"
         )
         assert "accuracy on all 1797 digits with ONNX Runtime" in ran
-        import httpx
-
         first = httpx.get(
             f"{env['LURE_URL']}/v1/jobs/1", headers={"Authorization": f"Bearer {key}"}
         )

@@ -38,7 +38,11 @@ def _post(client, start: int, count: int = 300) -> dict:
 
 
 def _model(client, **overrides) -> None:
-    client.post("/v1/models", json={**DIGITS_MODEL, **overrides}).raise_for_status()
+    """The digits model with the promotion gate off: these tests are about what happens to
+    updates, and a gate verdict on 90 rows hangs on one validation sample (issue 23 G: version 3
+    was held for -0.0111 on one machine and not on another)."""
+    gate_off = {"promotion": {"min_accuracy_delta": None}}
+    client.post("/v1/models", json={**DIGITS_MODEL, **gate_off, **overrides}).raise_for_status()
     client.post(
         "/v1/models/digits/chunks?split=test",
         content=npz_body(DATA.test.x, DATA.test.y),

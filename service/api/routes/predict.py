@@ -128,7 +128,7 @@ async def _servable(res: Resources, model: ModelRow, recipe: Recipe, row: Versio
         return loaded, row, refused
     while True:
         try:
-            return await run_in_threadpool(res.models.get, recipe, row), row, refused
+            return await run_in_threadpool(res.models.get, recipe, row, model.name), row, refused
         except ChecksumMismatch as error:
             refused.append(f"version {row.number}: {error}")
             await run_in_threadpool(record_damage, res.sessions, row, str(error))
