@@ -57,3 +57,5 @@ def test_every_concurrent_promotion_counts(kind, request, tmp_path, digits):
         with res.sessions() as session:
             epoch = session.scalar(select(ModelRow.promotion_epoch))
         assert epoch == codes.count(200) and codes.count(200) >= 20
+        # a NUL in a path is a 404 before any query (PostgreSQL refuses NUL in text: it was a 500)
+        assert client.get("/v1/models/a%00b").status_code == 404
