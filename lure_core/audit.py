@@ -56,6 +56,7 @@ class _Plan:
 
     inputs: object  # lure_core.update_inputs.UpdateInputs
     seeds: object  # lure_engine.update.UpdateSeeds
+    config: object  # lure_engine.update.UpdateConfig: the recorded one, or None (the recipe's)
     strategy: str
     recorded_sha: str
     checkpoint_key: str
@@ -70,7 +71,7 @@ def _plan(session, blobs, model_name: str, number: int, report: dict) -> _Plan |
     from lure_core.lineage import version_row
     from lure_core.records import MegaBatchRow, ModelRow
     from lure_core.update_inputs import LostData, StartingPoint, gather_inputs, read_starting_point
-    from lure_engine.update import UpdateSeeds
+    from lure_engine.update import UpdateSeeds, update_config_from_dict
 
     model = session.scalar(select(ModelRow).where(ModelRow.name == model_name))
     version = version_row(session, model.id, number) if model else None
@@ -107,6 +108,7 @@ def _plan(session, blobs, model_name: str, number: int, report: dict) -> _Plan |
     return _Plan(
         inputs,
         UpdateSeeds(seeds["reinit"], seeds["train"], seeds["importance"], seeds.get("init")),
+        update_config_from_dict(version.config) if version.config is not None else None,
         version.strategy,
         version.checkpoint_sha256,
         version.checkpoint_key,
@@ -123,7 +125,7 @@ def _rebuild(plan: _Plan) -> dict:
     torch.set_num_threads(plan.record["torch_threads"])
     torch.use_deterministic_algorithms(bool(plan.record.get("deterministic")))
     rebuilt = train_candidate(
-        plan.inputs, plan.strategy, torch.device("cpu"), seeds=plan.seeds
+        plan.inputs, plan.strategy, torch.device("cpu"), seeds=plan.seeds, config=plan.config
     ).model
     return {k: v.detach().to("cpu").contiguous() for k, v in rebuilt.state_dict().items()}
 

@@ -57,6 +57,8 @@ class Recipe:
     challengers: tuple[str, ...] = ()  # strategies trained beside the primary on each mega-batch
     retire_after: int | None = None  # auto: stop training a strategy after K losses in a row
     keep_versions: int | None = None  # retention: newest N checkpoints plus live; None: all
+    # train each update until {"train_accuracy": a, "max_epochs": n}; None: exactly ``epochs``
+    train_until: dict | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
@@ -124,14 +126,16 @@ class Recipe:
         from lure_engine.trainer import TrainConfig
         from lure_engine.update import UpdateConfig
 
+        until = self.train_until or {}
         train = TrainConfig(
-            epochs=self.epochs,
+            epochs=until.get("max_epochs", self.epochs),
             batch_size=self.batch_size,
             lr=self.lr,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
             hflip=self.hflip,
             crop_padding=default_crop_padding(self.image_size),
+            until_train_accuracy=until.get("train_accuracy"),
         )
         return UpdateConfig(
             strategy=strategy,

@@ -219,6 +219,10 @@ class VersionRow(Base):
     # what an audit needs to rebuild it: parent, replay_from, mega-batch, digest of the sample
     # references trained on, torch threads (lure_core/update_inputs.py)
     inputs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # the resolved update configuration it was trained with (lure_engine.update's UpdateConfig as
+    # data): an audit rebuilds from it, never from the model's current (PATCHable) recipe; None
+    # for imported weights and versions published before it was recorded
+    config: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     candidate_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

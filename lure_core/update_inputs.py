@@ -29,7 +29,7 @@ from lure_engine.models import build_model
 from lure_engine.pipeline import MegaBatchData, MegaBatchUpdate, update_on_megabatch
 from lure_engine.replay import Replay, make_replay
 from lure_engine.trainer import ProgressCallback
-from lure_engine.update import UpdateSeeds
+from lure_engine.update import UpdateConfig, UpdateSeeds
 
 
 @dataclass
@@ -193,10 +193,11 @@ def train_candidate(
     device: torch.device,
     progress: ProgressCallback | None = None,
     seeds: UpdateSeeds | None = None,
+    config: UpdateConfig | None = None,
 ) -> MegaBatchUpdate:
     """Unlearn and relearn one candidate strategy from the starting point (the engine's pipeline);
-    every candidate of a mega-batch gets the same data and the same seeds (``seeds``: the ones a
-    version recorded, when an audit rebuilds it)."""
+    every candidate of a mega-batch gets the same data and the same seeds. An audit passes the
+    ``seeds`` and ``config`` the version recorded; otherwise they come from the recipe."""
     recipe, start = inputs.recipe, inputs.start
     mask = {k: v.to(device) for k, v in start.mask.items()} if start.mask is not None else None
     return update_on_megabatch(
@@ -206,7 +207,7 @@ def train_candidate(
         inputs.data,
         has_parent=start.version is not None,
         parent_cer=inputs.parent_cer,
-        config=recipe.update_config_for(strategy),
+        config=config or recipe.update_config_for(strategy),
         seeds=seeds or inputs.seeds,
         device=device,
         preprocessing=recipe.preprocessing,

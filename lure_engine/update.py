@@ -7,7 +7,7 @@ server's worker both call (docs/ARCHITECTURE.md walks the whole update step by s
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -55,6 +55,25 @@ class UpdateConfig:
                 f"unknown importance timing {self.importance_timing!r}; "
                 f"choose {', '.join(IMPORTANCE_TIMINGS)}"
             )
+
+
+def update_config_to_dict(config: UpdateConfig) -> dict:
+    """The configuration as JSON-able data: what a version records, so it can be rebuilt without
+    reading anything that may have changed since (a model's recipe can be PATCHed)."""
+    return asdict(config)
+
+
+def update_config_from_dict(data: dict) -> UpdateConfig:
+    """The inverse of :func:`update_config_to_dict` (fields added later take their defaults)."""
+    train = dict(data.get("train", {}))
+    if "milestones" in train:
+        train["milestones"] = tuple(train["milestones"])
+    known_train = {f.name for f in fields(TrainConfig)}
+    known = {f.name for f in fields(UpdateConfig)} - {"train"}
+    return UpdateConfig(
+        **{k: v for k, v in data.items() if k in known},
+        train=TrainConfig(**{k: v for k, v in train.items() if k in known_train}),
+    )
 
 
 @dataclass

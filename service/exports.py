@@ -129,6 +129,7 @@ def _card(
         "output": "logits (N, num_classes); softmax gives the probabilities /predict returns",
         "metrics": {name: getattr(metrics, name) for name in METRIC_FIELDS} if metrics else {},
         "lineage": _lineage(session, model.id, version),
+        "training": version.config,  # the resolved update configuration (None: imported)
         "checkpoint_sha256": version.checkpoint_sha256,
         "verification": verification,
         "created_at": datetime.now(UTC).isoformat(),

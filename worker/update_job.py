@@ -33,6 +33,7 @@ from lure_engine.devices import choose_device
 from lure_engine.gate import GateEvaluation, Verdict, evaluate_on_gate, judge, margin
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
+from lure_engine.update import update_config_to_dict
 from worker.attempts import (
     Outcome,
     WorkerContext,
@@ -125,6 +126,7 @@ class Candidate:
     evaluation: GateEvaluation
     verdict: Verdict
     seconds: float
+    config: dict  # the resolved update configuration it was trained with (recorded)
 
 
 def _load_inputs(ctx: WorkerContext, job_id: int) -> tuple[UpdateInputs, tuple[str, ...]]:
@@ -199,7 +201,8 @@ def _train_candidates(
         progress.candidate["candidates"] = len(strategies)
         progress.phase("unlearn")
         started = time.perf_counter()
-        trained = train_candidate(inputs, strategy, device, progress.training)
+        config = recipe.update_config_for(strategy)
+        trained = train_candidate(inputs, strategy, device, progress.training, config=config)
         evaluation = evaluate_on_gate(trained.model, gate_x, gate_y)
         candidates.append(
             Candidate(
@@ -208,6 +211,7 @@ def _train_candidates(
                 evaluation,
                 judge(evaluation, live, recipe.policy),
                 time.perf_counter() - started,
+                update_config_to_dict(config),
             )
         )
     return candidates, live
@@ -265,6 +269,7 @@ def _version_row(
         replay_state=replay_state,
         gate=gate,
         inputs=inputs.record(),
+        config=candidate.config,
         candidate_seconds=candidate.seconds,
     )
 

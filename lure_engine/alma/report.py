@@ -28,6 +28,10 @@ def final_values(results: dict) -> dict[str, dict[str, list[float]]]:
         table[run["strategy"]]["unlearn_seconds"].append(
             sum(m["unlearn_seconds"] for m in run["megabatches"])
         )
+        # compute: optimiser steps over the whole stream (records from before it was kept: 0)
+        table[run["strategy"]]["optimizer_steps"].append(
+            sum(m.get("optimizer_steps") or 0 for m in run["megabatches"])
+        )
     return table
 
 
@@ -43,7 +47,13 @@ def summarise(results: dict) -> dict[str, dict[str, dict[str, float]]]:
 
 def markdown_table(results: dict) -> str:
     summary = summarise(results)
-    header = ["Strategy", *(title for _, title, _ in COLUMNS), "Train s", "Unlearn s"]
+    header = [
+        "Strategy",
+        *(title for _, title, _ in COLUMNS),
+        "Train s",
+        "Unlearn s",
+        "Optimiser steps",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for strategy, metrics in summary.items():
         cells = [strategy]
@@ -53,6 +63,7 @@ def markdown_table(results: dict) -> str:
         cells += [
             f"{metrics['train_seconds']['mean']:.1f}",
             f"{metrics['unlearn_seconds']['mean']:.2f}",
+            f"{metrics['optimizer_steps']['mean']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     config = results["config"]
@@ -60,12 +71,20 @@ def markdown_table(results: dict) -> str:
     lines.append(
         f"{results['dataset']['name']}, model {config['model']} (width {config['width']}), "
         f"{config['megabatches']} mega-batches, replay {config['replay']}, "
-        f"{config['update']['train']['epochs']} epochs, seeds {list(config['seeds'])}, "
+        f"{_epochs(config['update']['train'])}, seeds {list(config['seeds'])}, "
         f"importance {config['update']['importance']}, keep {config['update']['keep_fraction']}, "
         f"label noise {config['label_noise']}; values after the last mega-batch, "
         "mean ± std over seeds."
     )
     return "\n".join(lines) + "\n"
+
+
+def _epochs(train: dict) -> str:
+    target = train.get("until_train_accuracy")
+    if target:
+        cap = train["epochs"]
+        return f"each update until {target:.1%} training accuracy (at most {cap} epochs)"
+    return f"{train['epochs']} epochs"
 
 
 def plot(results: dict, path: Path) -> None:

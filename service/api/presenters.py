@@ -121,6 +121,7 @@ def versions_out(
             gate=row.gate,
             candidate_seconds=row.candidate_seconds,
             inputs=row.inputs,
+            config=row.config,
             created_at=row.created_at,
             metrics=metrics_dict(metrics, with_reliability),
         )

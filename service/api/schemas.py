@@ -33,6 +33,17 @@ class PromotionPolicyIn(BaseModel):
     rank_by: Literal["accuracy", "ece", "worst_class_recall"] = "accuracy"
 
 
+class TrainUntilIn(BaseModel):
+    """Train each update to convergence: until an epoch's running training accuracy reaches
+    ``train_accuracy``, at most ``max_epochs`` epochs (the learning-rate milestones count from
+    it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_accuracy: float = Field(0.99, gt=0, le=1)
+    max_epochs: int = Field(200, ge=1, le=10_000)
+
+
 class _Candidates(BaseModel):
     """Fields shared by creation and PATCH: which strategies train and when one goes live."""
 
@@ -55,6 +66,11 @@ class _Candidates(BaseModel):
         description="retention: keep the checkpoints of the newest N versions plus the live one; "
         "older versions keep their rows (lineage, metrics) but their files are deleted; "
         "none: keep every checkpoint",
+    )
+    train_until: TrainUntilIn | None = Field(
+        None,
+        description="train each update until this training accuracy (max_epochs the cap) "
+        "instead of exactly `epochs`; every version records the epochs and steps it took",
     )
 
     @model_validator(mode="after")
@@ -149,6 +165,7 @@ MUTABLE_FIELDS = (
     "promotion",
     "class_names",
     "keep_versions",
+    "train_until",
 )
 
 
@@ -164,6 +181,7 @@ class ModelPatch(BaseModel):
     promotion: PromotionPolicyIn | None = None
     class_names: list[str] | None = None
     keep_versions: int | None = Field(None, ge=1, le=1_000_000)
+    train_until: TrainUntilIn | None = None
 
     @model_validator(mode="after")
     def _only_mutable_fields(self) -> ModelPatch:
@@ -296,6 +314,11 @@ class VersionOut(BaseModel):
     )
     candidate_seconds: float | None = Field(None, description="what training this candidate took")
     inputs: dict | None = Field(None, description="what an audit needs to rebuild it")
+    config: dict | None = Field(
+        None,
+        description="the resolved update configuration it was trained with (strategy, importance, "
+        "training); an audit rebuilds from it, not from the model's current recipe",
+    )
     created_at: datetime
     metrics: dict
 

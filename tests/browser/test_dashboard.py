@@ -136,12 +136,15 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
             assert row.locator("td.acc").inner_text() == f"{100 * metrics['test_accuracy']:.2f} %"
             assert row.locator("td.cer").inner_text() == str(metrics["cer"])
             assert row.locator("td.ece").inner_text() == f"{metrics['ece']:.4f}"
+            compute = f"{metrics['epochs_trained']} / {metrics['optimizer_steps']}"
+            assert row.locator("td.steps").inner_text() == compute
         assert page.locator("#versions tbody tr.live").get_attribute("data-version") == "2"
         assert page.locator("#fill-text").inner_text() == "#3: 100 / 300"
 
         charts = page.evaluate("""() => {
             const c = window.lureDashboard.charts;
             return {accuracy: c.accuracy.data.datasets[0].data, cer: c.cer.data.datasets[0].data,
+                    steps: c.steps.data.datasets[0].data,
                     gap: c.gap.data.datasets[0].data, ece: c.ece.data.datasets[0].data,
                     labels: c.accuracy.data.labels,
                     reliability: c.reliability.data.datasets[0].data};
@@ -151,6 +154,7 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
             [v["metrics"]["test_accuracy"] for v in versions]
         )
         assert charts["cer"] == [v["metrics"]["cer"] for v in versions]
+        assert charts["steps"] == [v["metrics"]["optimizer_steps"] for v in versions]
         assert charts["gap"] == pytest.approx(
             [v["metrics"]["generalization_gap"] for v in versions]
         )

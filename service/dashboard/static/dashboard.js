@@ -76,6 +76,7 @@ function ensureCharts() {
   state.charts.cer = lineChart("chart-cer", "Cumulative errors (CER)", "#e15759", "test errors");
   state.charts.gap = lineChart("chart-gap", "Generalization gap", "#76b7b2", "train − val accuracy");
   state.charts.ece = lineChart("chart-ece", "Expected calibration error", "#f28e2b", "ECE");
+  state.charts.steps = lineChart("chart-steps", "Compute: optimiser steps per update", "#59a14f", "steps");
   state.charts.reliability = reliabilityChart("chart-reliability");
   state.charts.strategies = lineChart("chart-strategies", "Gate accuracy per strategy", "#4e79a7", "accuracy");
   state.charts.strategies.options.scales.x.title.text = "mega-batch";
@@ -222,6 +223,7 @@ async function refreshModel() {
   setSeries(state.charts.cer, labels, series.cer);
   setSeries(state.charts.gap, labels, series.generalization_gap);
   setSeries(state.charts.ece, labels, series.ece);
+  setSeries(state.charts.steps, labels, series.optimizer_steps);
 
   const live = model.live_version;
   document.getElementById("live-text").textContent = live ? `v${live}` : "none yet";
@@ -257,6 +259,7 @@ async function refreshModel() {
     cell(row, pct(m.generalization_gap), "gap");
     cell(row, num(m.ece, 4), "ece");
     cell(row, num(m.train_seconds, 1));
+    cell(row, m.optimizer_steps == null ? "–" : `${m.epochs_trained} / ${m.optimizer_steps}`, "steps");
     const gate = cell(row, gateText(v), v.gate ? "verdict-" + v.gate.verdict : "");
     if (v.gate && v.gate.reasons.length) gate.title = v.gate.reasons.join("\n");
     cell(row, v.sha256.slice(0, 12));

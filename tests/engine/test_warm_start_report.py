@@ -1,0 +1,44 @@
+"""The issue-25 report's arithmetic on job files made here: paired differences, the share of
+cold's lead a rule closes, and the steps it took against cold's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.warm_start_report import load_runs, summary_rows
+
+
+def _job(folder, strategy: str, seed: int, accuracy: float, steps: int) -> None:
+    record = {
+        "test_accuracy": accuracy,
+        "train_accuracy": 0.995,
+        "epochs_trained": steps // 10,
+        "optimizer_steps": steps,
+        "cer": 100,
+        "generalization_gap": 0.5,
+        "ece": 0.2,
+        "epoch_test_accuracy": [accuracy] * (steps // 10),
+    }
+    first = {**record, "optimizer_steps": 50, "epochs_trained": 5}
+    runs = [{"strategy": strategy, "seed": seed, "megabatches": [first, record]}]
+    (folder / f"{strategy}-seed{seed}.json").write_text(json.dumps({"runs": runs}))
+
+
+def test_rows_put_cold_first_and_measure_each_rule_against_it(tmp_path):
+    folder = tmp_path / "t25_penalty" / "no augmentation"
+    folder.mkdir(parents=True)
+    for seed, (cold, warm, dash) in enumerate([(0.50, 0.40, 0.46), (0.52, 0.42, 0.50)]):
+        _job(folder, "cold", seed, cold, 400)
+        _job(folder, "warm", seed, warm, 200)
+        _job(folder, "dash", seed, dash, 100)
+    runs = load_runs(tmp_path, "t25_penalty", "no augmentation")
+    rows, data = summary_rows(runs)
+    assert [row[0] for row in rows] == ["cold", "warm", "dash"]
+    assert data["dash"]["minus_cold"] == pytest.approx([-0.04, -0.02])
+    assert data["dash"]["closed"] == pytest.approx([0.6, 0.8])  # of a 10-point lead
+    assert data["dash"]["steps_all"] == [150, 150]
+    dash_row = dict(zip(["rule", "seeds", "acc", "cold", "warm", "closed"], rows[2], strict=False))
+    assert dash_row["closed"] == "70 ± 10 %"
+    assert rows[2][8] == "0.25"  # a quarter of cold's steps on the last update

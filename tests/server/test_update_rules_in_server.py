@@ -1,0 +1,62 @@
+"""Issue 25 in the server: ``dash`` and ``l2_init`` as strategy and challengers, ``train_until``
+in the recipe (create and PATCH), every version's compute recorded, and audits that rebuild from
+the configuration a version recorded, not from a recipe PATCHed since (issue 24's bug)."""
+
+from __future__ import annotations
+
+from tests.helpers import DIGITS_MODEL
+from tests.server.conftest import post_train
+
+
+def _stream(client, digits, run_jobs, megabatches: int) -> list[dict]:
+    for index in range(megabatches):
+        rows = slice(300 * index, 300 * (index + 1))
+        post_train(client, digits.train.x[rows], digits.train.y[rows])
+        assert run_jobs() == ["published"]
+    return client.get("/v1/models/digits/versions").json()
+
+
+def test_dash_and_l2_init_train_to_a_target_and_audit_bit_for_bit(client, digits, run_jobs):
+    model = {
+        **DIGITS_MODEL,
+        "strategy": "dash",
+        "challengers": ["l2_init"],
+        "train_until": {"train_accuracy": 0.9, "max_epochs": 30},
+    }
+    assert client.post("/v1/models", json=model).status_code == 201
+    versions = _stream(client, digits, run_jobs, 2)
+    assert [v["strategy"] for v in versions] == ["dash", "l2_init", "dash", "l2_init"]
+    for version in versions:
+        metrics = version["metrics"]
+        assert 1 <= metrics["epochs_trained"] <= 30
+        assert metrics["optimizer_steps"] >= metrics["epochs_trained"]
+        assert version["config"]["train"]["until_train_accuracy"] == 0.9
+        assert version["config"]["train"]["epochs"] == 30
+        assert version["config"]["strategy"] == version["strategy"]
+    assert any(v["metrics"]["epochs_trained"] < 30 for v in versions)  # the target stopped some
+    for number in (3, 4):  # each rule rebuilt from its records
+        audit = client.post(f"/v1/models/digits/versions/{number}/audit").json()
+        assert audit["result"] == "match", audit
+
+
+def test_an_audit_after_a_patch_rebuilds_the_version_as_it_was_trained(client, digits, run_jobs):
+    assert client.post("/v1/models", json={**DIGITS_MODEL, "strategy": "warm"}).status_code == 201
+    _stream(client, digits, run_jobs, 2)
+    patched = client.patch(
+        "/v1/models/digits",
+        json={"challengers": ["lure"], "train_until": {"train_accuracy": 0.5, "max_epochs": 3}},
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["config"]["train_until"] == {"train_accuracy": 0.5, "max_epochs": 3}
+    audit = client.post("/v1/models/digits/versions/2/audit").json()
+    assert audit["result"] == "match", audit
+    versions = _stream(client, digits, run_jobs, 1)  # mega-batch 3 trains by the new recipe
+    assert versions[-1]["config"]["train"]["epochs"] == 3
+    assert versions[-1]["metrics"]["epochs_trained"] <= 3
+
+
+def test_train_until_is_validated_naming_the_field(client):
+    bad = client.post(
+        "/v1/models", json={**DIGITS_MODEL, "train_until": {"train_accuracy": 1.5, "max_epochs": 3}}
+    )
+    assert bad.status_code == 422 and "train_until.train_accuracy" in bad.json()["detail"]
