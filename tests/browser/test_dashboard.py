@@ -182,26 +182,20 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
     assert errors == []
 
 
-def test_api_docs_render_without_internet(tmp_path):
+def _api_docs_render(playwright, base: str) -> None:
     """/docs and /redoc from the package's own assets: the browser here cannot reach a CDN."""
-    from playwright.sync_api import sync_playwright
-
-    with (
-        serving(tmp_path, DIGITS_MODEL, 0, extra_rows=0) as (base, _, _),
-        sync_playwright() as playwright,
-    ):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        failed: list[str] = []
-        page.on("requestfailed", lambda request: failed.append(request.url))
-        page.goto(f"{base}/docs")
-        page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
-        assert "LURE update server" in page.locator(".swagger-ui .info .title").inner_text()
-        assert page.locator(".opblock-summary-path").count() > 20  # every route listed
-        page.goto(f"{base}/redoc")
-        page.wait_for_selector("h1", timeout=30_000)
-        assert "LURE update server" in page.locator("h1").first.inner_text()
-        browser.close()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(f"{base}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "LURE update server" in page.locator(".swagger-ui .info .title").inner_text()
+    assert page.locator(".opblock-summary-path").count() > 20  # every route listed
+    page.goto(f"{base}/redoc")
+    page.wait_for_selector("h1", timeout=30_000)
+    assert "LURE update server" in page.locator("h1").first.inner_text()
+    browser.close()
     assert failed == []
 
 
@@ -240,4 +234,5 @@ def test_dashboard_shows_candidates_side_by_side_and_held_versions(tmp_path):
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard_candidates.png"), full_page=True)
             browser.close()
+            _api_docs_render(playwright, base)  # the same server: no CDN reachable from here
     assert errors == []

@@ -28,7 +28,7 @@ def test_a_postgres_restart_loses_no_queued_job_and_costs_no_attempt(tmp_path, r
         deployment.start_api()
         deployment.start_worker()
         with deployment.client() as client:
-            model = {**DIGITS_MODEL, "epochs": 60}  # each update runs for seconds
+            model = {**DIGITS_MODEL, "epochs": 40}  # each update runs for seconds
             client.post("/v1/models", json=model).raise_for_status()
             client.post(
                 "/v1/models/digits/chunks?split=test",
