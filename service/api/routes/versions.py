@@ -90,6 +90,20 @@ def promote(
         return version_out(session, model, version_or_404(session, model, number))
 
 
+CLOSE = {"Connection": "close"}
+
+
+def _import_upload(res: Resources, model_id: int, upload: list[bytes]) -> ImportRefused | None:
+    """Import the body in ``upload``, taking it out of the list; a refusal is returned, not
+    raised: an exception crossing the thread pool carried frames holding the body, and a refused
+    300 MB import stayed resident after its request."""
+    try:
+        import_weights(res.sessions, res.blobs, model_id, upload.pop())
+    except ImportRefused as error:
+        return ImportRefused(str(error), error.status)  # a fresh one: no traceback, no frames
+    return None
+
+
 @router.post(
     "/import",
     status_code=201,
@@ -108,20 +122,25 @@ def promote(
     },
 )
 async def import_version(
-    name: str, request: Request, res: Resources = Depends(resources)
+    name: str, request: Request, response: Response, res: Resources = Depends(resources)
 ) -> VersionOut:
     """Import a team's trained weights (safetensors) as version 0 of a model with no versions
-    yet; it goes live at once and updates start from it. ``lure import`` converts a .pt/.pth."""
+    yet; it goes live at once and updates start from it. ``lure import`` converts a .pt/.pth.
+
+    The connection is closed after the answer: the server keeps a keep-alive connection's last
+    request, and a refused 300 MB import stayed resident for as long as its client kept the
+    connection open."""
     with res.sessions() as session:
         model = model_or_404(session, name)
-    body = await request.body()  # at most LURE_MAX_IMPORT_BYTES (service/api/guard.py)
-    try:
-        await run_in_threadpool(import_weights, res.sessions, res.blobs, model.id, body)
-    except ImportRefused as error:
-        raise HTTPException(error.status, str(error)) from None
-    finally:
-        del body
-        release_freed_memory()  # a large upload's buffers go back to the system, not the heap
+    # at most LURE_MAX_IMPORT_BYTES (service/api/guard.py); handed over in a list the worker
+    # thread empties, so no frame keeps hundreds of megabytes alive after the request
+    upload = [await request.body()]
+    refused = await run_in_threadpool(_import_upload, res, model.id, upload)
+    upload.clear()
+    release_freed_memory()  # a large upload's buffers go back to the system, not the heap
+    if refused is not None:
+        raise HTTPException(refused.status, str(refused), headers=CLOSE)
+    response.headers.update(CLOSE)
     res.live.forget(name)
     with res.sessions() as session:
         model = model_or_404(session, name)
