@@ -322,11 +322,19 @@ def configure(
         None,
         help='promotion policy as JSON, e.g. \'{"min_accuracy_delta": 0, "max_flip_rate": 0.2}\'',
     ),
+    train_until: str | None = typer.Option(
+        None,
+        help="ACCURACY:MAX_EPOCHS: train each update until this training accuracy, e.g. "
+        "0.99:200; 'off': exactly `epochs` again",
+    ),
     url: str = URL,
     api_key: str = API_KEY,
 ) -> None:
-    """Change what may change while a model learns: strategy, challengers, promotion policy."""
+    """Change what may change while a model learns: strategy, challengers, promotion policy,
+    training to a target."""
     changes: dict = {}
+    if train_until is not None:
+        changes["train_until"] = _train_until(train_until)
     if strategy is not None:
         changes["strategy"] = strategy
     if challengers is not None:
@@ -346,8 +354,22 @@ def configure(
     config = answer["config"]
     typer.echo(
         f"{model}: strategy {config['strategy']}, challengers {config.get('challengers') or []}, "
-        f"promotion {json.dumps(config.get('promotion'))}"
+        f"promotion {json.dumps(config.get('promotion'))}, "
+        f"train until {json.dumps(config.get('train_until'))}"
     )
+
+
+def _train_until(text: str) -> dict | None:
+    """``0.99:200`` → {"train_accuracy": 0.99, "max_epochs": 200}; ``off`` → None."""
+    if text.strip().lower() == "off":
+        return None
+    accuracy, _, epochs = text.partition(":")
+    try:
+        return {"train_accuracy": float(accuracy), "max_epochs": int(epochs or 200)}
+    except ValueError:
+        raise fail(
+            f"--train-until wants ACCURACY:MAX_EPOCHS (e.g. 0.99:200) or off, not {text!r}"
+        ) from None
 
 
 def promote(
