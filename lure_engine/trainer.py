@@ -208,31 +208,12 @@ def train(
     channels_last = cuda and config.channels_last and x.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    if config.carry_momentum and momentum:
-        _load_momentum(model, optimizer, momentum)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, _milestone_steps(config), config.gamma
-    )
+    optimizer, scheduler = _optimizer(model, config, momentum)
     run = _Run(config, optimizer, torch_generator(seed), channels_last, progress, progress_every)
     if anchor is not None:
         run.anchor = [(p, anchor.weights[name]) for name, p in model.named_parameters()]
         run.anchor_weight = anchor.weight
-    best = _BestEpoch()
-    epoch, train_accuracy = 0, None
-    while epoch < config.epochs:
-        epoch += 1
-        train_accuracy = _train_epoch(model, x, y, epoch, run)
-        scheduler.step()
-        if config.keep_best_on_validation and val is not None:
-            best.observe(epoch, model, val)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, model)
-        target = config.until_train_accuracy
-        if target is not None and train_accuracy >= target:
-            break
+    epoch, train_accuracy, best = _epochs(model, x, y, run, scheduler, val, on_epoch_end)
     if best.state is not None:
         model.load_state_dict(best.state)
     if cuda:
@@ -247,6 +228,48 @@ def train(
         steps=run.steps,
         train_accuracy=train_accuracy,
     )
+
+
+def _optimizer(
+    model: nn.Module, config: TrainConfig, momentum: dict[str, torch.Tensor] | None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    """A fresh SGD (with the previous update's momentum when carried) and its step schedule."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    if config.carry_momentum and momentum:
+        _load_momentum(model, optimizer, momentum)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, _milestone_steps(config), config.gamma
+    )
+    return optimizer, scheduler
+
+
+def _epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    run: _Run,
+    scheduler: torch.optim.lr_scheduler.MultiStepLR,
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    on_epoch_end: EpochCallback | None,
+) -> tuple[int, float | None, _BestEpoch]:
+    """Up to ``config.epochs`` epochs, fewer once one reaches ``until_train_accuracy``; returns
+    the epochs run, the last one's running accuracy and the best validation epoch."""
+    config, best = run.config, _BestEpoch()
+    epoch, train_accuracy = 0, None
+    while epoch < config.epochs:
+        epoch += 1
+        train_accuracy = _train_epoch(model, x, y, epoch, run)
+        scheduler.step()
+        if config.keep_best_on_validation and val is not None:
+            best.observe(epoch, model, val)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model)
+        target = config.until_train_accuracy
+        if target is not None and train_accuracy >= target:
+            break
+    return epoch, train_accuracy, best
 
 
 @dataclass

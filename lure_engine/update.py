@@ -17,7 +17,14 @@ from lure_engine.forgetting import ForgetContext, make_strategy, uses_importance
 from lure_engine.importance import Mask, compute_keep_mask
 from lure_engine.models import ModelSpec
 from lure_engine.seeding import derive_seed
-from lure_engine.trainer import EpochCallback, ProgressCallback, TrainConfig, TrainResult, train
+from lure_engine.trainer import (
+    Anchor,
+    EpochCallback,
+    ProgressCallback,
+    TrainConfig,
+    TrainResult,
+    train,
+)
 
 # When the keep-mask is scored. ``after_training`` (default): on a random sample of the mega-batch
 # just trained on, kept for the next update. ``before_reset`` (the paper's public code): on the
@@ -149,6 +156,34 @@ def _importance_mask(model: nn.Module, sample: Tensors, config: UpdateConfig, se
     )
 
 
+def _unlearn(
+    model: nn.Module,
+    spec: ModelSpec,
+    mask: Mask | None,
+    config: UpdateConfig,
+    seeds: UpdateSeeds,
+    train_set: Tensors,
+    megabatch: Tensors,
+    has_parent: bool,
+) -> tuple[nn.Module, Anchor | None]:
+    """The strategy's reset (only with a parent), and the pull towards θ₀ it asks the relearn
+    step for (l2_init; on every update, the first included)."""
+    strategy = make_strategy(config.strategy, **config.strategy_options)
+    context = ForgetContext(
+        spec,
+        seeds.reinit,
+        mask,
+        config.reset_source,
+        init_seed=seeds.init,
+        train_set=train_set,
+        new_rows=len(megabatch[0]),
+    )
+    if has_parent:
+        model = strategy.apply(model, context)
+    anchor = strategy.anchor(model, context) if hasattr(strategy, "anchor") else None
+    return model, anchor
+
+
 def run_update(
     model: nn.Module,
     spec: ModelSpec,
@@ -184,19 +219,9 @@ def run_update(
         started = time.perf_counter()
     elif initial_mask:  # a parent no update produced (imported weights): score it on the new data
         previous_mask = _importance_mask(model, megabatch, config, seeds.importance)
-    strategy = make_strategy(config.strategy, **config.strategy_options)
-    context = ForgetContext(
-        spec,
-        seeds.reinit,
-        previous_mask,
-        config.reset_source,
-        init_seed=seeds.init,
-        train_set=train_set,
-        new_rows=len(megabatch[0]),
+    model, anchor = _unlearn(
+        model, spec, previous_mask, config, seeds, train_set, megabatch, has_parent
     )
-    if has_parent:
-        model = strategy.apply(model, context)
-    anchor = strategy.anchor(model, context) if hasattr(strategy, "anchor") else None
     _sync(device)
     reset_seconds = time.perf_counter() - started
     train_result = train(

@@ -230,66 +230,86 @@ def _run_with_progress(args: BenchArgs, device: str) -> dict:
         return run_alma(args.dataset, config, device=device, on_step=on_step)
 
 
+_MODEL = typer.Option(
+    "mlp", help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them)."
+)
+
+_WIDTH = typer.Option(1.0, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU).")
+
+_STRATEGIES = typer.Option(
+    "warm,lure,shrink_perturb,llf,cold",
+    help="Comma-separated: warm, lure, shrink_perturb, llf, cold, dash, l2_init.",
+)
+
+_LABEL_NOISE = typer.Option(0.0, help="Symmetric label-noise rate on the training stream.")
+
+_AUGMENT = typer.Option("auto", help="auto | flip+crop | crop | none (auto: no flips for digits)")
+
+_SCOPE = typer.Option(
+    "conv_linear_weights",
+    help="Which parameters are scored and may be reset: conv_linear_weights | weights | all "
+    "| all_scored_conv_reset (the paper's code).",
+)
+
+_IMPORTANCE_TIMING = typer.Option(
+    "after_training",
+    help="after_training | before_reset (score the parent on the head of the training set "
+    "just before resetting, as the paper's code does).",
+)
+
+_IMPORTANCE_SAMPLE_SIZE = typer.Option(
+    0, help="Rows to score importance on (0: 20 % of the mega-batch; the paper's code: 100)."
+)
+
+_CARRY_MOMENTUM = typer.Option(
+    False, help="Carry SGD momentum across mega-batches (one optimiser for the stream)."
+)
+
+_LR_DECAY = typer.Option(
+    0.1, help="Learning-rate factor at 40 % and 80 % of the epochs (1.0: constant)."
+)
+
+_UNTIL_TRAIN_ACCURACY = typer.Option(
+    0.0,
+    help="Train each update until an epoch's running training accuracy reaches this "
+    "(e.g. 0.99); --epochs is then the cap. 0: train exactly --epochs.",
+)
+
+_TRAIN_SAMPLES = typer.Option(
+    0, help="Use a class-balanced subset of this many training images (0: all)."
+)
+
+_OUT = typer.Option(Path("runs/alma"), help="Folder for results.json, results.md and alma.png.")
+
+
 @app.command("alma")
 def alma(
     dataset: str = typer.Option("digits", help="digits | npz:PATH | cifar10:DIR"),
-    model: str = typer.Option(
-        "mlp", help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them)."
-    ),
-    width: float = typer.Option(
-        1.0, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU)."
-    ),
-    strategies: str = typer.Option(
-        "warm,lure,shrink_perturb,llf,cold", help="Comma-separated strategies."
-    ),
+    model: str = _MODEL,
+    width: float = _WIDTH,
+    strategies: str = _STRATEGIES,
     replay: str = typer.Option("full", help="full | none | buffer:K[:reservoir|class_balanced]"),
     megabatches: int = typer.Option(8, help="Number of mega-batches in the stream."),
     epochs: int = typer.Option(20, help="Epochs per mega-batch."),
     seeds: str = typer.Option("0", help="Comma-separated seeds."),
     importance: str = typer.Option("snip", help="snip | fisher | magnitude | random"),
     keep: float = typer.Option(0.8, help="Fraction of scored weights LURE keeps (0 < k < 1)."),
-    label_noise: float = typer.Option(
-        0.0, help="Symmetric label-noise rate on the training stream."
-    ),
+    label_noise: float = _LABEL_NOISE,
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(0.1),
-    augment: str = typer.Option(
-        "auto", help="auto | flip+crop | crop | none (auto: no flips for digits)"
-    ),
-    scope: str = typer.Option(
-        "conv_linear_weights",
-        help="Which parameters are scored and may be reset: conv_linear_weights | weights | all "
-        "| all_scored_conv_reset (the paper's code).",
-    ),
+    augment: str = _AUGMENT,
+    scope: str = _SCOPE,
     reset_source: str = typer.Option("fresh_model", help="fresh_model | kaiming_uniform"),
     keep_best: bool = typer.Option(False, help="Keep the best epoch on the validation splits."),
-    importance_timing: str = typer.Option(
-        "after_training",
-        help="after_training | before_reset (score the parent on the head of the training set "
-        "just before resetting, as the paper's code does).",
-    ),
-    importance_sample_size: int = typer.Option(
-        0, help="Rows to score importance on (0: 20 % of the mega-batch; the paper's code: 100)."
-    ),
-    carry_momentum: bool = typer.Option(
-        False, help="Carry SGD momentum across mega-batches (one optimiser for the stream)."
-    ),
-    lr_decay: float = typer.Option(
-        0.1, help="Learning-rate factor at 40 % and 80 % of the epochs (1.0: constant)."
-    ),
+    importance_timing: str = _IMPORTANCE_TIMING,
+    importance_sample_size: int = _IMPORTANCE_SAMPLE_SIZE,
+    carry_momentum: bool = _CARRY_MOMENTUM,
+    lr_decay: float = _LR_DECAY,
     weight_decay: float = typer.Option(1e-4, help="SGD weight decay."),
-    until_train_accuracy: float = typer.Option(
-        0.0,
-        help="Train each update until an epoch's running training accuracy reaches this "
-        "(e.g. 0.99); --epochs is then the cap. 0: train exactly --epochs.",
-    ),
-    train_samples: int = typer.Option(
-        0, help="Use a class-balanced subset of this many training images (0: all)."
-    ),
+    until_train_accuracy: float = _UNTIL_TRAIN_ACCURACY,
+    train_samples: int = _TRAIN_SAMPLES,
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    out: Path = typer.Option(
-        Path("runs/alma"), help="Folder for results.json, results.md and alma.png."
-    ),
+    out: Path = _OUT,
 ) -> None:
     """Run forgetting strategies through an ALMA stream; write results.json, a table and a plot."""
     from lure_engine.alma import markdown_table
