@@ -15,8 +15,13 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lure_core.settings import SharedSettings
+
+if TYPE_CHECKING:  # torch and the engine load only in the audit process
+    from lure_core.update_inputs import UpdateInputs
+    from lure_engine.update import UpdateConfig, UpdateSeeds
 
 
 def _first_difference(rebuilt: dict, stored: dict) -> dict:
@@ -54,9 +59,9 @@ def not_auditable_reason(version) -> str | None:
 class _Plan:
     """What an audit rebuilds: the recorded inputs, gathered again, and what to compare with."""
 
-    inputs: object  # lure_core.update_inputs.UpdateInputs
-    seeds: object  # lure_engine.update.UpdateSeeds
-    config: object  # lure_engine.update.UpdateConfig: the recorded one, or None (the recipe's)
+    inputs: UpdateInputs
+    seeds: UpdateSeeds
+    config: UpdateConfig | None  # the recorded one; None: the recipe's (versions before 0.2)
     strategy: str
     recorded_sha: str
     checkpoint_key: str
@@ -80,6 +85,7 @@ def _plan(session, blobs, model_name: str, number: int, report: dict) -> _Plan |
     if (why := not_auditable_reason(version)) is not None:
         return {**report, "result": "not_auditable", "reason": why}
     record = version.inputs
+    assert record is not None  # not_auditable_reason refused versions without one
     parent = version_row(session, model.id, record["parent"]) if record["parent"] else None
     replay_from = (
         version_row(session, model.id, record["replay_from"])

@@ -82,7 +82,7 @@ class BlobStore:
 
     def write_arrays(self, key: str, **arrays: np.ndarray) -> str:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
         return self.write(key, buffer.getvalue())
 
     def read_arrays(self, key: str, expected_sha256: str) -> dict[str, np.ndarray]:

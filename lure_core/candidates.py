@@ -65,14 +65,15 @@ def strategy_summary(session: Session, model_id: int, recipe: Recipe) -> dict:
     curves: dict[str, list] = {s: [] for s in strategies}
     seconds: dict[str, list[float]] = {s: [] for s in strategies}
     for index, version in rows:
-        candidate = (version.gate.get("numbers") or {}).get("candidate") or {}
+        gate = version.gate or {}
+        candidate = (gate.get("numbers") or {}).get("candidate") or {}
         curves[version.strategy].append(
             {
                 "megabatch": index,
                 "version": version.number,
                 "gate_accuracy": candidate.get("accuracy"),
-                "verdict": version.gate.get("verdict"),
-                "winner": bool(version.gate.get("winner")),
+                "verdict": gate.get("verdict"),
+                "winner": bool(gate.get("winner")),
                 "release": version.release,
             }
         )

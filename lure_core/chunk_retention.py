@@ -83,7 +83,8 @@ def reachable_rows(session: Session, model: ModelRow) -> dict[int, set[int]] | N
         if version.pruned_at is not None:
             continue
         states.append(version.replay_state)
-        source = by_number.get((version.inputs or {}).get("replay_from"))
+        replay_from = (version.inputs or {}).get("replay_from")
+        source = by_number.get(replay_from) if replay_from is not None else None
         if source is not None:
             states.append(source.replay_state)
     reachable: dict[int, set[int]] = defaultdict(set)
@@ -95,6 +96,7 @@ def reachable_rows(session: Session, model: ModelRow) -> dict[int, set[int]] | N
     out = {}
     for megabatch_id in shrinkable:
         megabatch = session.get(MegaBatchRow, megabatch_id)
+        assert megabatch is not None and megabatch.split_seed is not None  # sealed, versioned
         _, val_rows = split_megabatch(megabatch.n_samples, megabatch.split_seed)
         out[index_of[megabatch_id]] = reachable[index_of[megabatch_id]] | set(val_rows.tolist())
     return out
@@ -148,6 +150,8 @@ def compact_chunks(sessions: sessionmaker[Session], blobs: BlobStore, model_id: 
         written = {}
         for chunk_id, _, rows in plan:
             chunk = session.get(ChunkRow, chunk_id)
+            if chunk is None:  # deleted meanwhile (its model was): nothing to compact
+                continue
             key = f"models/{model_id}/chunks/{uuid.uuid4().hex}.npz"
             written[chunk_id] = (
                 key,
@@ -156,6 +160,8 @@ def compact_chunks(sessions: sessionmaker[Session], blobs: BlobStore, model_id: 
     dropped, old_keys = 0, []
     with sessions.begin() as session:
         for chunk_id, old_key, rows in plan:
+            if chunk_id not in written:
+                continue
             chunk = session.get(ChunkRow, chunk_id)
             if chunk is None or chunk.blob_key != old_key:  # changed meanwhile: retry next time
                 blobs.delete(written[chunk_id][0])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from contextlib import closing
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
@@ -47,6 +48,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 # any constant shared by every replica: pg_advisory_lock's key for schema upgrades
 MIGRATION_LOCK_KEY = 0x1075E_0001
+
+
+def rows_changed(result: Result) -> int:
+    """How many rows an UPDATE or DELETE touched (SQLAlchemy types the result without it)."""
+    return int(cast(CursorResult, result).rowcount)
 
 
 class DatabaseDamaged(RuntimeError):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from lure_core.database import rows_changed
 from lure_core.records import ModelRow, VersionRow
 
 log = logging.getLogger("lure.lineage")
@@ -38,11 +39,13 @@ def version_row(session: Session, model_id: int, number: int) -> VersionRow | No
 def record_damage(sessions: sessionmaker[Session], version: VersionRow, error: str) -> None:
     """Mark ``version`` damaged (once) with the reason; logged as an error for operators."""
     with sessions.begin() as session:
-        updated = session.execute(
-            update(VersionRow)
-            .where(VersionRow.id == version.id, VersionRow.damaged.is_(None))
-            .values(damaged=error[:2000], damaged_at=datetime.now(UTC))
-        ).rowcount
+        updated = rows_changed(
+            session.execute(
+                update(VersionRow)
+                .where(VersionRow.id == version.id, VersionRow.damaged.is_(None))
+                .values(damaged=error[:2000], damaged_at=datetime.now(UTC))
+            )
+        )
     if updated:
         log.error(
             "version %s of model %s is damaged: %s",
@@ -76,11 +79,13 @@ def retreat_live(sessions: sessionmaker[Session], model_id: int, damaged: int, i
     already.
     """
     with sessions.begin() as session:
-        moved = session.execute(
-            update(ModelRow)
-            .where(ModelRow.id == model_id, ModelRow.live_version == damaged)
-            .values(live_version=intact)
-        ).rowcount
+        moved = rows_changed(
+            session.execute(
+                update(ModelRow)
+                .where(ModelRow.id == model_id, ModelRow.live_version == damaged)
+                .values(live_version=intact)
+            )
+        )
     if moved:
         log.error(
             "model %s: live version %s is damaged; version %s (its newest intact ancestor) is "

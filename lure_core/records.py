@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import get_args, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -242,7 +242,7 @@ def _metric_columns() -> dict:
     return columns
 
 
-MetricsRow = type(
+MetricsRow: Any = type(  # built from UpdateMetrics' fields; Any to a type checker
     "MetricsRow",
     (Base,),
     {
@@ -256,7 +256,7 @@ MetricsRow = type(
 METRIC_FIELDS = tuple(name for name in get_type_hints(UpdateMetrics) if name != "reliability")
 
 
-def metrics_row(version_id: int, metrics: UpdateMetrics) -> MetricsRow:
+def metrics_row(version_id: int, metrics: UpdateMetrics) -> Any:
     return MetricsRow(version_id=version_id, **asdict(metrics))
 
 

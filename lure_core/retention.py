@@ -55,7 +55,7 @@ def apply_retention(sessions: sessionmaker[Session], blobs: BlobStore, model_id:
     with sessions.begin() as session:
         model = session.get(ModelRow, model_id)
         keep = model.recipe.keep_versions if model else None
-        if keep is None:
+        if model is None or keep is None:
             return []
         doomed = versions_to_prune(session, model, keep)
         keys = [key for v in doomed for key in (v.checkpoint_key, v.mask_key) if key]

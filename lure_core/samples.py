@@ -126,6 +126,8 @@ class SampleReader:
                     MegaBatchRow.model_id == self.model_id, MegaBatchRow.index == index
                 )
             )
+            if row is None:
+                raise LookupError(f"model {self.model_id} has no mega-batch {index}")
             chunks = self.session.scalars(
                 select(ChunkRow).where(ChunkRow.megabatch_id == row.id).order_by(ChunkRow.id)
             ).all()
@@ -134,6 +136,8 @@ class SampleReader:
 
     def split(self, row: MegaBatchRow) -> tuple[np.ndarray, np.ndarray]:
         """The recorded 90/10 split: train rows and validation rows."""
+        if row.split_seed is None:
+            raise ValueError(f"mega-batch {row.index} is not sealed: it has no split yet")
         return split_megabatch(row.n_samples, row.split_seed)
 
     def train_rows(self, row: MegaBatchRow) -> np.ndarray:

@@ -45,7 +45,7 @@ def read_starting_point(blobs: BlobStore, version: VersionRow) -> StartingPoint:
     """Weights and mask of ``version``; ChecksumMismatch when a file fails its sha256."""
     state = load_state(blobs, version.checkpoint_key, version.checkpoint_sha256)
     mask = None
-    if version.mask_key:
+    if version.mask_key and version.mask_sha256:
         mask = {
             k: v.bool() for k, v in load_state(blobs, version.mask_key, version.mask_sha256).items()
         }

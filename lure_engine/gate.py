@@ -122,14 +122,15 @@ def _class_rules(
                 f"class {label} recall {recall:.4f} is below the floor {policy.min_class_recall}"
             )
         drops[label] = live.class_recall.get(label, recall) - recall
-    worst = max(drops, key=drops.get) if drops else None
+    worst = max(drops, key=lambda label: drops[label]) if drops else None
     if policy.max_class_recall_drop is not None and worst is not None:
         if drops[worst] > policy.max_class_recall_drop:
             reasons.append(
                 f"class {worst} recall dropped by {drops[worst]:.4f} "
                 f"(more than {policy.max_class_recall_drop})"
             )
-    return reasons, {"worst_class": worst, "worst_class_drop": drops.get(worst)}
+    drop = drops[worst] if worst is not None else None
+    return reasons, {"worst_class": worst, "worst_class_drop": drop}
 
 
 def judge(
@@ -139,8 +140,8 @@ def judge(
     so only the absolute rule (the class recall floor) applies."""
     numbers: dict = {"candidate": candidate.summary()}
     if live is None:
-        reasons, _ = _class_rules(candidate, candidate, policy)
-        return Verdict(not reasons, reasons, numbers)
+        floor, _ = _class_rules(candidate, candidate, policy)
+        return Verdict(not floor, floor, numbers)
     numbers["live"] = live.summary()
     reasons: list[str] = []
     accuracy_delta = candidate.accuracy - live.accuracy

@@ -143,8 +143,8 @@ def _importance_mask(model: nn.Module, sample: Tensors, config: UpdateConfig, se
     if config.importance_timing == "before_reset":
         pick = torch.arange(size, device=x.device)
     else:
-        pick = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
-        pick = torch.from_numpy(pick).to(x.device)
+        rows = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
+        pick = torch.from_numpy(rows).to(x.device)
     return compute_keep_mask(
         model,
         x[pick],

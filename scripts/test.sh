@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 python3 -m ruff check .  # lint (pyproject.toml: pycodestyle with line length, imports, bugbear, pyupgrade)
 python3 -m ruff format --check .
+python3 -m mypy  # types of lure_engine/ and lure_core/ (pyproject.toml [tool.mypy])
 source scripts/services.sh
 export LURE_REQUIRE_SERVICES=1  # integration tests fail, not skip, when a service is missing
 python3 -m pytest "$@"

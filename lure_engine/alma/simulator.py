@@ -115,7 +115,8 @@ def run_stream(
     model = build_model(spec, seed=derive_seed(seed, "init")).to(device)
     replay = make_replay(config.replay, seed=derive_seed(seed, "replay"))
     x_test, y_test = to_tensor(dataset.test.x, device), torch.from_numpy(dataset.test.y).to(device)
-    mask, records, seen_val = None, [], np.empty(0, dtype=np.int64)
+    mask, seen_val = None, np.empty(0, dtype=np.int64)
+    records: list[MegaBatchRecord] = []
     momentum: dict[str, torch.Tensor] | None = None
     for megabatch in stream:
         seen_val = np.concatenate([seen_val, megabatch.val_ids])
@@ -134,7 +135,7 @@ def run_stream(
             mask,
             _megabatch_data(train, dataset.test, megabatch, replay.ids(), seen_val),
             has_parent=megabatch.index > 1,
-            parent_cer=records[-1].cer if records else 0,
+            parent_cer=(records[-1].cer or 0) if records else 0,
             config=update_config,
             seeds=UpdateSeeds.derive(seed, megabatch.index),
             device=device,

@@ -48,7 +48,8 @@ def negative_gradient_ema(
             for m, original in layers.items():
                 for name, param in m.named_parameters(recurse=False):
                     average = ema[original][name]
-                    average.mul_(1 - alpha).add_(param.grad, alpha=-alpha)
+                    if param.grad is not None:  # a layer the loss does not reach keeps 0
+                        average.mul_(1 - alpha).add_(param.grad, alpha=-alpha)
     return ema
 
 

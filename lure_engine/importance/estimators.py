@@ -6,7 +6,7 @@ criterion is one function here and one line in ``ESTIMATORS``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -79,14 +79,14 @@ def fisher_scores(
     return normalise({name: s / max(batches, 1) for name, s in squared.items()})
 
 
-def magnitude_scores(model: nn.Module, x=None, y=None, names: list[str] = (), **_) -> Scores:
+def magnitude_scores(model: nn.Module, x=None, y=None, names: Sequence[str] = (), **_) -> Scores:
     """|θ|: needs no data, the classic pruning criterion."""
     params = _params(model, list(names))
     return normalise({name: p.detach().abs() for name, p in params.items()})
 
 
 def random_scores(
-    model: nn.Module, x=None, y=None, names: list[str] = (), seed: int = 0, **_
+    model: nn.Module, x=None, y=None, names: Sequence[str] = (), seed: int = 0, **_
 ) -> Scores:
     """Uniform random scores from ``seed``: the control that keeps a random subset."""
     params = _params(model, list(names))

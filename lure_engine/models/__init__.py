@@ -171,7 +171,7 @@ def probe_model(spec: ModelSpec, max_parameters: int | None = None) -> nn.Module
     anything is allocated."""
     shape = f"{spec.channels}x{spec.image_size}x{spec.image_size}"
     count = parameter_count(spec) if max_parameters is not None else None
-    if count is not None and count > max_parameters:
+    if count is not None and max_parameters is not None and count > max_parameters:
         raise ValueError(
             f"{spec.architecture} at width {spec.width} has {count:,} parameters, more than this "
             f"server's limit of {max_parameters:,} (LURE_MAX_MODEL_PARAMETERS)"

@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from torch import nn
 
@@ -46,7 +46,7 @@ def timm_known(name: str) -> bool:
     return bool(timm.list_models(name))
 
 
-def entry_point_factories() -> dict[str, object]:
+def entry_point_factories() -> dict[str, EntryPoint]:
     """Name → entry point (loaded on first use), for every installed ``lure.architectures``."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 

@@ -50,4 +50,5 @@ def make_replay(text: str, seed: int = 0) -> Replay:
         return FullReplay()
     if mode == "none":
         return NoReplay()
+    assert size is not None and policy is not None  # parse_replay gives both for a buffer
     return BUFFER_POLICIES[policy](size, seed)
