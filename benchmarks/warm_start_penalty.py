@@ -67,13 +67,17 @@ def variants() -> list[Variant]:
     ]
 
 
-def jobs(tables: set[str] | None, seeds: tuple[int, ...]) -> list[Job]:
+def jobs(
+    tables: set[str] | None, seeds: tuple[int, ...], strategies: set[str] | None = None
+) -> list[Job]:
+    """Every (variant, seed, strategy) asked for; `strategies` narrows a table to some rules."""
     return [
         Job(variant, strategy, seed)
         for variant in variants()
         if tables is None or variant.table in tables
         for seed in seeds
         for strategy in variant.strategies
+        if strategies is None or strategy in strategies
     ]
 
 
@@ -104,12 +108,16 @@ def main() -> None:
     run_parser.add_argument("--workers", type=int, default=2)
     run_parser.add_argument("--tables", default=None, help="comma-separated (default: all)")
     run_parser.add_argument("--seeds", default="0,1,2")
+    run_parser.add_argument(
+        "--strategies", default=None, help="comma-separated rules (default: each table's own)"
+    )
     run_parser.add_argument("--runs-dir", type=Path, default=RUNS)
     args = parser.parse_args()
     if args.command == "run":
         tables = set(args.tables.split(",")) if args.tables else None
         seeds = tuple(int(s) for s in args.seeds.split(","))
-        run(args.dataset, args.runs_dir, args.workers, jobs(tables, seeds))
+        strategies = set(args.strategies.split(",")) if args.strategies else None
+        run(args.dataset, args.runs_dir, args.workers, jobs(tables, seeds, strategies))
 
 
 if __name__ == "__main__":

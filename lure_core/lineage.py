@@ -72,27 +72,3 @@ def clear_damage(sessions: sessionmaker[Session], version: VersionRow) -> None:
         version.model_id,
         extra={"model_id": version.model_id, "version": version.number},
     )
-
-
-def retreat_live(sessions: sessionmaker[Session], model_id: int, damaged: int, intact: int) -> bool:
-    """Move the live pointer from a damaged version to an intact ancestor, unless it moved
-    already.
-    """
-    with sessions.begin() as session:
-        moved = rows_changed(
-            session.execute(
-                update(ModelRow)
-                .where(ModelRow.id == model_id, ModelRow.live_version == damaged)
-                .values(live_version=intact)
-            )
-        )
-    if moved:
-        log.error(
-            "model %s: live version %s is damaged; version %s (its newest intact ancestor) is "
-            "live now",
-            model_name(sessions, model_id),
-            damaged,
-            intact,
-            extra={"model_id": model_id, "version": intact},
-        )
-    return bool(moved)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from lure_core.blobs import BlobStore
 from lure_core.checkpoints import save_state
+from lure_core.live_pointer import first_version
 from lure_core.records import ModelRow, Origin, Release, VersionRow, metrics_row
 from lure_core.samples import SampleReader
 from lure_engine.metrics import measure_model
@@ -159,4 +160,4 @@ def _insert_version_zero(sessions, model_id, key, sha, replay_state, metrics) ->
         session.add(version)
         session.flush()
         session.add(metrics_row(version.id, metrics))
-        session.get(ModelRow, model_id).live_version = 0
+        first_version(session, model_id)

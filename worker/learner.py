@@ -10,7 +10,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from lure_core.blobs import ChecksumMismatch
-from lure_core.lineage import clear_damage, record_damage, retreat_live, version_row
+from lure_core.lineage import clear_damage, record_damage, version_row
+from lure_core.live_pointer import retreat as retreat_live
 from lure_core.records import ModelRow
 from lure_core.update_inputs import StartingPoint, read_starting_point
 from worker.attempts import WorkerContext

@@ -11,6 +11,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lure_core.live_pointer import release_if_unchanged
 from lure_core.records import (
     GateVerdict,
     JobRow,
@@ -37,8 +38,8 @@ def _release_winner(model: ModelRow, job: JobRow, version: VersionRow) -> None:
         version.release = Release.HELD
         version.release_note = "held by the promotion gate: " + "; ".join(version.gate["reasons"])
         return
-    if model.promotion_epoch == job.promotion_epoch and model.live_version == job.parent_version:
-        model.live_version, version.release = version.number, Release.LIVE
+    if release_if_unchanged(model, job, version.number):
+        version.release = Release.LIVE
         return
     version.release = Release.SUPERSEDED
     version.release_note = (

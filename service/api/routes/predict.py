@@ -16,7 +16,8 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ChecksumMismatch
-from lure_core.lineage import record_damage, retreat_live
+from lure_core.lineage import record_damage
+from lure_core.live_pointer import retreat as retreat_live
 from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
 from service.api.auth import require

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ChecksumMismatch
-from lure_core.records import ExportRow, GateVerdict, ModelRow
+from lure_core.live_pointer import promote as promote_version
+from lure_core.records import ExportRow, GateVerdict
 from service.api.auth import READ, require
 from service.api.deps import (
     Resources,
@@ -68,14 +68,7 @@ def promote(
             )
         if version.pruned_at is not None:
             raise HTTPException(409, pruned_message(version, model))
-        # one UPDATE, not read-add-write: concurrent promotions each count (a lost increment
-        # let an update that started before the second one publish as live)
-        session.execute(
-            update(ModelRow)
-            .where(ModelRow.id == model.id)
-            .values(live_version=number, promotion_epoch=ModelRow.promotion_epoch + 1)
-            .execution_options(synchronize_session=False)
-        )
+        promote_version(session, model.id, number)  # one UPDATE: concurrent ones each count
         if version.gate and version.gate.get("verdict") == GateVerdict.HELD:
             principal = getattr(request.state, "principal", None)
             version.gate = {
