@@ -8,11 +8,15 @@ there. A version whose file is restored (its sha256 matches again) is usable aga
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from lure_core.blobs import ChecksumMismatch
 from lure_core.database import rows_changed
 from lure_core.records import ModelRow, VersionRow
 
@@ -72,3 +76,45 @@ def clear_damage(sessions: sessionmaker[Session], version: VersionRow) -> None:
         version.model_id,
         extra={"model_id": version.model_id, "version": version.number},
     )
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class IntactFound(Generic[T]):
+    """What :func:`newest_intact` found: the loaded value and its version (None: nothing
+    intact), and one line per damaged version it passed."""
+
+    value: T | None
+    version: VersionRow | None
+    refused: list[str]
+
+
+def newest_intact(
+    sessions: sessionmaker[Session],
+    start: VersionRow,
+    load: Callable[[VersionRow], T],
+    follow_ancestors: bool = True,
+) -> IntactFound[T]:
+    """The one ancestor walk: ``load`` ``start``, or its newest intact ancestor when it fails
+    the sha256 check. A damaged version is recorded, a pruned one (retention deleted its files:
+    not damage) skipped, one that verifies again cleared; ``follow_ancestors=False`` stops at
+    ``start`` (a pinned version is that version or nothing)."""
+    refused: list[str] = []
+    row: VersionRow | None = start
+    while row is not None:
+        if row.pruned_at is None:
+            try:
+                value = load(row)
+            except ChecksumMismatch as error:
+                record_damage(sessions, row, str(error))
+                refused.append(f"version {row.number}: {error}")
+            else:
+                clear_damage(sessions, row)
+                return IntactFound(value, row, refused)
+        if not follow_ancestors or row.parent_number is None:
+            break
+        with sessions() as session:  # ancestors are read only once a newer one is refused
+            row = version_row(session, row.model_id, row.parent_number)
+    return IntactFound(None, None, refused)

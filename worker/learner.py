@@ -7,10 +7,11 @@ moves back to the newest intact ancestor, and the update starts from that one
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy.orm import Session
 
-from lure_core.blobs import ChecksumMismatch
-from lure_core.lineage import clear_damage, record_damage, version_row
+from lure_core.lineage import newest_intact, version_row
 from lure_core.live_pointer import retreat as retreat_live
 from lure_core.records import ModelRow
 from lure_core.update_inputs import StartingPoint, read_starting_point
@@ -23,23 +24,18 @@ class NoIntactCheckpoint(RuntimeError):
 
 def load_starting_point(ctx: WorkerContext, session: Session, model: ModelRow) -> StartingPoint:
     """The live version, or its newest intact ancestor when it is damaged; none: the first."""
-    number, damaged = model.live_version, []
-    while number is not None:
-        version = version_row(session, model.id, number)
-        if version.pruned_at is not None:  # retention deleted its files: not damage
-            number = version.parent_number
-            continue
-        try:
-            start = read_starting_point(ctx.blobs, version)
-        except ChecksumMismatch as error:
-            record_damage(ctx.sessions, version, str(error))
-            damaged.append(f"version {number}: {error}")
-            number = version.parent_number
-            continue
-        clear_damage(ctx.sessions, version)
-        if damaged:
-            retreat_live(ctx.sessions, model.id, model.live_version, version.number)
-        return start
-    if damaged:
-        raise NoIntactCheckpoint(f"no intact checkpoint to start from: {'; '.join(damaged)}")
-    return StartingPoint(None, None, None)
+    if model.live_version is None:
+        return StartingPoint(None, None, None)
+    live = version_row(session, model.id, model.live_version)
+    if live is None:
+        raise NoIntactCheckpoint(f"live version {model.live_version} has no record")
+    found = newest_intact(ctx.sessions, live, partial(read_starting_point, ctx.blobs))
+    if found.version is None or found.value is None:
+        if found.refused:
+            raise NoIntactCheckpoint(
+                f"no intact checkpoint to start from: {'; '.join(found.refused)}"
+            )
+        return StartingPoint(None, None, None)  # every version pruned: nothing to start from
+    if found.refused:
+        retreat_live(ctx.sessions, model.id, model.live_version, found.version.number)
+    return found.value

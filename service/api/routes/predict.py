@@ -7,6 +7,7 @@ Images come as JSON (base64), as multipart file uploads (``curl -F image=@cat.jp
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -15,8 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from lure_core.blobs import ChecksumMismatch
-from lure_core.lineage import record_damage
+from lure_core.lineage import newest_intact
 from lure_core.live_pointer import retreat as retreat_live
 from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
@@ -26,7 +26,6 @@ from service.api.deps import (
     Resources,
     pruned_message,
     resources,
-    version_or_404,
 )
 from service.api.schemas import PredictRequest, PredictResponse
 from service.api.uploads import UPLOAD_DOC, content_type_of, is_upload, read_upload
@@ -119,26 +118,23 @@ async def _model_and_version(
 
 
 async def _servable(res: Resources, model: ModelRow, recipe: Recipe, row: VersionRow, pinned: bool):
-    """The loaded network of ``row``, or of its newest intact ancestor when ``row`` is damaged.
-
-    Returns (network, answering version, refusals). A damaged version is recorded; a pinned one,
-    or one without an intact ancestor, is a 503.
+    """The loaded network of ``row``, or of its newest intact ancestor when ``row`` is damaged
+    (``lineage.newest_intact``). Returns (network, answering version, refusals); a pinned
+    damaged version, or one without an intact ancestor, is a 503.
     """
-    refused = []
     if (loaded := res.models.loaded(row)) is not None:  # the usual case: no thread hop
-        return loaded, row, refused
-    while True:
-        try:
-            return await run_in_threadpool(res.models.get, recipe, row, model.name), row, refused
-        except ChecksumMismatch as error:
-            refused.append(f"version {row.number}: {error}")
-            await run_in_threadpool(record_damage, res.sessions, row, str(error))
-            if pinned or row.parent_number is None:
-                raise HTTPException(503, f"no servable checkpoint: {'; '.join(refused)}") from None
-            with res.sessions() as session:  # ancestors are read only once a newer one is refused
-                row = version_or_404(session, model, row.parent_number)
-                while row.pruned_at is not None and row.parent_number is not None:
-                    row = version_or_404(session, model, row.parent_number)  # no file to serve
+        return loaded, row, []
+    found = await run_in_threadpool(
+        newest_intact,
+        res.sessions,
+        row,
+        partial(res.models.get, recipe, model_name=model.name),
+        not pinned,
+    )
+    if found.version is None or found.value is None:
+        reasons = "; ".join(found.refused) or f"version {row.number} has no checkpoint file"
+        raise HTTPException(503, f"no servable checkpoint: {reasons}")
+    return found.value, found.version, found.refused
 
 
 async def _forward(res: Resources, row: VersionRow, net: Engine, images: np.ndarray) -> np.ndarray:
