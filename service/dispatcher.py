@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lure_core.job_store import mark_sent, pending_sends
 from lure_core.queue import send_update
-from lure_core.records import JobRow, JobState
+from lure_core.records import JobRow
 
 log = logging.getLogger("lure.dispatcher")
 
@@ -56,27 +56,8 @@ class Dispatcher:
 
     def dispatch_once(self) -> int:
         """Send every undispatched (or dropped) job in id order; stop at the first broker error."""
-        now = datetime.now(UTC)
-        stale, resend = (
-            now - timedelta(seconds=self.stale_after),
-            now - timedelta(seconds=self.resend_after),
-        )
         with self.sessions() as session:
-            job_ids = session.scalars(
-                select(JobRow.id)
-                .where(
-                    or_(
-                        and_(JobRow.state == JobState.QUEUED, JobRow.dispatched_at.is_(None)),
-                        and_(JobRow.state == JobState.QUEUED, JobRow.dispatched_at < resend),
-                        and_(
-                            JobRow.state == JobState.RUNNING,
-                            JobRow.heartbeat_at < stale,
-                            JobRow.dispatched_at < stale,
-                        ),
-                    )
-                )
-                .order_by(JobRow.id)
-            ).all()
+            job_ids = pending_sends(session, self.stale_after, self.resend_after)
         sent = 0
         for job_id in job_ids:
             try:
@@ -89,12 +70,7 @@ class Dispatcher:
                 )
                 break
             log.info("job %d sent to the queue", job_id, extra={"job_id": job_id})
-            with self.sessions.begin() as session:
-                session.execute(
-                    update(JobRow)
-                    .where(JobRow.id == job_id)
-                    .values(dispatched_at=datetime.now(UTC))
-                )
+            mark_sent(self.sessions, job_id)
             sent += 1
         return sent
 

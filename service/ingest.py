@@ -20,7 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
-from lure_core.records import ChunkRow, JobRow, JobState, MegaBatchRow, MegaBatchState, ModelRow
+from lure_core.job_store import enqueue
+from lure_core.records import ChunkRow, JobRow, MegaBatchRow, MegaBatchState, ModelRow
 from lure_engine.splits import split_megabatch
 
 log = logging.getLogger("lure.ingest")
@@ -144,11 +145,7 @@ def seal(session: Session, model: ModelRow, megabatch: MegaBatchRow) -> JobRow:
     megabatch.state, megabatch.split_seed = MegaBatchState.SEALED, seed
     megabatch.n_train, megabatch.n_val = len(train_rows), len(val_rows)
     megabatch.sealed_at = datetime.now(UTC)
-    job = JobRow(
-        model_id=model.id, megabatch_id=megabatch.id, state=JobState.QUEUED, progress={}, timings={}
-    )
-    session.add(job)
-    session.flush()
+    job = enqueue(session, model.id, megabatch.id)
     log.info(
         "mega-batch %d of %s sealed with %d samples; job %d queued",
         megabatch.index,

@@ -24,10 +24,11 @@ from celery.signals import (
 from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory
 from lure_core.infrastructure import is_infrastructure_fault
+from lure_core.job_store import Outcome
 from lure_core.logs import configure_logging
 from lure_core.queue import UPDATE_TASK, celery_config
 from lure_core.settings import SharedSettings
-from worker.attempts import Outcome, WorkerContext, runner_name
+from worker.attempts import WorkerContext, runner_name
 from worker.heartbeat import WorkerHeartbeat
 from worker.isolation import interrupt_running_updates, run_isolated, start_fork_server
 

@@ -22,22 +22,18 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import update
-
 from lure_core.infrastructure import ride_out
-from lure_core.records import JobRow
-from lure_core.settings import SharedSettings
-from worker.attempts import (
+from lure_core.job_store import (
     Outcome,
-    WorkerContext,
+    heartbeat,
     record_failure,
     release_interrupted,
     retry_delay,
-    runner_name,
 )
+from lure_core.settings import SharedSettings
+from worker.attempts import WorkerContext, runner_name
 
 log = logging.getLogger("lure.worker")
 
@@ -125,7 +121,7 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     except UpdateInterrupted as stop:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the release
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        outcome = release_interrupted(context, job_id, runner_name(), str(stop))
+        outcome = release_interrupted(context.jobs, job_id, runner_name(), str(stop))
     engine.dispose()
     sys.exit(_EXIT_CODES[outcome])
 
@@ -158,15 +154,6 @@ def _fault_stack(path: Path, frames: int = 20) -> str:
     return "\n".join(head[:3] + stack[:frames])
 
 
-def _heartbeat(ctx: WorkerContext, job_id: int, runner: str) -> None:
-    with ctx.sessions.begin() as session:
-        session.execute(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.runner == runner)
-            .values(heartbeat_at=datetime.now(UTC))
-        )
-
-
 def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
     """Heartbeat the job while ``child`` lives; kill it past the update timeout. True if
     timed out.
@@ -190,14 +177,14 @@ def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
             child.join()
             return True
         try:
-            _heartbeat(ctx, job_id, runner)
+            heartbeat(ctx.sessions, job_id, runner)
         except Exception:  # the database is briefly unreachable: the next beat tries again
             log.warning("job %s: heartbeat failed", job_id, exc_info=True, extra={"job_id": job_id})
     return False
 
 
 def _retry_delay(ctx: WorkerContext, job_id: int) -> float:
-    return ride_out(lambda: retry_delay(ctx, job_id), f"job {job_id}: reading its attempts")
+    return ride_out(lambda: retry_delay(ctx.jobs, job_id), f"job {job_id}: reading its attempts")
 
 
 def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
@@ -205,7 +192,7 @@ def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
     if _shutting_down.is_set():
         return JobResult(
             ride_out(
-                lambda: release_interrupted(ctx, job_id, None, "a shutdown"),
+                lambda: release_interrupted(ctx.jobs, job_id, None, "a shutdown"),
                 f"job {job_id}: handing it back",
             )
         )
@@ -244,7 +231,7 @@ def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
         log.error("job %s: %s", job_id, error, extra={"job_id": job_id})
         runner = runner_name(child.pid)
         outcome = ride_out(
-            lambda: record_failure(ctx, job_id, runner, kind, error),
+            lambda: record_failure(ctx.jobs, job_id, runner, kind, error),
             f"job {job_id}: recording how its update process ended",
         )
         if outcome is Outcome.WAIT:  # it died before claiming the job: just try again

@@ -11,18 +11,18 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lure_core.job_store import succeed
 from lure_core.live_pointer import release_if_unchanged
 from lure_core.records import (
     GateVerdict,
     JobRow,
-    JobState,
     ModelRow,
     Release,
     VersionRow,
     metrics_row,
 )
 from lure_engine.metrics_record import UpdateMetrics
-from worker.attempts import WorkerContext, now
+from worker.attempts import WorkerContext
 
 
 @dataclass
@@ -106,20 +106,10 @@ def publish(
             number = _existing_winner(session, job)
             if number is None:
                 number = _insert(session, job, published, best)
-            job.state, job.version, job.finished_at, job.runner = (
-                JobState.SUCCEEDED,
-                number,
-                now(),
-                None,
-            )
-            job.timings, job.progress, job.error = timings, {"phase": "done"}, None
+            succeed(job, number, timings)
             return number
     except IntegrityError:  # a concurrent duplicate won the race: it is published, exactly once
         with ctx.sessions.begin() as session:
             job = session.get(JobRow, job_id)
-            job.state, job.version, job.finished_at = (
-                JobState.SUCCEEDED,
-                _existing_winner(session, job),
-                now(),
-            )
+            succeed(job, _existing_winner(session, job))
             return job.version

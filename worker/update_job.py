@@ -19,6 +19,15 @@ from sqlalchemy import update
 from lure_core.candidates import retired_strategies
 from lure_core.checkpoints import save_state
 from lure_core.infrastructure import is_infrastructure_fault, ride_out
+from lure_core.job_store import (
+    Outcome,
+    heartbeat,
+    now,
+    record_failure,
+    record_start,
+    release_interrupted,
+)
+from lure_core.job_store import claim as claim_job
 from lure_core.records import ChunkRow, JobRow, MegaBatchRow, ModelRow, Release, VersionRow
 from lure_core.retention import apply_retention
 from lure_core.settings import SharedSettings
@@ -34,15 +43,7 @@ from lure_engine.gate import GateEvaluation, Verdict, evaluate_on_gate, judge, m
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
 from lure_engine.update import update_config_to_dict
-from worker.attempts import (
-    Outcome,
-    WorkerContext,
-    now,
-    record_failure,
-    release_interrupted,
-    runner_name,
-)
-from worker.attempts import claim as claim_job
+from worker.attempts import WorkerContext, runner_name
 from worker.learner import load_starting_point
 from worker.publish import Published, publish
 
@@ -76,12 +77,7 @@ class _ProgressWriter:
         progress = {**progress, **self.candidate}
         self.last = time.monotonic()
         try:
-            with self.ctx.sessions.begin() as session:
-                session.execute(
-                    update(JobRow)
-                    .where(JobRow.id == self.job_id, JobRow.runner == self.runner)
-                    .values(progress=progress, heartbeat_at=now())
-                )  # a taken-over attempt writes nothing
+            heartbeat(self.ctx.sessions, self.job_id, self.runner, progress)
         except Exception as error:  # the database is away: training goes on, progress waits
             if not is_infrastructure_fault(error):
                 raise
@@ -91,7 +87,7 @@ def execute_job(ctx: WorkerContext, job_id: int, runner: str | None = None) -> O
     """Claim, update and publish one job; an exception is recorded as a failed attempt, unless
     it was the database or broker failing (then the attempt is handed back, uncounted)."""
     runner = runner or runner_name()
-    claim = ride_out(lambda: claim_job(ctx, job_id, runner), f"job {job_id}: claiming it")
+    claim = ride_out(lambda: claim_job(ctx.jobs, job_id, runner), f"job {job_id}: claiming it")
     if claim is not None:
         return claim
     progress = _ProgressWriter(ctx, job_id, runner)
@@ -101,12 +97,12 @@ def execute_job(ctx: WorkerContext, job_id: int, runner: str | None = None) -> O
         if is_infrastructure_fault(error):
             reason = f"an unreachable database or broker ({type(error).__name__})"
             return ride_out(
-                lambda: release_interrupted(ctx, job_id, runner, reason, kind="unreachable"),
+                lambda: release_interrupted(ctx.jobs, job_id, runner, reason, kind="unreachable"),
                 f"job {job_id}: handing the attempt back",
             )
         failure = traceback.format_exc()
         return ride_out(
-            lambda: record_failure(ctx, job_id, runner, "exception", failure),
+            lambda: record_failure(ctx.jobs, job_id, runner, "exception", failure),
             f"job {job_id}: recording its failed attempt",
         )
     return Outcome.PUBLISHED
@@ -151,14 +147,8 @@ def _load_inputs(ctx: WorkerContext, job_id: int) -> tuple[UpdateInputs, tuple[s
         strategies = tuple(s for s in recipe.candidates if s not in retired)
         promotion_epoch = model.promotion_epoch
     with ctx.sessions.begin() as session:  # what this attempt started from: publishing checks it
-        session.execute(
-            update(JobRow)
-            .where(JobRow.id == job_id)
-            .values(
-                parent_version=start.version.number if start.version else None,
-                promotion_epoch=promotion_epoch,
-            )
-        )
+        parent = start.version.number if start.version else None
+        record_start(session, job_id, parent, promotion_epoch)
         _record_lost_chunks(session, job_id, inputs.lost_chunks)
     return inputs, strategies
 

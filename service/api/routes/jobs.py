@@ -5,10 +5,11 @@ failed one.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.records import JobRow, JobState, ModelRow, WorkerRow
+from lure_core.job_store import retry_failed
+from lure_core.records import JobRow, ModelRow, WorkerRow
 from service.api.auth import READ, may_touch, require
 from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
 from service.api.presenters import jobs_out
@@ -68,19 +69,7 @@ def retry_job(job_id: RecordId, request: Request, res: Resources = Depends(resou
         model = session.get(ModelRow, job.model_id) if job is not None else None
         if job is None or not may_touch(request, model.name):
             raise HTTPException(404, f"job {job_id} not found")
-        retried = session.execute(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.state == JobState.FAILED)
-            .values(
-                state=JobState.QUEUED,
-                attempts_base=JobRow.attempts,
-                dispatched_at=None,
-                finished_at=None,
-                progress={"phase": "retry requested"},
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if not retried:
+        if not retry_failed(session, job_id):
             raise HTTPException(
                 409, f"job {job_id} is {job.state}; only a failed job can be retried"
             )
