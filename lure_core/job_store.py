@@ -51,6 +51,8 @@ class Outcome(StrEnum):
     # the database or broker was unreachable: the attempt is handed back, not counted, and the
     # task tries again in seconds (lure_core/infrastructure.py)
     UNREACHABLE = "unreachable"
+    # the data gate quarantined the mega-batch: nothing trained, an admin releases or discards it
+    QUARANTINED = "quarantined"
 
 
 def _attempts_left(job: JobRow, settings: SharedSettings) -> int:
@@ -363,6 +365,55 @@ def retry_failed(session: Session, job_id: int) -> bool:
                     finished_at=None,
                     progress={"phase": "retry requested"},
                 )
+                .execution_options(synchronize_session=False)
+            )
+        )
+    )
+
+
+def quarantine(session: Session, job_id: int) -> None:
+    """The data gate stopped this job's mega-batch before training: finished, nothing published."""
+    session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id)
+        .values(
+            state=JobState.QUARANTINED,
+            runner=None,
+            finished_at=now(),
+            progress={"phase": "quarantined by the data gate"},
+        )
+    )
+
+
+def release_quarantined(session: Session, job_id: int) -> bool:
+    """An admin released the quarantined mega-batch: queued again, with a fresh attempt budget;
+    False: the job is not quarantined."""
+    return bool(
+        rows_changed(
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == JobState.QUARANTINED)
+                .values(
+                    state=JobState.QUEUED,
+                    attempts_base=JobRow.attempts,
+                    dispatched_at=None,
+                    finished_at=None,
+                    progress={"phase": "released from quarantine"},
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
+    )
+
+
+def discard(session: Session, job_id: int) -> bool:
+    """An admin discarded the quarantined mega-batch: the job ends for good."""
+    return bool(
+        rows_changed(
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == JobState.QUARANTINED)
+                .values(state=JobState.DISCARDED, progress={"phase": "discarded"})
                 .execution_options(synchronize_session=False)
             )
         )

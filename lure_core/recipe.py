@@ -13,6 +13,7 @@ from lure_engine.seeding import derive_seed
 from lure_engine.splits import megabatch_split_seed
 
 if TYPE_CHECKING:  # the engine's torch modules load only where a model is built or trained
+    from lure_engine.data_gate import DataGatePolicy
     from lure_engine.gate import PromotionPolicy
     from lure_engine.models import ModelSpec
     from lure_engine.preprocess import Preprocessing
@@ -59,6 +60,8 @@ class Recipe:
     keep_versions: int | None = None  # retention: newest N checkpoints plus live; None: all
     # train each update until {"train_accuracy": a, "max_epochs": n}; None: exactly ``epochs``
     train_until: dict | None = None
+    # added with the data gate; None: its defaults (quarantine)
+    data_gate: dict | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
@@ -99,6 +102,12 @@ class Recipe:
         from lure_engine.gate import PromotionPolicy
 
         return PromotionPolicy.from_dict(self.promotion)
+
+    @property
+    def data_policy(self) -> DataGatePolicy:
+        from lure_engine.data_gate import DataGatePolicy
+
+        return DataGatePolicy.from_dict(self.data_gate)
 
     @property
     def candidates(self) -> tuple[str, ...]:

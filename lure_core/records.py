@@ -20,15 +20,19 @@ class JobState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    QUARANTINED = "quarantined"  # the data gate stopped its mega-batch: an admin releases it
+    DISCARDED = "discarded"  # an admin discarded its quarantined mega-batch
 
 
 PENDING = (JobState.QUEUED, JobState.RUNNING)  # a job that may still run
-FINISHED = (JobState.SUCCEEDED, JobState.FAILED)
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.QUARANTINED, JobState.DISCARDED)
 
 
 class MegaBatchState(StrEnum):
     OPEN = "open"
     SEALED = "sealed"
+    QUARANTINED = "quarantined"  # out of line with the stream: not trained on, not in replay
+    DISCARDED = "discarded"  # quarantined, then discarded by an admin: never trained on
 
 
 class Origin(StrEnum):
@@ -115,6 +119,8 @@ class MegaBatchRow(Base):
     split_seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sealed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # the data gate's verdict (lure_engine/data_gate.py) and who released or discarded it
+    data_gate: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class ChunkRow(Base):

@@ -199,6 +199,7 @@ class SampleReader:
             ),
             val=self._validation(megabatch.index),
             test=self.test_set(),
+            val_own_rows=len(self.intact(megabatch.index, self.split(megabatch)[1])),
         )
 
     def _validation(self, up_to: int) -> ImageArrays:

@@ -34,6 +34,9 @@ class MegaBatchData:
     train: ImageArrays  # what is trained on: replay first, then the train rows
     val: ImageArrays  # the validation rows of every mega-batch so far
     test: ImageArrays | None  # the held-out test set, if there is one
+    # how many of val's last rows are this mega-batch's own: the gate judges them apart, so a
+    # mega-batch cannot vouch for itself
+    val_own_rows: int = 0
 
 
 @dataclass

@@ -237,6 +237,10 @@ class LureClient:
     def megabatches(self, model: str) -> list[dict]:
         return self._call("GET", f"/v1/models/{model}/megabatches").json()
 
+    def decide_quarantined(self, model: str, index: int, action: str) -> dict:
+        """``release`` (train it) or ``discard`` a mega-batch the data gate quarantined."""
+        return self._call("POST", f"/v1/models/{model}/megabatches/{index}/{action}").json()
+
     # versions and jobs
     def versions(self, model: str) -> list[dict]:
         return self._call("GET", f"/v1/models/{model}/versions").json()

@@ -22,6 +22,7 @@ from lure_core.records import (
     JobRow,
     JobState,
     MegaBatchRow,
+    MegaBatchState,
     ModelRow,
     VersionRow,
     WorkerRow,
@@ -60,6 +61,7 @@ class Health:
     damaged_live: dict[str, str] = field(default_factory=dict)  # model → problem
     lost_chunks: list[str] = field(default_factory=list)
     retreated: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -75,6 +77,24 @@ def _lost_chunks(session: Session, names: dict[int, str], verifier: FileVerifier
             f"model {names[chunk.model_id]}: chunk {chunk.id} is lost ({chunk.lost_reason}); "
             f"its {chunk.n_samples} samples are left out of training, replay and evaluation. "
             "Put the file back from a backup to use them again (docs/RELIABILITY.md)"
+        )
+    return problems
+
+
+def _quarantined(session: Session, names: dict[int, str]) -> list[str]:
+    """Mega-batches the data gate stopped, waiting for an admin's decision."""
+    problems = []
+    for megabatch in session.scalars(
+        select(MegaBatchRow)
+        .where(MegaBatchRow.state == MegaBatchState.QUARANTINED)
+        .order_by(MegaBatchRow.model_id, MegaBatchRow.index)
+    ):
+        name, reasons = names[megabatch.model_id], (megabatch.data_gate or {}).get("reasons", [])
+        problems.append(
+            f"model {name}: mega-batch {megabatch.index} is quarantined by the data gate"
+            f"{' (' + reasons[0][:300] + ')' if reasons else ''}; it is not trained on until an "
+            f"admin releases or discards it (`lure megabatches release|discard "
+            f"{megabatch.index} --model {name}`)"
         )
     return problems
 
@@ -174,6 +194,7 @@ def assess(
         health.damaged_live = _damaged_live(session, verifier)
         health.lost_chunks = _lost_chunks(session, names, verifier)
         health.retreated = _retreated(session, names, verifier)
+        health.quarantined = _quarantined(session, names)
     if health.workers_alive == 0:
         health.problems.append(
             f"no worker has reported in the last {worker_timeout:.0f} s: sealed mega-batches "
@@ -184,4 +205,5 @@ def assess(
     health.problems += list(health.damaged_live.values())
     health.problems += health.lost_chunks
     health.problems += health.retreated
+    health.problems += health.quarantined
     return health

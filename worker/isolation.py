@@ -47,6 +47,7 @@ _EXIT_CODES = {
     Outcome.MISSING: 24,
     Outcome.INTERRUPTED: 25,
     Outcome.UNREACHABLE: 26,
+    Outcome.QUARANTINED: 27,
 }
 _OUTCOMES = {code: outcome for outcome, code in _EXIT_CODES.items()}
 _CHILD_MODULES = ["worker.update_job"]  # preloaded by the fork server: torch and the engine with it

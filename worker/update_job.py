@@ -39,11 +39,19 @@ from lure_core.update_inputs import (
     train_candidate,
 )
 from lure_engine.devices import choose_device
-from lure_engine.gate import GateEvaluation, Verdict, evaluate_on_gate, judge, margin
+from lure_engine.gate import (
+    GateEvaluation,
+    Verdict,
+    evaluate_on_gate,
+    judge,
+    margin,
+    split_gate,
+)
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
 from lure_engine.update import update_config_to_dict
 from worker.attempts import WorkerContext, runner_name
+from worker.data_check import check_data
 from worker.learner import load_starting_point
 from worker.publish import Published, publish
 
@@ -92,7 +100,8 @@ def execute_job(ctx: WorkerContext, job_id: int, runner: str | None = None) -> O
         return claim
     progress = _ProgressWriter(ctx, job_id, runner)
     try:
-        _run_claimed(ctx, job_id, progress)
+        if _run_claimed(ctx, job_id, progress) is None:
+            return Outcome.QUARANTINED
     except Exception as error:
         if is_infrastructure_fault(error):
             reason = f"an unreachable database or broker ({type(error).__name__})"
@@ -181,10 +190,14 @@ def _train_candidates(
     """Step 2: each candidate from the same starting point, on the same data and seeds
     (``lure_core.update_inputs.train_candidate``), judged on the gate split against live."""
     recipe = inputs.recipe
-    gate_x, gate_y = as_tensors(inputs.data.val, device, recipe.preprocessing)
-    live = None
+    gate = split_gate(
+        *as_tensors(inputs.data.val, device, recipe.preprocessing), inputs.data.val_own_rows
+    )
+    live = live_own = None
     if inputs.start.version is not None:
-        live = evaluate_on_gate(starting_model(inputs).to(device), gate_x, gate_y)
+        start = starting_model(inputs).to(device)
+        live = evaluate_on_gate(start, gate.x, gate.y)
+        live_own = evaluate_on_gate(start, gate.own_x, gate.own_y).accuracy
     candidates = []
     for number, strategy in enumerate(strategies, start=1):
         progress.candidate = {"candidate": strategy, "candidate_number": number}
@@ -193,13 +206,17 @@ def _train_candidates(
         started = time.perf_counter()
         config = recipe.update_config_for(strategy)
         trained = train_candidate(inputs, strategy, device, progress.training, config=config)
-        evaluation = evaluate_on_gate(trained.model, gate_x, gate_y)
+        evaluation = evaluate_on_gate(trained.model, gate.x, gate.y)
+        verdict = judge(evaluation, live, recipe.policy)
+        own = evaluate_on_gate(trained.model, gate.own_x, gate.own_y).accuracy
+        verdict.numbers["gate_rows"] = gate.record()
+        verdict.numbers["own_rows_accuracy"] = {"candidate": own, "live": live_own}
         candidates.append(
             Candidate(
                 strategy,
                 trained,
                 evaluation,
-                judge(evaluation, live, recipe.policy),
+                verdict,
                 time.perf_counter() - started,
                 update_config_to_dict(config),
             )
@@ -275,7 +292,7 @@ def _gate_record(
     }
 
 
-def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> int:
+def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> int | None:
     """Load inputs → train every candidate → save artefacts → publish, timing each step."""
     started = time.perf_counter()
     torch.use_deterministic_algorithms(ctx.settings.deterministic)
@@ -283,9 +300,11 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
         lambda: _load_inputs(ctx, job_id), f"job {job_id}: reading its inputs"
     )
     load_seconds = time.perf_counter() - started
-    candidates, live = _train_candidates(
-        inputs, strategies, training_device(ctx.settings), progress
-    )
+    device = training_device(ctx.settings)
+    progress.phase("data gate")
+    if ride_out(lambda: check_data(ctx, job_id, inputs, device), f"job {job_id}: data gate"):
+        return None  # quarantined: nothing trained, nothing published
+    candidates, live = _train_candidates(inputs, strategies, device, progress)
     progress.candidate = {}
     progress.phase("publish")
     rank_by = inputs.recipe.policy.rank_by

@@ -74,6 +74,7 @@ def _megabatch_data(
         train=train.subset(np.concatenate([replay_ids, megabatch.train_ids]).astype(np.int64)),
         val=train.subset(seen_val),
         test=test,
+        val_own_rows=len(megabatch.val_ids),
     )
 
 

@@ -21,7 +21,16 @@ from lure_core.records import (
 )
 from service.api.schemas import JobOut, MegaBatchOut, ModelOut, VersionOut
 
-_MEGABATCH_COLUMNS = ("index", "state", "n_samples", "n_train", "n_val", "split_seed", "sealed_at")
+_MEGABATCH_COLUMNS = (
+    "index",
+    "state",
+    "n_samples",
+    "n_train",
+    "n_val",
+    "split_seed",
+    "sealed_at",
+    "data_gate",
+)
 
 
 def megabatches_out(session: Session, models: dict[int, ModelRow], *where) -> list[MegaBatchOut]:

@@ -7,30 +7,79 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from lure_engine.data_gate import DataGatePolicy
 from lure_engine.forgetting import STRATEGIES
+from lure_engine.gate import PromotionPolicy
 from lure_engine.importance import ESTIMATORS
 
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 StrategyOrAuto = Literal[(*STRATEGIES, "auto")]  # type: ignore[valid-type]
 Importance = Literal[tuple(ESTIMATORS)]  # type: ignore[valid-type]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_POLICY = PromotionPolicy()  # the engine holds every default of the gates
+_DATA_GATE = DataGatePolicy()
 
 
 class PromotionPolicyIn(BaseModel):
-    """When a candidate may replace the live version (``lure_engine/gate.py``); null: rule off."""
+    """When a candidate may replace the live version (``lure_engine/gate.py``, which holds the
+    defaults); null: rule off."""
 
     model_config = ConfigDict(extra="forbid")
 
     min_accuracy_delta: float | None = Field(
-        -0.01, ge=-1, le=1, description="candidate − live accuracy on the gate split, at least"
+        _POLICY.min_accuracy_delta,
+        ge=-1,
+        le=1,
+        description="candidate − live accuracy on the gate split, at least",
     )
-    max_ece_increase: float | None = Field(None, ge=0, le=1)
-    min_class_recall: float | None = Field(None, ge=0, le=1)
-    max_class_recall_drop: float | None = Field(None, ge=0, le=1)
+    max_ece_increase: float | None = Field(_POLICY.max_ece_increase, ge=0, le=1)
+    max_nll_increase: float | None = Field(
+        _POLICY.max_nll_increase,
+        ge=0,
+        le=100,
+        description="mean negative log-likelihood per gate row may rise by at most this (nats)",
+    )
+    min_class_recall: float | None = Field(_POLICY.min_class_recall, ge=0, le=1)
+    max_class_recall_drop: float | None = Field(_POLICY.max_class_recall_drop, ge=0, le=1)
     max_flip_rate: float | None = Field(
-        None, ge=0, le=1, description="share of gate samples whose predicted label may change"
+        _POLICY.max_flip_rate,
+        ge=0,
+        le=1,
+        description="share of gate samples whose predicted label may change",
+    )
+    significance: float | None = Field(
+        _POLICY.significance,
+        gt=0,
+        lt=1,
+        description="a rule holds a candidate only when its one-sided test says it is broken "
+        "beyond noise at this level; null: plain thresholds",
     )
     rank_by: Literal["accuracy", "ece", "worst_class_recall"] = "accuracy"
+
+
+class DataGateIn(BaseModel):
+    """The data gate (``lure_engine/data_gate.py``, which holds the defaults): before training,
+    the live model scores the new mega-batch; one far out of line with the recent ones is
+    quarantined (``quarantine``), only recorded (``warn``), or not checked (``off``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["off", "warn", "quarantine"] = _DATA_GATE.mode
+    max_accuracy_drop: float = Field(
+        _DATA_GATE.max_accuracy_drop,
+        gt=0,
+        le=1,
+        description="how far the live model's accuracy on a new mega-batch may fall below its "
+        "accuracy on the recent ones",
+    )
+    significance: float = Field(_DATA_GATE.significance, gt=0, lt=1)
+    max_conflict_rate: float = Field(
+        _DATA_GATE.max_conflict_rate,
+        ge=0,
+        le=1,
+        description="share of rows that repeat an image of the stream under another label",
+    )
+    label_skew_significance: float = Field(_DATA_GATE.label_skew_significance, gt=0, lt=1)
 
 
 class TrainUntilIn(BaseModel):
@@ -59,6 +108,7 @@ class _Candidates(BaseModel):
         None, ge=1, le=1000, description="auto: stop training a strategy after K losses in a row"
     )
     promotion: PromotionPolicyIn = Field(default_factory=PromotionPolicyIn)
+    data_gate: DataGateIn = Field(default_factory=DataGateIn)
     keep_versions: int | None = Field(
         None,
         ge=1,
@@ -163,6 +213,7 @@ MUTABLE_FIELDS = (
     "challengers",
     "retire_after",
     "promotion",
+    "data_gate",
     "class_names",
     "keep_versions",
     "train_until",
@@ -179,6 +230,7 @@ class ModelPatch(BaseModel):
     challengers: list[Strategy] | None = Field(None, max_length=5)
     retire_after: int | None = Field(None, ge=1, le=1000)
     promotion: PromotionPolicyIn | None = None
+    data_gate: DataGateIn | None = None
     class_names: list[str] | None = None
     keep_versions: int | None = Field(None, ge=1, le=1_000_000)
     train_until: TrainUntilIn | None = None
@@ -233,6 +285,11 @@ class MegaBatchOut(BaseModel):
     job_id: int | None = None
     version: int | None = None
     sealed_at: datetime | None = None
+    data_gate: dict | None = Field(
+        None,
+        description="the data gate's verdict on it: passed, warned or quarantined, its reasons "
+        "and numbers, and who released or discarded it",
+    )
 
 
 class ChunkOut(BaseModel):

@@ -10,6 +10,7 @@ app = typer.Typer(help="LURE: keep a deployed image classifier fresh.", no_args_
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(remote.jobs_app, name="jobs")
+app.add_typer(remote.megabatches_app, name="megabatches")
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("worker")(server.worker)

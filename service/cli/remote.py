@@ -492,6 +492,70 @@ def jobs_retry(
     )
 
 
+megabatches_app = typer.Typer(
+    help="Mega-batches: list them with the data gate's verdicts; release or discard a "
+    "quarantined one.",
+    no_args_is_help=True,
+)
+
+
+@megabatches_app.command("list")
+def megabatches_list(model: str = MODEL, url: str = URL, api_key: str = API_KEY) -> None:
+    """The model's mega-batches, their state and the data gate's verdict."""
+    try:
+        with _client(url, api_key) as client:
+            rows = client.megabatches(model)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    table = Table(title=f"mega-batches of {model}")
+    for column in ("mega-batch", "state", "samples", "version", "data gate"):
+        table.add_column(column)
+    for row in rows:
+        gate = row.get("data_gate") or {}
+        said = "; ".join(gate.get("reasons", []) + gate.get("flags", []))
+        verdict = gate.get("verdict", "–") + (f": {said[:120]}" if said else "")
+        table.add_row(
+            str(row["index"]),
+            row["state"],
+            str(row["n_samples"]),
+            str(row["version"] or "–"),
+            verdict,
+        )
+    console.print(table)
+
+
+def _decide(model: str, index: int, action: str, url: str, api_key: str) -> None:
+    try:
+        with _client(url, api_key) as client:
+            row = client.decide_quarantined(model, index, action)
+    except LureError as error:
+        raise fail(str(error.detail)) from None
+    done = "released: it trains next" if action == "release" else "discarded: never trained on"
+    typer.echo(f"mega-batch {row['index']} of {model} {done}")
+
+
+@megabatches_app.command("release")
+def megabatches_release(
+    index: int = typer.Argument(..., help="The quarantined mega-batch's index."),
+    model: str = MODEL,
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Train a quarantined mega-batch as it is (admin); the data gate does not judge it again."""
+    _decide(model, index, "release", url, api_key)
+
+
+@megabatches_app.command("discard")
+def megabatches_discard(
+    index: int = typer.Argument(..., help="The quarantined mega-batch's index."),
+    model: str = MODEL,
+    url: str = URL,
+    api_key: str = API_KEY,
+) -> None:
+    """Keep a quarantined mega-batch out of training for good (admin)."""
+    _decide(model, index, "discard", url, api_key)
+
+
 def import_(
     weights: Path = typer.Argument(..., help="A .safetensors, .pt or .pth state dict."),
     model: str = MODEL,

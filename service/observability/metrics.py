@@ -14,7 +14,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lure_core.records import PENDING, JobRow, JobState, ModelRow, VersionRow
+from lure_core.records import (
+    PENDING,
+    JobRow,
+    JobState,
+    MegaBatchRow,
+    MegaBatchState,
+    ModelRow,
+    VersionRow,
+)
 from service.disk_use import DiskUse
 from service.health import FileVerifier, assess
 
@@ -62,6 +70,9 @@ class ApiMetrics:
         self, sessions: sessionmaker[Session], verifier: FileVerifier, disk: DiskUse, settings
     ) -> None:
         self.registry.register(DatabaseCollector(sessions, verifier, disk, settings))
+
+
+_GATED = (MegaBatchState.QUARANTINED, MegaBatchState.DISCARDED)
 
 
 class DatabaseCollector:
@@ -124,7 +135,30 @@ class DatabaseCollector:
         yield gauge
         yield self._durations(names, timings)
         yield from self._gate(names)
+        yield self._data_gate(names)
         yield from self._health(list(names.values()))
+
+    def _data_gate(self, names: dict[int, str]) -> GaugeMetricFamily:
+        """Mega-batches the data gate quarantined (waiting for an admin) or an admin discarded."""
+        with self.sessions() as session:
+            counts = {
+                (model_id, state): count
+                for model_id, state, count in session.execute(
+                    select(MegaBatchRow.model_id, MegaBatchRow.state, func.count())
+                    .where(MegaBatchRow.state.in_(_GATED))
+                    .group_by(MegaBatchRow.model_id, MegaBatchRow.state)
+                )
+            }
+        gauge = GaugeMetricFamily(
+            "lure_megabatches_quarantined",
+            "Mega-batches stopped by the data gate, by model and state (quarantined: waiting "
+            "for an admin; discarded)",
+            labels=["model", "state"],
+        )
+        for model_id, name in names.items():
+            for state in _GATED:
+                gauge.add_metric([name, state], counts.get((model_id, state), 0))
+        return gauge
 
     def _gate(self, names: dict[int, str]):
         """Gate verdicts of the winning candidates, and the last winner's margin over live."""

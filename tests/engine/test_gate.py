@@ -10,15 +10,14 @@ from lure_engine.gate import GateEvaluation, PromotionPolicy, evaluate_on_gate, 
 LABELS = torch.tensor([0] * 10 + [1] * 10)  # 20 gate samples, two classes
 
 
-def _evaluation(predictions: list[int], ece: float = 0.05) -> GateEvaluation:
-    predicted = torch.tensor(predictions)
-    correct = predicted.eq(LABELS)
+def _evaluation(
+    predictions: list[int], ece: float = 0.05, nll: float = 0.3, labels: torch.Tensor = LABELS
+) -> GateEvaluation:
     return GateEvaluation(
-        accuracy=float(correct.float().mean()),
+        labels=labels,
+        predictions=torch.tensor(predictions),
+        row_nll=torch.full((len(labels),), nll),
         ece=ece,
-        class_recall={c: float(correct[LABELS == c].float().mean()) for c in (0, 1)},
-        predictions=predicted,
-        count=len(LABELS),
     )
 
 
@@ -31,6 +30,8 @@ ALL_RULES = PromotionPolicy(
     min_class_recall=0.75,
     max_class_recall_drop=0.15,
     max_flip_rate=0.2,
+    max_nll_increase=0.5,
+    significance=None,  # plain thresholds: each rule's arithmetic, apart from its test
 )
 
 CANDIDATES = {
@@ -44,6 +45,8 @@ CANDIDATES = {
     "max_class_recall_drop": _evaluation([0] * 10 + [1] * 7 + [0] * 3),
     # the same accuracy and recalls, the errors moved: 4 of 20 labels flip
     "max_flip_rate": _evaluation([1] + [0] * 9 + [0] + [1] * 9),
+    # the same predictions as live, each one far less sure of its label
+    "max_nll_increase": _evaluation([0] * 9 + [1] + [1] * 9 + [0], nll=1.3),
 }
 
 # where one candidate's other numbers sit on another rule's threshold, that threshold moves so
@@ -70,6 +73,7 @@ def test_each_rule_holds_back_the_candidate_built_to_break_it_and_only_it(rule):
         "min_class_recall": "below the floor",
         "max_class_recall_drop": "recall dropped",
         "max_flip_rate": "changed their predicted label",
+        "max_nll_increase": "log-likelihood rose",
     }[rule]
     assert keyword in verdict.reasons[0]
     # with that one rule off, the same candidate passes
@@ -97,11 +101,12 @@ def test_without_a_live_version_only_the_absolute_floor_applies():
     assert not held.passed and "class 0" in held.reasons[0]
 
 
-def test_the_default_policy_tolerates_one_point_and_no_more():
-    assert PromotionPolicy().min_accuracy_delta == -0.01
+def test_plain_thresholds_tolerate_one_point_and_no_more():
+    plain = PromotionPolicy(significance=None)
+    assert plain.min_accuracy_delta == -0.01
     one_wrong_more = _evaluation([0] * 8 + [1, 1] + [1] * 9 + [0])  # −0.05
-    assert not judge(one_wrong_more, LIVE, PromotionPolicy()).passed
-    assert judge(LIVE, LIVE, PromotionPolicy()).passed
+    assert not judge(one_wrong_more, LIVE, plain).passed
+    assert judge(LIVE, LIVE, plain).passed
 
 
 def test_an_unknown_ranking_metric_is_refused():
@@ -118,3 +123,71 @@ def test_evaluate_on_gate_measures_a_real_model():
     assert evaluation.accuracy == 1.0
     assert set(evaluation.class_recall) == set(y.tolist())
     assert evaluation.predictions.equal(y)
+
+
+# --- the default gate tests each rule against the noise of the rows it was measured on ---
+
+
+def _paired(n: int, only_live: int, only_candidate: int, both: int) -> tuple:
+    """Gate evaluations of live and a candidate on n rows of one class (label 0)."""
+    labels = torch.zeros(n, dtype=torch.long)
+    live = [0] * (only_live + both) + [1] * (n - only_live - both)
+    candidate = [1] * only_live + [0] * both + [0] * only_candidate
+    candidate += [1] * (n - len(candidate))
+    return _evaluation(candidate, labels=labels), _evaluation(live, labels=labels)
+
+
+def test_two_and_a_half_points_down_on_120_rows_is_noise_and_passes_by_default():
+    # the demo's spurious hold: −2.5 points on a 120-row gate split
+    candidate, live = _paired(120, only_live=8, only_candidate=5, both=80)
+    verdict = judge(candidate, live, PromotionPolicy())
+    assert candidate.accuracy - live.accuracy == pytest.approx(-0.025, abs=1e-6)
+    assert verdict.passed, verdict.reasons
+    test = verdict.numbers["tests"]["min_accuracy_delta"]
+    assert test["test"] == "mcnemar_exact" and test["rows"] == 120 and test["p_value"] > 0.05
+    # with plain thresholds the same candidate is held
+    assert not judge(candidate, live, PromotionPolicy(significance=None)).passed
+
+
+def test_the_same_drop_measured_on_many_rows_is_held_with_its_p_value():
+    candidate, live = _paired(4000, only_live=300, only_candidate=100, both=2400)  # −5 points
+    verdict = judge(candidate, live, PromotionPolicy())
+    assert not verdict.passed
+    assert "accuracy changed by -0.0500" in verdict.reasons[0] and "p = " in verdict.reasons[0]
+    assert verdict.numbers["tests"]["min_accuracy_delta"]["p_value"] < 1e-6
+
+
+def test_a_confidently_wrong_model_is_held_by_the_default_likelihood_rule():
+    # an import's first update that collapsed: about as accurate, every answer sure and wrong
+    live = _evaluation([0] * 9 + [1] + [1] * 9 + [0], nll=0.4)
+    broken = _evaluation([0] * 9 + [1] + [1] * 9 + [0], nll=4.6)
+    broken = GateEvaluation(broken.labels, broken.predictions, broken.row_nll + torch.rand(20), 0.8)
+    verdict = judge(broken, live, PromotionPolicy())
+    assert not verdict.passed and "log-likelihood rose" in verdict.reasons[0]
+
+
+def test_a_default_flip_rule_holds_a_model_that_changed_most_answers():
+    labels = torch.tensor([0, 1] * 100)
+    live = _evaluation(labels.tolist(), labels=labels)
+    shuffled = _evaluation((1 - labels).tolist()[:180] + labels.tolist()[180:], labels=labels)
+    verdict = judge(shuffled, live, PromotionPolicy(min_accuracy_delta=None))
+    assert not verdict.passed and "changed their predicted label" in verdict.reasons[0]
+
+
+def test_the_shifted_mcnemar_test_is_mcnemars_at_zero_tolerance():
+    from scipy.stats import binomtest
+
+    from lure_engine.gate_statistics import paired_accuracy_test
+
+    candidate, live = _paired(100, only_live=12, only_candidate=4, both=50)
+    test = paired_accuracy_test(candidate.correct, live.correct, 0.0)
+    expected = binomtest(4, 16, 0.5, alternative="less").pvalue
+    assert test.p_value == pytest.approx(expected)
+    # an impossible demand (+100 points) is rejected outright; any loss within tolerance is not
+    assert paired_accuracy_test(candidate.correct, live.correct, 1.0).p_value == 0.0
+    assert paired_accuracy_test(candidate.correct, live.correct, -0.5).p_value == 1.0
+
+
+def test_a_significance_outside_zero_and_one_is_refused():
+    with pytest.raises(ValueError, match="significance"):
+        PromotionPolicy(significance=1.5)

@@ -32,6 +32,8 @@ def test_every_route_but_the_probes_needs_a_key(client, model):
         ("POST", "/v1/models/digits/megabatches/seal", {}),
         ("POST", "/v1/models/digits/predict", {"json": {"images": ["x"]}}),
         ("POST", "/v1/models/digits/versions/1/promote", {}),
+        ("POST", "/v1/models/digits/megabatches/1/release", {}),
+        ("POST", "/v1/models/digits/megabatches/1/discard", {}),
     ]
     for method, path, kwargs in calls:
         answer = client.request(method, path, headers=headers, **kwargs)
@@ -113,6 +115,9 @@ def test_scopes_gate_writes(client, model, make_key, digits):
     assert denied.status_code == 403 and "lacks the 'ingest' scope" in denied.json()["detail"]
     assert call(ingest, "POST", "/v1/models", json={**DIGITS_MODEL, "name": "x"}).status_code == 403
     assert call(ingest, "POST", "/v1/models/digits/versions/1/promote").status_code == 403
+    for action in ("release", "discard"):  # deciding on a quarantined mega-batch: admin only
+        refused = call(ingest, "POST", f"/v1/models/digits/megabatches/1/{action}")
+        assert refused.status_code == 403 and "'admin' scope" in refused.json()["detail"]
     assert (
         call(
             ingest,

@@ -1,0 +1,127 @@
+"""The data gate's step of an update: before training, the live model judges the new mega-batch.
+
+A mega-batch out of line with the stream (``lure_engine/data_gate.py``) is quarantined under the
+default policy: its job ends without training, the mega-batch leaves the gate split and never
+joins the replay memory, and ``/readyz`` says so until an admin releases or discards it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import numpy as np
+import torch
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lure_core.job_store import quarantine
+from lure_core.lineage import model_name
+from lure_core.records import MegaBatchRow, MegaBatchState, MetricsRow, VersionRow
+from lure_core.update_inputs import UpdateInputs, starting_model
+from lure_engine.data_gate import (
+    DataVerdict,
+    Scored,
+    conflicting_labels,
+    judge_data,
+    label_skew_p_value,
+    pixel_hashes,
+)
+from lure_engine.metrics import evaluate
+from lure_engine.pipeline import as_tensors
+from worker.attempts import WorkerContext
+
+log = logging.getLogger("lure.worker")
+RECENT = 3  # mega-batches the new one is compared with
+
+
+def recent_scores(session: Session, inputs: UpdateInputs) -> Scored | None:
+    """The live lineage's last prequential accuracies (each version's parent on its mega-batch),
+    pooled; versions trained from random weights say nothing about the data and are left out."""
+    version, correct, rows = inputs.start.version, 0.0, 0
+    for _ in range(RECENT):
+        if version is None or version.parent_number is None:
+            break
+        row = session.execute(
+            select(MetricsRow.prequential_accuracy, MegaBatchRow.n_samples)
+            .join(MegaBatchRow, MegaBatchRow.id == version.megabatch_id)
+            .where(MetricsRow.version_id == version.id)
+        ).first()
+        if row is not None and row[0] is not None:
+            correct, rows = correct + row[0] * row[1], rows + row[1]
+        version = session.scalar(
+            select(VersionRow).where(
+                VersionRow.model_id == inputs.model_id,
+                VersionRow.number == version.parent_number,
+            )
+        )
+    return Scored(round(correct), rows) if rows else None
+
+
+def _stream_seen(inputs: UpdateInputs) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels the stream already holds: the replay memory and earlier validation."""
+    data = inputs.data
+    replayed = len(data.train.y) - len(data.train_split.y)
+    earlier = len(data.val.y) - data.val_own_rows
+    images = np.concatenate([data.train.x[:replayed], data.val.x[:earlier]])
+    return images, np.concatenate([data.train.y[:replayed], data.val.y[:earlier]])
+
+
+def judge_megabatch(
+    session: Session, inputs: UpdateInputs, device: torch.device
+) -> DataVerdict | None:
+    """None: nothing to judge with (no live model yet)."""
+    if inputs.start.version is None or inputs.start.state is None:
+        return None
+    data, recipe = inputs.data, inputs.recipe
+    scored = evaluate(
+        starting_model(inputs).to(device), *as_tensors(data.megabatch, device, recipe.preprocessing)
+    )
+    new = Scored(scored.count - scored.errors, scored.count)
+    images, labels = _stream_seen(inputs)
+    skew = label_skew_p_value(data.megabatch.y, labels, recipe.num_classes) if len(labels) else None
+    stream = dict(zip(pixel_hashes(images), labels.tolist(), strict=True))
+    conflicts = conflicting_labels(data.megabatch.x, data.megabatch.y, stream)
+    return judge_data(new, recent_scores(session, inputs), skew, conflicts, recipe.data_policy)
+
+
+def check_data(ctx: WorkerContext, job_id: int, inputs: UpdateInputs, device) -> bool:
+    """Judge and record; True: the mega-batch is quarantined and must not be trained on."""
+    policy = inputs.recipe.data_policy
+    with ctx.sessions.begin() as session:
+        megabatch = session.scalar(
+            select(MegaBatchRow).where(
+                MegaBatchRow.model_id == inputs.model_id,
+                MegaBatchRow.index == inputs.megabatch_index,
+            )
+        )
+        if policy.mode == "off" or (megabatch.data_gate or {}).get("released_at"):
+            return False  # an admin released it: trained as it is
+        verdict = judge_megabatch(session, inputs, device)
+        if verdict is None:
+            return False
+        quarantined = verdict.out_of_line and policy.mode == "quarantine"
+        action = "quarantined" if quarantined else "warned" if verdict.out_of_line else "passed"
+        megabatch.data_gate = {
+            "verdict": action,
+            "mode": policy.mode,
+            **verdict.to_dict(),
+            "at": datetime.now(UTC).isoformat(),
+        }
+        if quarantined:
+            megabatch.state = MegaBatchState.QUARANTINED
+            quarantine(session, job_id)
+    if action != "passed" or verdict.flags:
+        _log_verdict(model_name(ctx.sessions, inputs.model_id), inputs, action, verdict)
+    return quarantined
+
+
+def _log_verdict(name: str, inputs: UpdateInputs, action: str, verdict: DataVerdict) -> None:
+    log.warning(
+        "mega-batch %s of model %s %s by the data gate: %s",
+        inputs.megabatch_index,
+        name,
+        action,
+        "; ".join(verdict.reasons + verdict.flags),
+        extra={"model_id": inputs.model_id, "megabatch": inputs.megabatch_index},
+    )
