@@ -119,7 +119,7 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
                     ).all()
                 for job_id in queued:
                     outcome = execute_job(ctx, job_id)
-                    assert outcome.value == "published", outcome
+                    assert outcome.value in ("published", "quarantined"), outcome
                 model = client.get("/v1/models/cifar").json()
                 live = client.get(f"/v1/models/cifar/versions/{model['live_version']}").json()
                 live_curve.append(
@@ -127,12 +127,18 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
                 )
             versions = client.get("/v1/models/cifar/versions").json()
             strategies = client.get("/v1/models/cifar/strategies").json()
+            megabatches = client.get("/v1/models/cifar/megabatches").json()
     return {
         "scenario": scenario,
         "seed": seed,
         "live_curve": live_curve,
         "final": live_curve[-1],
         "held": sum(v["release"] == "held" for v in versions),
+        "quarantined": [m["index"] for m in megabatches if m["state"] == "quarantined"],
+        "data_gate": [
+            {"megabatch": m["index"], **(m["data_gate"] or {"verdict": "not judged"})}
+            for m in megabatches
+        ],
         "compute_seconds": sum(v["candidate_seconds"] or 0 for v in versions),
         "candidates_trained": len(versions),
         "wins": strategies["wins"],
@@ -146,6 +152,7 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
                 "verdict": v["gate"]["verdict"],
                 "reasons": v["gate"]["reasons"],
                 "gate_accuracy": v["gate"]["numbers"]["candidate"]["accuracy"],
+                "gate_numbers": v["gate"]["numbers"],
                 **_summary(v),
             }
             for v in versions
@@ -175,10 +182,17 @@ def _job(
     return scenario, seed, result["final"]["test_accuracy"]
 
 
-def run(dataset: str, runs_dir: Path, workers: int, scenarios: list[str], scale: dict) -> None:
+def run(
+    dataset: str,
+    runs_dir: Path,
+    workers: int,
+    scenarios: list[str],
+    scale: dict,
+    seeds: tuple[int, ...] = SEEDS,
+) -> None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     pending = [
-        (s, seed) for seed in SEEDS for s in scenarios if not _path(runs_dir, s, seed).exists()
+        (s, seed) for seed in seeds for s in scenarios if not _path(runs_dir, s, seed).exists()
     ]
     print(f"{len(pending)} jobs to run with {workers} single-threaded workers", flush=True)
     started = time.perf_counter()
@@ -255,6 +269,7 @@ def main() -> None:
     run_parser.add_argument("--dataset", required=True, help="npz:PATH | cifar10:DIR | digits")
     run_parser.add_argument("--workers", type=int, default=1)
     run_parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    run_parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     run_parser.add_argument("--runs-dir", type=Path, default=Path("runs/promotion_gate"))
     run_parser.add_argument("--megabatch-size", type=int, default=MEGABATCH_SIZE)
     run_parser.add_argument("--epochs", type=int, default=MODEL["epochs"])
@@ -264,7 +279,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "run":
         scale = {"megabatch_size": args.megabatch_size, "epochs": args.epochs, "width": args.width}
-        run(args.dataset, args.runs_dir, args.workers, args.scenarios.split(","), scale)
+        seeds = tuple(int(seed) for seed in args.seeds.split(","))
+        run(args.dataset, args.runs_dir, args.workers, args.scenarios.split(","), scale, seeds)
     else:
         body = report(args.runs_dir)
         (DOCS / "benchmarks").mkdir(exist_ok=True)

@@ -20,6 +20,18 @@ from scipy.stats import chisquare, norm
 MODES = ("off", "warn", "quarantine")
 
 
+def json_safe(value):
+    """A record every database stores: NaN and infinities (an empty split's accuracy) become
+    None, as PostgreSQL's JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class DataGatePolicy:
     """``mode``: ``quarantine`` (an out-of-line mega-batch is not trained on until an admin
@@ -69,7 +81,7 @@ class DataVerdict:
         return bool(self.reasons)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return json_safe(asdict(self))
 
 
 def accuracy_drop_p_value(new: Scored, recent: Scored, tolerance: float) -> float:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from lure_engine.data_gate import json_safe
 from lure_engine.gate_statistics import (
     TestResult,
     paired_accuracy_test,
@@ -185,7 +186,7 @@ class Verdict:
         return {
             "verdict": "passed" if self.passed else "held",
             "reasons": self.reasons,
-            "numbers": self.numbers,
+            "numbers": json_safe(self.numbers),
         }
 
 

@@ -38,6 +38,7 @@ from lure_core.update_inputs import (
     starting_model,
     train_candidate,
 )
+from lure_engine.data_gate import json_safe
 from lure_engine.devices import choose_device
 from lure_engine.gate import (
     GateEvaluation,
@@ -288,7 +289,7 @@ def _gate_record(
         **candidate.verdict.to_dict(),
         "winner": winner,
         "rank_by": rank_by,
-        "margin": margin(candidate.evaluation, live, rank_by),
+        "margin": json_safe(margin(candidate.evaluation, live, rank_by)),
     }
 
 

@@ -1,7 +1,8 @@
 """Gates, challengers and audits with real processes (API, Celery worker, CLI) on both databases:
-a poisoned mega-batch after good ones is held while ``/predict`` keeps serving the version before
-it, the next good one passes, siblings share parent and data, and ``lure audit`` rebuilds the
-winner bit for bit."""
+a poisoned mega-batch after good ones is quarantined by the data gate before training while
+``/predict`` keeps serving the version before it, the next good one passes, an admin releases the
+quarantined one with ``lure megabatches release``, siblings share parent and data, and
+``lure audit`` rebuilds the winner bit for bit."""
 
 from __future__ import annotations
 
@@ -49,6 +50,27 @@ def _wait_for_megabatch(client, index: int) -> dict:
     raise AssertionError(f"mega-batch {index} was never published")
 
 
+def _wait_for_job_state(client, index: int, state: str) -> dict:
+    import time
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        jobs = [j for j in client.get("/v1/models/gated/jobs").json() if j["megabatch"] == index]
+        if jobs and jobs[0]["state"] == state:
+            return jobs[0]
+        time.sleep(0.5)
+    raise AssertionError(f"the job of mega-batch {index} never became {state}")
+
+
+def _lure(deployment, *args: str) -> str:
+    env = deployment.env | {"LURE_URL": deployment.url, "LURE_API_KEY": deployment.key}
+    result = subprocess.run(
+        lure_command(*args), env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_gate_challengers_and_audit_across_processes(kind, request, tmp_path):
     deployment = make_deployment(kind, request, tmp_path)
@@ -66,10 +88,10 @@ def test_gate_challengers_and_audit_across_processes(kind, request, tmp_path):
             assert good["live"]
 
             _post(client, x[600:900], np.random.default_rng(1).permutation(y[600:900]))
-            poisoned = _wait_for_megabatch(client, 3)
-            assert poisoned["gate"]["verdict"] == "held", poisoned["gate"]
-            assert poisoned["release"] == "held" and not poisoned["live"]
+            _wait_for_job_state(client, 3, "quarantined")
             assert client.get("/v1/models/gated").json()["live_version"] == good["number"]
+            listed = _lure(deployment, "megabatches", "list", "--model", "gated")
+            assert "quarantined: the live model gets" in " ".join(listed.split())
             answer = client.post(
                 "/v1/models/gated/predict", json={"images": png_images(data.test.x[:3])}
             ).json()
@@ -79,6 +101,9 @@ def test_gate_challengers_and_audit_across_processes(kind, request, tmp_path):
             recovered = _wait_for_megabatch(client, 4)
             assert recovered["parent"] == good["number"]
             assert recovered["gate"]["verdict"] == "passed" and recovered["live"]
+            released = _lure(deployment, "megabatches", "release", "3", "--model", "gated")
+            assert "mega-batch 3 of gated released" in released
+            assert _wait_for_megabatch(client, 3)["parent"] == recovered["number"]
 
             versions = client.get("/v1/models/gated/versions").json()
             for index in (1, 2, 3, 4):
@@ -90,16 +115,9 @@ def test_gate_challengers_and_audit_across_processes(kind, request, tmp_path):
             summary = client.get("/v1/models/gated/strategies").json()
             assert sum(summary["wins"].values()) == 4
 
-        env = deployment.env | {"LURE_URL": deployment.url, "LURE_API_KEY": deployment.key}
-        result = subprocess.run(
-            lure_command("audit", "--model", "gated", "--version", str(recovered["number"])),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert '"result": "match"' in result.stdout
+        number = str(recovered["number"])
+        audit = _lure(deployment, "audit", "--model", "gated", "--version", number)
+        assert '"result": "match"' in audit
     except BaseException:
         print(deployment.logs())
         raise
