@@ -16,8 +16,11 @@ from lure_core.recipe import Recipe
 from lure_core.records import MegaBatchRow, VersionRow
 
 
-def results_by_megabatch(session: Session, model_id: int) -> dict[int, dict[str, bool]]:
-    """Mega-batch index → {strategy: won} for every mega-batch trained with candidates."""
+def results_by_megabatch(
+    session: Session, model_id: int, ties_win: bool = False
+) -> dict[int, dict[str, bool]]:
+    """Mega-batch index → {strategy: won} for every mega-batch trained with candidates;
+    ``ties_win``: a tie with the winner counts too (for retirement: it lost nothing)."""
     rows = session.execute(
         select(MegaBatchRow.index, VersionRow.strategy, VersionRow.gate)
         .join(MegaBatchRow, MegaBatchRow.id == VersionRow.megabatch_id)
@@ -25,7 +28,7 @@ def results_by_megabatch(session: Session, model_id: int) -> dict[int, dict[str,
     ).all()
     results: dict[int, dict[str, bool]] = defaultdict(dict)
     for index, strategy, gate in rows:
-        results[index][strategy] = bool(gate.get("winner"))
+        results[index][strategy] = bool(gate.get("winner") or (ties_win and gate.get("tied")))
     return dict(results)
 
 
@@ -46,7 +49,7 @@ def retired_strategies(session: Session, model_id: int, recipe: Recipe) -> set[s
     limit = recipe.retire_losers_after
     if limit is None:
         return set()
-    results = results_by_megabatch(session, model_id)
+    results = results_by_megabatch(session, model_id, ties_win=True)
     retired = {s for s in recipe.candidates if losses_in_a_row(results, s) >= limit}
     return retired if retired != set(recipe.candidates) else set()
 
@@ -61,6 +64,7 @@ def strategy_summary(session: Session, model_id: int, recipe: Recipe) -> dict:
         .order_by(MegaBatchRow.index, VersionRow.number)
     ).all()
     results = results_by_megabatch(session, model_id)
+    standing = results_by_megabatch(session, model_id, ties_win=True)
     strategies = list(dict.fromkeys([*recipe.candidates, *(v.strategy for _, v in rows)]))
     curves: dict[str, list] = {s: [] for s in strategies}
     seconds: dict[str, list[float]] = {s: [] for s in strategies}
@@ -82,7 +86,7 @@ def strategy_summary(session: Session, model_id: int, recipe: Recipe) -> dict:
     return {
         "candidates": list(recipe.candidates),
         "wins": {s: sum(1 for r in results.values() if r.get(s)) for s in strategies},
-        "losses_in_a_row": {s: losses_in_a_row(results, s) for s in strategies},
+        "losses_in_a_row": {s: losses_in_a_row(standing, s) for s in strategies},
         "retired": sorted(retired_strategies(session, model_id, recipe)),
         "retire_after": recipe.retire_losers_after,
         "seconds_per_candidate": {s: (sum(v) / len(v) if v else None) for s, v in seconds.items()},

@@ -351,24 +351,29 @@ def succeed(job: JobRow, version: int | None, timings: dict | None = None) -> No
         job.runner, job.timings, job.progress, job.error = None, timings, {"phase": "done"}, None
 
 
-def retry_failed(session: Session, job_id: int) -> bool:
-    """Queue a failed job again with a fresh attempt budget; False: it is not failed."""
+def _requeue(session: Session, job_id: int, finished: JobState, phase: str) -> bool:
+    """Queue a finished job again with a fresh attempt budget; False: it is not ``finished``."""
     return bool(
         rows_changed(
             session.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.state == JobState.FAILED)
+                .where(JobRow.id == job_id, JobRow.state == finished)
                 .values(
                     state=JobState.QUEUED,
                     attempts_base=JobRow.attempts,
                     dispatched_at=None,
                     finished_at=None,
-                    progress={"phase": "retry requested"},
+                    progress={"phase": phase},
                 )
                 .execution_options(synchronize_session=False)
             )
         )
     )
+
+
+def retry_failed(session: Session, job_id: int) -> bool:
+    """An admin's retry of a failed job; False: it is not failed."""
+    return _requeue(session, job_id, JobState.FAILED, "retry requested")
 
 
 def quarantine(session: Session, job_id: int) -> None:
@@ -386,24 +391,8 @@ def quarantine(session: Session, job_id: int) -> None:
 
 
 def release_quarantined(session: Session, job_id: int) -> bool:
-    """An admin released the quarantined mega-batch: queued again, with a fresh attempt budget;
-    False: the job is not quarantined."""
-    return bool(
-        rows_changed(
-            session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.state == JobState.QUARANTINED)
-                .values(
-                    state=JobState.QUEUED,
-                    attempts_base=JobRow.attempts,
-                    dispatched_at=None,
-                    finished_at=None,
-                    progress={"phase": "released from quarantine"},
-                )
-                .execution_options(synchronize_session=False)
-            )
-        )
-    )
+    """An admin released the quarantined mega-batch; False: the job is not quarantined."""
+    return _requeue(session, job_id, JobState.QUARANTINED, "released from quarantine")
 
 
 def discard(session: Session, job_id: int) -> bool:

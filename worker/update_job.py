@@ -283,11 +283,15 @@ def _version_row(
 
 
 def _gate_record(
-    candidate: Candidate, winner: bool, live: GateEvaluation | None, rank_by: str
+    candidate: Candidate, best: Candidate, live: GateEvaluation | None, rank_by: str
 ) -> dict:
+    """``tied``: a sibling that scored exactly what the winner scored (on the first mega-batch
+    lure and warm train the same weights): not a loss, so it does not count toward retirement."""
+    score = candidate.evaluation.score(rank_by)
     return {
         **candidate.verdict.to_dict(),
-        "winner": winner,
+        "winner": candidate is best,
+        "tied": candidate is not best and score == best.evaluation.score(rank_by),
         "rank_by": rank_by,
         "margin": json_safe(margin(candidate.evaluation, live, rank_by)),
     }
@@ -313,10 +317,12 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
     replay_state = inputs.replay_after()
     published = [
         Published(
-            _version_row(ctx, inputs, c, _gate_record(c, i == best, live, rank_by), replay_state),
+            _version_row(
+                ctx, inputs, c, _gate_record(c, candidates[best], live, rank_by), replay_state
+            ),
             c.update.metrics,
         )
-        for i, c in enumerate(candidates)
+        for c in candidates
     ]
     metrics = candidates[best].update.metrics
     timings = {
