@@ -158,6 +158,7 @@ def plot_curves(runs: dict, title: str, path: Path) -> None:
 
 
 def report(runs_dir: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     sections, document = [], {}
     for table_id, label, title in SECTIONS:
         runs = load_runs(runs_dir, table_id, label)
