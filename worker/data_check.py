@@ -36,26 +36,28 @@ RECENT = 3  # mega-batches the new one is compared with
 
 
 def recent_scores(session: Session, inputs: UpdateInputs) -> Scored | None:
-    """The live lineage's last prequential accuracies (each version's parent on its mega-batch),
-    pooled; versions trained from random weights say nothing about the data and are left out."""
-    version, correct, rows = inputs.start.version, 0.0, 0
-    for _ in range(RECENT):
-        if version is None or version.parent_number is None:
-            break
-        row = session.execute(
-            select(MetricsRow.prequential_accuracy, MegaBatchRow.n_samples)
-            .join(MegaBatchRow, MegaBatchRow.id == version.megabatch_id)
-            .where(MetricsRow.version_id == version.id)
-        ).first()
-        if row is not None and row[0] is not None:
-            correct, rows = correct + row[0] * row[1], rows + row[1]
-        version = session.scalar(
-            select(VersionRow).where(
-                VersionRow.model_id == inputs.model_id,
-                VersionRow.number == version.parent_number,
-            )
+    """The prequential accuracies of the last mega-batches (each measured by the model live when
+    it was trained, on the whole mega-batch; held versions count: their parent measured it),
+    pooled. Versions trained from random weights say nothing about the data and are left out."""
+    rows = session.execute(
+        select(MegaBatchRow.index, MetricsRow.prequential_accuracy, MegaBatchRow.n_samples)
+        .join(VersionRow, VersionRow.megabatch_id == MegaBatchRow.id)
+        .join(MetricsRow, MetricsRow.version_id == VersionRow.id)
+        .where(
+            MegaBatchRow.model_id == inputs.model_id,
+            MegaBatchRow.index < inputs.megabatch_index,
+            VersionRow.parent_number.is_not(None),
+            MetricsRow.prequential_accuracy.is_not(None),
         )
-    return Scored(round(correct), rows) if rows else None
+        .order_by(MegaBatchRow.index.desc())
+    ).all()
+    recent: dict[int, tuple[float, int]] = {}
+    for index, accuracy, samples in rows:  # siblings share a parent: one measurement each
+        if index not in recent and len(recent) < RECENT:
+            recent[index] = (accuracy * samples, samples)
+    if not recent:
+        return None
+    return Scored(round(sum(c for c, _ in recent.values())), sum(n for _, n in recent.values()))
 
 
 def _stream_seen(inputs: UpdateInputs) -> tuple[np.ndarray, np.ndarray]:

@@ -231,8 +231,33 @@ def test_dashboard_shows_candidates_side_by_side_and_held_versions(tmp_path):
                 "() => window.lureDashboard.charts.strategies.data.datasets.map(d => d.label)"
             )
             assert sorted(datasets) == ["lure", "warm"]
+            _quarantine_shows_and_is_released(page, base, key)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard_candidates.png"), full_page=True)
             browser.close()
             _api_docs_render(playwright, base)  # the same server: no CDN reachable from here
     assert errors == []
+
+
+def _quarantine_shows_and_is_released(page, base: str, key: str) -> None:
+    """A shuffled mega-batch is quarantined by the data gate; the dashboard lists it with its
+    reason, and its release button (an admin's decision) sends it to training."""
+    import numpy as np
+
+    data = load_digits_dataset()
+    shuffled = np.random.default_rng(0).permutation(data.train.y[600:900])
+    with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
+        c.post(
+            "/v1/models/gated/chunks?split=train",
+            headers=NPZ,
+            content=npz_body(data.train.x[600:900], shuffled),
+        ).raise_for_status()
+    page.wait_for_selector("#quarantined tbody tr[data-megabatch='3']", timeout=120_000)
+    assert page.locator("#quarantine").is_visible()
+    why = page.locator("#quarantined tbody tr[data-megabatch='3'] td.why").inner_text()
+    assert "disagree with what the model learnt" in why
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#quarantine").screenshot(path=str(ARTIFACTS / "dashboard_quarantine.png"))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#quarantined tbody tr[data-megabatch='3'] button", has_text="release").click()
+    page.wait_for_selector("#quarantine", state="hidden", timeout=30_000)

@@ -242,6 +242,7 @@ async function refreshModel() {
   const summary = await getJSON(`/v1/models/${model.name}/strategies`);
   strategyChart(summary);
   candidatesTable(versions, summary);
+  quarantineTable(model.name, await getJSON(`/v1/models/${model.name}/megabatches`));
 
   const body = document.querySelector("#versions tbody");
   body.replaceChildren();
@@ -271,6 +272,37 @@ async function refreshModel() {
       action.appendChild(button);
     }
   }
+}
+
+// Mega-batches the data gate quarantined, each with its reason and an admin's two choices.
+function quarantineTable(name, megabatches) {
+  const held = megabatches.filter((m) => m.state === "quarantined");
+  document.getElementById("quarantine").hidden = held.length === 0;
+  const body = document.querySelector("#quarantined tbody");
+  body.replaceChildren();
+  for (const m of held) {
+    const row = body.insertRow();
+    row.dataset.megabatch = m.index;
+    cell(row, "#" + m.index);
+    cell(row, m.n_samples);
+    cell(row, ((m.data_gate || {}).reasons || []).join("; "), "why");
+    const actions = row.insertCell();
+    for (const action of ["release", "discard"]) {
+      const button = document.createElement("button");
+      button.textContent = action;
+      button.onclick = () => decide(name, m.index, action);
+      actions.appendChild(button);
+    }
+  }
+}
+
+async function decide(name, index, action) {
+  const effect = action === "release" ? "train it as it is" : "keep it out of training for good";
+  if (!confirm(`${action} mega-batch ${index} of ${name}: ${effect}?`)) return;
+  const response = await fetch(`/v1/models/${name}/megabatches/${index}/${action}`,
+    { method: "POST", headers: authHeaders() });
+  if (!response.ok) alert(`${action} failed: ${(await response.json()).detail}`);
+  refresh();
 }
 
 async function promote(name, number) {
