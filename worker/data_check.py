@@ -70,7 +70,7 @@ def _stream_seen(inputs: UpdateInputs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def judge_megabatch(
-    session: Session, inputs: UpdateInputs, device: torch.device
+    recent: Scored | None, inputs: UpdateInputs, device: torch.device
 ) -> DataVerdict | None:
     """None: nothing to judge with (no live model yet)."""
     if inputs.start.version is None or inputs.start.state is None:
@@ -84,26 +84,36 @@ def judge_megabatch(
     skew = label_skew_p_value(data.megabatch.y, labels, recipe.num_classes) if len(labels) else None
     stream = dict(zip(pixel_hashes(images), labels.tolist(), strict=True))
     conflicts = conflicting_labels(data.megabatch.x, data.megabatch.y, stream)
-    return judge_data(new, recent_scores(session, inputs), skew, conflicts, recipe.data_policy)
+    return judge_data(new, recent, skew, conflicts, recipe.data_policy)
+
+
+def _megabatch(session: Session, inputs: UpdateInputs) -> MegaBatchRow:
+    row = session.scalar(
+        select(MegaBatchRow).where(
+            MegaBatchRow.model_id == inputs.model_id,
+            MegaBatchRow.index == inputs.megabatch_index,
+        )
+    )
+    assert row is not None  # a job's mega-batch goes only with its model
+    return row
 
 
 def check_data(ctx: WorkerContext, job_id: int, inputs: UpdateInputs, device) -> bool:
-    """Judge and record; True: the mega-batch is quarantined and must not be trained on."""
+    """Judge (reads, then the live model's pass with no transaction open) and record in one
+    short transaction; True: the mega-batch is quarantined and must not be trained on."""
     policy = inputs.recipe.data_policy
+    with ctx.sessions() as session:
+        released = (_megabatch(session, inputs).data_gate or {}).get("released_at")
+        recent = recent_scores(session, inputs)
+    if policy.mode == "off" or released:
+        return False  # an admin released it: trained as it is
+    verdict = judge_megabatch(recent, inputs, device)
+    if verdict is None:
+        return False
+    quarantined = verdict.out_of_line and policy.mode == "quarantine"
+    action = "quarantined" if quarantined else "warned" if verdict.out_of_line else "passed"
     with ctx.sessions.begin() as session:
-        megabatch = session.scalar(
-            select(MegaBatchRow).where(
-                MegaBatchRow.model_id == inputs.model_id,
-                MegaBatchRow.index == inputs.megabatch_index,
-            )
-        )
-        if policy.mode == "off" or (megabatch.data_gate or {}).get("released_at"):
-            return False  # an admin released it: trained as it is
-        verdict = judge_megabatch(session, inputs, device)
-        if verdict is None:
-            return False
-        quarantined = verdict.out_of_line and policy.mode == "quarantine"
-        action = "quarantined" if quarantined else "warned" if verdict.out_of_line else "passed"
+        megabatch = _megabatch(session, inputs)
         megabatch.data_gate = {
             "verdict": action,
             "mode": policy.mode,
