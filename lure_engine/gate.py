@@ -50,7 +50,7 @@ class PromotionPolicy:
     max_nll_increase: float | None = 0.5
     min_class_recall: float | None = None
     max_class_recall_drop: float | None = None
-    max_flip_rate: float | None = 0.6
+    max_flip_rate: float | None = 0.75
     significance: float | None = 0.05
     rank_by: str = "accuracy"
 
