@@ -6,7 +6,7 @@ trains, splits or rebuilds a model reads it through :class:`Recipe`, never by st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from lure_engine.seeding import derive_seed
@@ -62,6 +62,9 @@ class Recipe:
     train_until: dict | None = None
     # added with the data gate; None: its defaults (quarantine)
     data_gate: dict | None = None
+    # engine options reachable from a recipe; None (configs stored before them): the engine's
+    scope: str | None = None
+    reset_source: str | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
@@ -146,12 +149,17 @@ class Recipe:
             crop_padding=default_crop_padding(self.image_size),
             until_train_accuracy=until.get("train_accuracy"),
         )
-        return UpdateConfig(
+        config = UpdateConfig(
             strategy=strategy,
             importance=self.importance,
             keep_fraction=self.keep_fraction,
             train=train,
             always_estimate_mask=len(self.candidates) > 1,
+        )
+        return replace(
+            config,
+            scope=self.scope or config.scope,
+            reset_source=self.reset_source or config.reset_source,
         )
 
     @property

@@ -8,16 +8,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lure_engine.data_gate import DataGatePolicy
-from lure_engine.forgetting import STRATEGIES
+from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
 from lure_engine.gate import PromotionPolicy
 from lure_engine.importance import ESTIMATORS
+from lure_engine.importance.scope import SCOPES
+from lure_engine.update import UpdateConfig
 
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 StrategyOrAuto = Literal[(*STRATEGIES, "auto")]  # type: ignore[valid-type]
 Importance = Literal[tuple(ESTIMATORS)]  # type: ignore[valid-type]
+Scope = Literal[SCOPES]  # type: ignore[valid-type]
+ResetSource = Literal[RESET_SOURCES]  # type: ignore[valid-type]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _POLICY = PromotionPolicy()  # the engine holds every default of the gates
 _DATA_GATE = DataGatePolicy()
+_UPDATE = UpdateConfig()  # the engine's update and training defaults, the API's too
+_TRAIN = _UPDATE.train
 
 
 class PromotionPolicyIn(BaseModel):
@@ -154,15 +160,22 @@ class ModelCreate(_Candidates):
     replay: Literal["full", "buffer", "none"] = "full"
     buffer_size: int | None = Field(None, ge=1)
     megabatch_size: int = Field(1000, ge=10, le=10_000_000)
-    epochs: int = Field(50, ge=1, le=1000)
-    keep_fraction: float = Field(0.8, gt=0, lt=1)
-    importance: Importance = "snip"
-    lr: float = Field(0.1, gt=0, le=10)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
-    batch_size: int = Field(64, ge=2, le=4096)
+    epochs: int = Field(_TRAIN.epochs, ge=1, le=1000)
+    keep_fraction: float = Field(_UPDATE.keep_fraction, gt=0, lt=1)
+    importance: Importance = _UPDATE.importance
+    scope: Scope = Field(
+        _UPDATE.scope, description="which parameters importance scores and forgetting resets"
+    )
+    reset_source: ResetSource = Field(
+        _UPDATE.reset_source,
+        description="where reset weights come from: a freshly initialised model, or Kaiming",
+    )
+    lr: float = Field(_TRAIN.lr, gt=0, le=10)
+    momentum: float = Field(_TRAIN.momentum, ge=0, lt=1)
+    weight_decay: float = Field(_TRAIN.weight_decay, ge=0, le=1)
+    batch_size: int = Field(_TRAIN.batch_size, ge=2, le=4096)
     hflip: bool = Field(
-        True, description="flip augmentation; turn off where a mirror changes the label"
+        _TRAIN.hflip, description="flip augmentation; turn off where a mirror changes the label"
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     resize: Literal["squash", "resize_crop"] = Field(

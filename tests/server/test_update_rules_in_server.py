@@ -60,3 +60,22 @@ def test_train_until_is_validated_naming_the_field(client):
         "/v1/models", json={**DIGITS_MODEL, "train_until": {"train_accuracy": 1.5, "max_epochs": 3}}
     )
     assert bad.status_code == 422 and "train_until.train_accuracy" in bad.json()["detail"]
+
+
+def test_every_engine_option_of_the_unlearn_step_is_reachable_from_a_recipe(
+    client, digits, run_jobs
+):
+    # issue 24: scope and reset_source reached benchmarks but not server models
+    model = {**DIGITS_MODEL, "scope": "weights", "reset_source": "kaiming_uniform"}
+    created = client.post("/v1/models", json=model)
+    assert created.status_code == 201, created.text
+    defaults = client.post("/v1/models", json={**DIGITS_MODEL, "name": "plain"}).json()["config"]
+    assert (defaults["scope"], defaults["reset_source"]) == ("conv_linear_weights", "fresh_model")
+    versions = _stream(client, digits, run_jobs, 2)
+    assert {(v["config"]["scope"], v["config"]["reset_source"]) for v in versions} == {
+        ("weights", "kaiming_uniform")
+    }
+    audit = client.post("/v1/models/digits/versions/2/audit").json()
+    assert audit["result"] == "match", audit
+    bad = client.post("/v1/models", json={**DIGITS_MODEL, "name": "bad", "scope": "biases"})
+    assert bad.status_code == 422 and "scope" in bad.text
