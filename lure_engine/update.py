@@ -184,6 +184,14 @@ def _unlearn(
     return model, anchor
 
 
+def trains_alike_without_parent(config: UpdateConfig) -> bool:
+    """Without a parent no strategy resets anything (``_unlearn``), so every strategy that does
+    not pull towards θ₀ trains exactly what warm-starting trains: siblings that do need not train
+    twice."""
+    strategy = make_strategy(config.strategy, **config.strategy_options)
+    return not hasattr(strategy, "anchor")
+
+
 def run_update(
     model: nn.Module,
     spec: ModelSpec,

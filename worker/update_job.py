@@ -50,7 +50,12 @@ from lure_engine.gate import (
 )
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
-from lure_engine.update import update_config_to_dict
+from lure_engine.update import (
+    UpdateConfig,
+    trains_alike_without_parent,
+    update_config_from_dict,
+    update_config_to_dict,
+)
 from worker.attempts import WorkerContext, runner_name
 from worker.data_check import check_data
 from worker.learner import load_starting_point
@@ -199,19 +204,26 @@ def _train_candidates(
         start = starting_model(inputs).to(device)
         live = evaluate_on_gate(start, gate.x, gate.y)
         live_own = evaluate_on_gate(start, gate.own_x, gate.own_y).accuracy
-    candidates = []
+    candidates: list[Candidate] = []
     for number, strategy in enumerate(strategies, start=1):
         progress.candidate = {"candidate": strategy, "candidate_number": number}
         progress.candidate["candidates"] = len(strategies)
         progress.phase("unlearn")
         started = time.perf_counter()
         config = recipe.update_config_for(strategy)
-        trained = train_candidate(inputs, strategy, device, progress.training, config=config)
+        sibling = _alike_sibling(inputs, config, candidates)
+        trained = (
+            sibling.update
+            if sibling
+            else train_candidate(inputs, strategy, device, progress.training, config=config)
+        )
         evaluation = evaluate_on_gate(trained.model, gate.x, gate.y)
         verdict = judge(evaluation, live, recipe.policy)
         own = evaluate_on_gate(trained.model, gate.own_x, gate.own_y).accuracy
         verdict.numbers["gate_rows"] = gate.record()
         verdict.numbers["own_rows_accuracy"] = {"candidate": own, "live": live_own}
+        if sibling:  # not trained again: the same weights as this sibling's
+            verdict.numbers["same_weights_as"] = sibling.strategy
         candidates.append(
             Candidate(
                 strategy,
@@ -223,6 +235,20 @@ def _train_candidates(
             )
         )
     return candidates, live
+
+
+def _alike_sibling(
+    inputs: UpdateInputs, config: UpdateConfig, trained: list[Candidate]
+) -> Candidate | None:
+    """On a model's first mega-batch (no parent) lure, warm, dash … train the same weights: the
+    first such sibling's update is published again under this strategy instead of retraining it
+    (same sha256; the gate records the tie)."""
+    if inputs.start.version is not None or not trains_alike_without_parent(config):
+        return None
+    for sibling in trained:
+        if trains_alike_without_parent(update_config_from_dict(sibling.config)):
+            return sibling
+    return None
 
 
 def _winner(candidates: list[Candidate], rank_by: str) -> int:

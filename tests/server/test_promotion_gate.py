@@ -148,6 +148,10 @@ def test_auto_retires_a_strategy_after_k_losses_in_a_row(client, digits, run_job
     # the primary and is recorded as a tie, not a loss, so warm still trains on the second
     first = [v for v in _versions(client) if v["megabatch"] == 1]
     assert first[0]["sha256"] == first[1]["sha256"]
+    assert first[1]["gate"]["numbers"]["same_weights_as"] == "lure"  # trained once, not twice
+    # and training warm itself, as an audit does, gives those weights bit for bit
+    audit = client.post(f"/v1/models/digits/versions/{first[1]['number']}/audit").json()
+    assert audit["result"] == "match", audit
     assert first[1]["gate"]["tied"] and not first[1]["gate"]["winner"]
     assert per_megabatch[2] == ["lure", "warm"]
     # whichever lost the second has lost once in a row and is retired: one candidate trains
