@@ -217,9 +217,16 @@ def _train_candidates(
             if sibling
             else train_candidate(inputs, strategy, device, progress.training, config=config)
         )
-        evaluation = evaluate_on_gate(trained.model, gate.x, gate.y)
+        # the same weights as a sibling's score the same: no second pass over the gate rows
+        evaluation = (
+            sibling.evaluation if sibling else evaluate_on_gate(trained.model, gate.x, gate.y)
+        )
         verdict = judge(evaluation, live, recipe.policy)
-        own = evaluate_on_gate(trained.model, gate.own_x, gate.own_y).accuracy
+        own = (
+            sibling.verdict.numbers["own_rows_accuracy"]["candidate"]
+            if sibling
+            else evaluate_on_gate(trained.model, gate.own_x, gate.own_y).accuracy
+        )
         verdict.numbers["gate_rows"] = gate.record()
         verdict.numbers["own_rows_accuracy"] = {"candidate": own, "live": live_own}
         if sibling:  # not trained again: the same weights as this sibling's
