@@ -1,5 +1,7 @@
-"""Which candidate strategies ``strategy: auto`` still trains: a strategy that lost the last K
-mega-batches in a row (``retire_after``) is retired, so the compute falls back to one candidate.
+"""Which candidate strategies ``strategy: auto`` still trains: with lineages, one significantly
+behind the live lineage; without, one that lost the last K mega-batches in a row (``retire_after``).
+
+Retiring a strategy lets the compute fall back to one candidate.
 
 The record is the versions themselves: every sibling's gate record says whether it won its
 mega-batch, so the win counts and the retirements can always be recomputed from the database.
@@ -12,8 +14,9 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lure_core.lineages import lineage_summary, retired_on_evidence
 from lure_core.recipe import Recipe
-from lure_core.records import MegaBatchRow, VersionRow
+from lure_core.records import MegaBatchRow, ModelRow, VersionRow
 
 
 def results_by_megabatch(
@@ -45,10 +48,16 @@ def losses_in_a_row(results: dict[int, dict[str, bool]], strategy: str) -> int:
 
 
 def retired_strategies(session: Session, model_id: int, recipe: Recipe) -> set[str]:
-    """Strategies ``auto`` no longer trains; never all of them."""
+    """Strategies ``auto`` no longer trains; never all of them. With lineages: those whose
+    lineage is significantly behind the live one (``lure_core.lineages``); without: those that
+    lost ``retire_after`` mega-batches in a row."""
     limit = recipe.retire_losers_after
     if limit is None:
         return set()
+    if recipe.own_lineages:
+        model = session.get(ModelRow, model_id)
+        retired = retired_on_evidence(session, model, recipe) if model else set()
+        return retired if retired != set(recipe.candidates) else set()
     results = results_by_megabatch(session, model_id, ties_win=True)
     retired = {s for s in recipe.candidates if losses_in_a_row(results, s) >= limit}
     return retired if retired != set(recipe.candidates) else set()
@@ -65,6 +74,7 @@ def strategy_summary(session: Session, model_id: int, recipe: Recipe) -> dict:
     ).all()
     results = results_by_megabatch(session, model_id)
     standing = results_by_megabatch(session, model_id, ties_win=True)
+    model = session.get(ModelRow, model_id)
     strategies = list(dict.fromkeys([*recipe.candidates, *(v.strategy for _, v in rows)]))
     curves: dict[str, list] = {s: [] for s in strategies}
     seconds: dict[str, list[float]] = {s: [] for s in strategies}
@@ -92,4 +102,5 @@ def strategy_summary(session: Session, model_id: int, recipe: Recipe) -> dict:
         "seconds_per_candidate": {s: (sum(v) / len(v) if v else None) for s, v in seconds.items()},
         "seconds_total": {s: sum(v) for s, v in seconds.items()},
         "curves": curves,
+        "lineages": lineage_summary(session, model, recipe) if model else {"on": False},
     }

@@ -65,6 +65,8 @@ class Recipe:
     # engine options reachable from a recipe; None (configs stored before them): the engine's
     scope: str | None = None
     reset_source: str | None = None
+    # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
+    lineages: bool | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
@@ -119,6 +121,18 @@ class Recipe:
         if self.strategy == AUTO:
             return self.challengers or AUTO_DEFAULT
         return (self.strategy, *(s for s in self.challengers if s != self.strategy))
+
+    @property
+    def own_lineages(self) -> bool:
+        """Does each candidate start from its own lineage's head (not from whatever is live)?"""
+        return len(self.candidates) > 1 and self.lineages is not False
+
+    @property
+    def lineage_significance(self) -> float:
+        """The level at which one lineage is ahead of another (the gate's, or 0.05)."""
+        from lure_engine.lineage_evidence import DEFAULT_SIGNIFICANCE
+
+        return self.policy.significance or DEFAULT_SIGNIFICANCE
 
     @property
     def retire_losers_after(self) -> int | None:

@@ -1,4 +1,5 @@
-"""Retention: keep the checkpoints of a model's newest N versions plus the live one.
+"""Retention: keep the checkpoints of a model's newest N versions, the live one and each lineage's
+head.
 
 A pruned version keeps its row (lineage, metrics, gate record, replay state), so the history
 stays whole; its checkpoint, mask and exports are deleted from the blob store. The version is
@@ -18,19 +19,24 @@ from sqlalchemy.orm import Session, sessionmaker
 from lure_core.blobs import BlobStore
 from lure_core.chunk_retention import compact_chunks
 from lure_core.lineage import model_name
+from lure_core.lineages import lineage_heads
 from lure_core.records import PENDING, ExportRow, JobRow, ModelRow, VersionRow
 
 log = logging.getLogger("lure.retention")
 
 
 def versions_to_prune(session: Session, model: ModelRow, keep: int) -> list[VersionRow]:
-    """Unpruned versions outside the newest ``keep``, the live one and any a job starts from."""
+    """Unpruned versions outside the newest ``keep``, the live one, any a job starts from and
+    every lineage's head (its next candidate starts there)."""
     numbers = session.scalars(
         select(VersionRow.number)
         .where(VersionRow.model_id == model.id)
         .order_by(VersionRow.number.desc())
     ).all()
     protected = set(numbers[:keep]) | {model.live_version}
+    recipe = model.recipe
+    if recipe.own_lineages:
+        protected |= {v.number for v in lineage_heads(session, model, recipe.candidates).values()}
     protected |= set(
         session.scalars(
             select(JobRow.parent_version).where(

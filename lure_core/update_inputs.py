@@ -13,7 +13,7 @@ that means per replay mode).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -143,12 +143,7 @@ def gather_inputs(
     replay = make_replay(recipe.replay_spec, seed=recipe.replay_seed)
     if replay_from is not None:
         replay.load_state_dict(replay_from.replay_state)
-    parent_cer = 0
-    if start.version is not None:
-        parent_cer = (
-            session.scalar(select(MetricsRow.cer).where(MetricsRow.version_id == start.version.id))
-            or 0
-        )
+    parent_cer = cumulative_errors(session, start.version)
     reader = SampleReader(session, blobs, model_id)
     lost = reader.lost_among(replay.ids())
     if len(lost):  # their chunk's blob is gone: the memory drops them for good
@@ -172,6 +167,21 @@ def gather_inputs(
         train_rows,
         dict(reader.lost),
     )
+
+
+def cumulative_errors(session: Session, version: VersionRow | None) -> int:
+    """The CER a version ended with: its child's count continues from it."""
+    if version is None:
+        return 0
+    return session.scalar(select(MetricsRow.cer).where(MetricsRow.version_id == version.id)) or 0
+
+
+def starting_from(session: Session, inputs: UpdateInputs, start: StartingPoint) -> UpdateInputs:
+    """The same update (data, replay, seeds) from another starting point: a challenger
+    lineage's own head instead of the live version."""
+    if start.version is inputs.start.version:
+        return inputs
+    return replace(inputs, start=start, parent_cer=cumulative_errors(session, start.version))
 
 
 class LostData(RuntimeError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from sqlalchemy import update
@@ -42,12 +42,15 @@ from lure_engine.data_gate import json_safe
 from lure_engine.devices import choose_device
 from lure_engine.gate import (
     GateEvaluation,
+    GateSplit,
+    PromotionPolicy,
     Verdict,
     evaluate_on_gate,
     judge,
     margin,
     split_gate,
 )
+from lure_engine.lineage_evidence import DEFAULT_SIGNIFICANCE, LineageChoice
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
 from lure_engine.update import (
@@ -59,6 +62,7 @@ from lure_engine.update import (
 from worker.attempts import WorkerContext, runner_name
 from worker.data_check import check_data
 from worker.learner import load_starting_point
+from worker.lineup import Lineup, line_up, offered, pairs
 from worker.publish import Published, publish
 
 log = logging.getLogger("lure.worker")
@@ -130,19 +134,22 @@ def training_device(settings: SharedSettings) -> torch.device:
 
 @dataclass
 class Candidate:
-    """One strategy trained on the mega-batch, judged against the live version."""
+    """One strategy trained on the mega-batch, judged against the live version (and, in its own
+    lineage, against its parent)."""
 
     strategy: str
+    inputs: UpdateInputs  # what it trained from: its own starting point, the shared data
     update: MegaBatchUpdate
     evaluation: GateEvaluation
     verdict: Verdict
     seconds: float
     config: dict  # the resolved update configuration it was trained with (recorded)
+    lineage: dict = field(default_factory=dict)  # parent, extends (recorded with lineages)
 
 
-def _load_inputs(ctx: WorkerContext, job_id: int) -> tuple[UpdateInputs, tuple[str, ...]]:
+def _load_inputs(ctx: WorkerContext, job_id: int) -> Lineup:
     """Step 1: the live starting point, the stream's replay memory, the mega-batch, validation
-    and test data; and the candidate strategies still in the running."""
+    and test data; the candidate strategies still in the running and where each starts."""
     with ctx.sessions() as session:
         job = session.get(JobRow, job_id)
         model = session.get(ModelRow, job.model_id)
@@ -160,12 +167,13 @@ def _load_inputs(ctx: WorkerContext, job_id: int) -> tuple[UpdateInputs, tuple[s
         )
         retired = retired_strategies(session, model.id, recipe)
         strategies = tuple(s for s in recipe.candidates if s not in retired)
+        lineup = line_up(ctx, session, model, inputs, strategies)
         promotion_epoch = model.promotion_epoch
     with ctx.sessions.begin() as session:  # what this attempt started from: publishing checks it
         parent = start.version.number if start.version else None
         record_start(session, job_id, parent, promotion_epoch)
         _record_lost_chunks(session, job_id, inputs.lost_chunks)
-    return inputs, strategies
+    return lineup
 
 
 def _record_lost_chunks(session, job_id: int, lost: dict[int, str]) -> None:
@@ -187,61 +195,113 @@ def _record_lost_chunks(session, job_id: int, lost: dict[int, str]) -> None:
             )
 
 
-def _train_candidates(
-    inputs: UpdateInputs,
-    strategies: tuple[str, ...],
-    device: torch.device,
-    progress: _ProgressWriter,
-) -> tuple[list[Candidate], GateEvaluation | None]:
-    """Step 2: each candidate from the same starting point, on the same data and seeds
-    (``lure_core.update_inputs.train_candidate``), judged on the gate split against live."""
+@dataclass
+class _GateContext:
+    """The gate rows and the live version's scores on them, shared by every candidate; its
+    parents' scores, cached by version number (lineages share heads)."""
+
+    gate: GateSplit
+    live: GateEvaluation | None
+    live_own: float | None
+    device: torch.device
+    live_version: VersionRow | None = None
+    parents: dict[int, GateEvaluation] = field(default_factory=dict)
+
+    def parent(self, inputs: UpdateInputs) -> GateEvaluation | None:
+        """The candidate's own parent on the gate rows (the live version's when it is live)."""
+        version = inputs.start.version
+        if version is None or version is self.live_version:
+            return self.live
+        if version.number not in self.parents:
+            model = starting_model(inputs).to(self.device)
+            self.parents[version.number] = evaluate_on_gate(model, self.gate.x, self.gate.y)
+        return self.parents[version.number]
+
+
+def _gate_context(inputs: UpdateInputs, device: torch.device) -> _GateContext:
     recipe = inputs.recipe
     gate = split_gate(
         *as_tensors(inputs.data.val, device, recipe.preprocessing), inputs.data.val_own_rows
     )
-    live = live_own = None
-    if inputs.start.version is not None:
-        start = starting_model(inputs).to(device)
-        live = evaluate_on_gate(start, gate.x, gate.y)
-        live_own = evaluate_on_gate(start, gate.own_x, gate.own_y).accuracy
+    if inputs.start.version is None:
+        return _GateContext(gate, None, None, device)
+    start = starting_model(inputs).to(device)
+    live_own = evaluate_on_gate(start, gate.own_x, gate.own_y).accuracy
+    live = evaluate_on_gate(start, gate.x, gate.y)
+    return _GateContext(gate, live, live_own, device, inputs.start.version)
+
+
+def _train_candidates(
+    lineup: Lineup, device: torch.device, progress: _ProgressWriter
+) -> tuple[list[Candidate], GateEvaluation | None]:
+    """Step 2: each candidate from its starting point, on the same data and seeds
+    (``lure_core.update_inputs.train_candidate``), judged on the gate split against live."""
+    context = _gate_context(lineup.live, device)
     candidates: list[Candidate] = []
-    for number, strategy in enumerate(strategies, start=1):
+    for number, strategy in enumerate(lineup.strategies, start=1):
         progress.candidate = {"candidate": strategy, "candidate_number": number}
-        progress.candidate["candidates"] = len(strategies)
+        progress.candidate["candidates"] = len(lineup.strategies)
         progress.phase("unlearn")
-        started = time.perf_counter()
-        config = recipe.update_config_for(strategy)
-        sibling = _alike_sibling(inputs, config, candidates)
-        trained = (
-            sibling.update
-            if sibling
-            else train_candidate(inputs, strategy, device, progress.training, config=config)
-        )
-        # the same weights as a sibling's score the same: no second pass over the gate rows
-        evaluation = (
-            sibling.evaluation if sibling else evaluate_on_gate(trained.model, gate.x, gate.y)
-        )
-        verdict = judge(evaluation, live, recipe.policy)
-        own = (
-            sibling.verdict.numbers["own_rows_accuracy"]["candidate"]
-            if sibling
-            else evaluate_on_gate(trained.model, gate.own_x, gate.own_y).accuracy
-        )
-        verdict.numbers["gate_rows"] = gate.record()
-        verdict.numbers["own_rows_accuracy"] = {"candidate": own, "live": live_own}
-        if sibling:  # not trained again: the same weights as this sibling's
-            verdict.numbers["same_weights_as"] = sibling.strategy
-        candidates.append(
-            Candidate(
-                strategy,
-                trained,
-                evaluation,
-                verdict,
-                time.perf_counter() - started,
-                update_config_to_dict(config),
-            )
-        )
-    return candidates, live
+        candidates.append(_train_one(lineup, strategy, context, candidates, progress))
+    return candidates, context.live
+
+
+def _train_one(
+    lineup: Lineup,
+    strategy: str,
+    context: _GateContext,
+    trained: list[Candidate],
+    progress: _ProgressWriter,
+) -> Candidate:
+    """Train (or reuse an identical sibling's weights), then judge against live and parent."""
+    started = time.perf_counter()
+    inputs = lineup.inputs[strategy]
+    recipe, gate = inputs.recipe, context.gate
+    config = recipe.update_config_for(strategy)
+    sibling = _alike_sibling(inputs, config, trained)
+    device = context.device
+    update = (
+        sibling.update
+        if sibling
+        else train_candidate(inputs, strategy, device, progress.training, config=config)
+    )
+    # the same weights as a sibling's score the same: no second pass over the gate rows
+    evaluation = sibling.evaluation if sibling else evaluate_on_gate(update.model, gate.x, gate.y)
+    verdict = judge(evaluation, context.live, recipe.policy)
+    own = (
+        sibling.verdict.numbers["own_rows_accuracy"]["candidate"]
+        if sibling
+        else evaluate_on_gate(update.model, gate.own_x, gate.own_y).accuracy
+    )
+    verdict.numbers["gate_rows"] = gate.record()
+    verdict.numbers["own_rows_accuracy"] = {"candidate": own, "live": context.live_own}
+    if sibling:  # not trained again: the same weights as this sibling's
+        verdict.numbers["same_weights_as"] = sibling.strategy
+    lineage = _lineage_verdict(lineup, inputs, evaluation, verdict, context)
+    seconds = time.perf_counter() - started
+    config_record = update_config_to_dict(config)
+    return Candidate(strategy, inputs, update, evaluation, verdict, seconds, config_record, lineage)
+
+
+def _lineage_verdict(
+    lineup: Lineup,
+    inputs: UpdateInputs,
+    evaluation: GateEvaluation,
+    verdict: Verdict,
+    context: _GateContext,
+) -> dict:
+    """With lineages: does this version extend its lineage, i.e. does it pass the gate against
+    its own parent (what this strategy alone would have decided)?"""
+    if not lineup.own_lineages:
+        return {}
+    parent = inputs.start.version
+    own = verdict
+    if parent is not None and parent is not context.live_version:
+        own = judge(evaluation, context.parent(inputs), inputs.recipe.policy)
+    record = {"parent": parent.number if parent else None, "extends": own.passed}
+    if own is not verdict:
+        record["reasons_against_parent"] = own.reasons
+    return record
 
 
 def _alike_sibling(
@@ -253,26 +313,29 @@ def _alike_sibling(
     if inputs.start.version is not None or not trains_alike_without_parent(config):
         return None
     for sibling in trained:
-        if trains_alike_without_parent(update_config_from_dict(sibling.config)):
+        alike = trains_alike_without_parent(update_config_from_dict(sibling.config))
+        if alike and sibling.inputs.start.version is None:
             return sibling
     return None
 
 
-def _winner(candidates: list[Candidate], rank_by: str) -> int:
-    """The best candidate by the policy's ranking metric; a tie goes to the primary strategy."""
-    scores = [c.evaluation.score(rank_by) for c in candidates]
-    return max(range(len(candidates)), key=lambda i: (scores[i], -i))
+def _winner(
+    lineup: Lineup, candidates: list[Candidate], policy: PromotionPolicy
+) -> tuple[int, LineageChoice | None]:
+    """The candidate offered to go live: the best by the policy's ranking metric (a tie goes to
+    the primary strategy), or, with lineages, the live lineage's unless another is ahead."""
+    evaluations = {c.strategy: c.evaluation for c in candidates}
+    significance = policy.significance or DEFAULT_SIGNIFICANCE
+    strategy, choice = offered(lineup, evaluations, policy.rank_by, significance)
+    return [c.strategy for c in candidates].index(strategy), choice
 
 
 def _version_row(
-    ctx: WorkerContext,
-    inputs: UpdateInputs,
-    candidate: Candidate,
-    gate: dict,
-    replay_state: dict,
+    ctx: WorkerContext, candidate: Candidate, gate: dict, replay_state: dict
 ) -> VersionRow:
     """Step 3: weights and forget-mask as safetensors (atomic, sha256 recorded); the version's
     record, its gate verdict and what an audit needs to rebuild it."""
+    inputs = candidate.inputs
     attempt_prefix = f"mb{inputs.megabatch_index:05d}-{candidate.strategy}-{time.time_ns()}"
     prefix = f"models/{inputs.model_id}/versions/{attempt_prefix}"
     update = candidate.update
@@ -316,47 +379,90 @@ def _version_row(
 
 
 def _gate_record(
-    candidate: Candidate, best: Candidate, live: GateEvaluation | None, rank_by: str
+    candidate: Candidate,
+    best: Candidate,
+    live: GateEvaluation | None,
+    rank_by: str,
+    lineage: dict | None,
 ) -> dict:
     """``tied``: a sibling that scored exactly what the winner scored (on the first mega-batch
-    lure and warm train the same weights): not a loss, so it does not count toward retirement."""
+    lure and warm train the same weights): not a loss, so it does not count toward retirement.
+    ``lineage`` (with lineages): its parent, whether it extends its lineage, its discordant
+    rows against each sibling and the choice of the live lineage."""
     score = candidate.evaluation.score(rank_by)
-    return {
+    record = {
         **candidate.verdict.to_dict(),
         "winner": candidate is best,
         "tied": candidate is not best and score == best.evaluation.score(rank_by),
         "rank_by": rank_by,
         "margin": json_safe(margin(candidate.evaluation, live, rank_by)),
     }
+    if lineage is not None:
+        record["lineage"] = json_safe({**candidate.lineage, **lineage})
+    return record
+
+
+def _lineage_records(
+    candidates: list[Candidate], choice: LineageChoice | None
+) -> dict[str, dict | None]:
+    """Per strategy, what its gate record says about lineages (None: lineages off)."""
+    if choice is None:
+        return {c.strategy: None for c in candidates}
+    discordant = pairs({c.strategy: c.evaluation for c in candidates})
+    return {
+        c.strategy: {
+            "pairs": {
+                other: d.to_dict()
+                for other, d in discordant[c.strategy].items()
+                if other != c.strategy
+            },
+            "choice": choice.to_dict(),
+        }
+        for c in candidates
+    }
+
+
+def _published(
+    ctx: WorkerContext,
+    lineup: Lineup,
+    candidates: list[Candidate],
+    live: GateEvaluation | None,
+) -> tuple[list[Published], int]:
+    """Step 3: every candidate saved as a version; which one is offered to go live."""
+    policy = lineup.live.recipe.policy
+    best, choice = _winner(lineup, candidates, policy)
+    lineages = _lineage_records(candidates, choice)
+    replay_state = lineup.live.replay_after()
+    published = [
+        Published(
+            _version_row(
+                ctx,
+                c,
+                _gate_record(c, candidates[best], live, policy.rank_by, lineages[c.strategy]),
+                replay_state,
+            ),
+            c.update.metrics,
+        )
+        for c in candidates
+    ]
+    return published, best
 
 
 def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> int | None:
     """Load inputs → train every candidate → save artefacts → publish, timing each step."""
     started = time.perf_counter()
     torch.use_deterministic_algorithms(ctx.settings.deterministic)
-    inputs, strategies = ride_out(
-        lambda: _load_inputs(ctx, job_id), f"job {job_id}: reading its inputs"
-    )
+    lineup = ride_out(lambda: _load_inputs(ctx, job_id), f"job {job_id}: reading its inputs")
+    inputs = lineup.live
     load_seconds = time.perf_counter() - started
     device = training_device(ctx.settings)
     progress.phase("data gate")
     if ride_out(lambda: check_data(ctx, job_id, inputs, device), f"job {job_id}: data gate"):
         return None  # quarantined: nothing trained, nothing published
-    candidates, live = _train_candidates(inputs, strategies, device, progress)
+    candidates, live = _train_candidates(lineup, device, progress)
     progress.candidate = {}
     progress.phase("publish")
-    rank_by = inputs.recipe.policy.rank_by
-    best = _winner(candidates, rank_by)
-    replay_state = inputs.replay_after()
-    published = [
-        Published(
-            _version_row(
-                ctx, inputs, c, _gate_record(c, candidates[best], live, rank_by), replay_state
-            ),
-            c.update.metrics,
-        )
-        for c in candidates
-    ]
+    published, best = _published(ctx, lineup, candidates, live)
     metrics = candidates[best].update.metrics
     timings = {
         "load_seconds": load_seconds,

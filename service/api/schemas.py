@@ -111,7 +111,18 @@ class _Candidates(BaseModel):
         description="strategies trained beside the primary on every mega-batch",
     )
     retire_after: int | None = Field(
-        None, ge=1, le=1000, description="auto: stop training a strategy after K losses in a row"
+        None,
+        ge=1,
+        le=1000,
+        description="auto: stop training a strategy whose lineage is significantly behind the "
+        "live one on the evidence of at least K mega-batches (without lineages: after K losses "
+        "in a row)",
+    )
+    lineages: bool = Field(
+        True,
+        description="with several strategies, each continues its own versions; the live pointer "
+        "moves to another lineage only when it is significantly ahead on every gate row so far. "
+        "false: every candidate starts from the live version and the best one goes live",
     )
     promotion: PromotionPolicyIn = Field(default_factory=PromotionPolicyIn)
     data_gate: DataGateIn = Field(default_factory=DataGateIn)
@@ -225,6 +236,7 @@ MUTABLE_FIELDS = (
     "strategy",
     "challengers",
     "retire_after",
+    "lineages",
     "promotion",
     "data_gate",
     "class_names",
@@ -242,6 +254,7 @@ class ModelPatch(BaseModel):
     strategy: StrategyOrAuto | None = None
     challengers: list[Strategy] | None = Field(None, max_length=5)
     retire_after: int | None = Field(None, ge=1, le=1000)
+    lineages: bool | None = None
     promotion: PromotionPolicyIn | None = None
     data_gate: DataGateIn | None = None
     class_names: list[str] | None = None

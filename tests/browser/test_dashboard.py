@@ -227,6 +227,9 @@ def test_dashboard_shows_candidates_side_by_side_and_held_versions(tmp_path):
             assert row.locator("td.verdict-held").inner_text().startswith("held")
             summary = page.locator("#strategy-summary").inner_text()
             assert "wins:" in summary and "lure" in summary and "warm" in summary
+            # each strategy's lineage, the live one and the evidence against it
+            assert "Lineages: live lure; heads lure v1, warm v2" in summary, summary
+            assert "warm " in summary.split("against the live one:")[1]
             datasets = page.evaluate(
                 "() => window.lureDashboard.charts.strategies.data.datasets.map(d => d.label)"
             )

@@ -102,8 +102,8 @@ def test_promoting_a_held_version_needs_admin_and_is_recorded_as_forced(
     assert forced["gate"]["forced_by"] == "test-admin" and forced["gate"]["reasons"]
 
 
-def test_challengers_publish_siblings_and_the_better_one_goes_live(client, digits, run_jobs):
-    _create(client, strategy="lure", challengers=["warm"])
+def _two_megabatches(client, digits, run_jobs, **config) -> list[dict]:
+    _create(client, strategy="lure", challengers=["warm"], **config)
     _post_test_set(client, digits)
     for start in (0, 300):
         post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
@@ -115,18 +115,15 @@ def test_challengers_publish_siblings_and_the_better_one_goes_live(client, digit
         (3, 2, "lure"),
         (4, 2, "warm"),
     ]
-    lure, warm = versions[2], versions[3]
-    first_winner = next(v for v in versions[:2] if v["gate"]["winner"])
-    assert lure["parent"] == warm["parent"] == first_winner["number"]
-    assert lure["inputs"] == warm["inputs"]  # same parent, replay, data references and threads
-    assert lure["seeds"] == warm["seeds"]
-    accuracy = {v["strategy"]: v["gate"]["numbers"]["candidate"]["accuracy"] for v in (lure, warm)}
-    winner = max(("lure", "warm"), key=lambda s: (accuracy[s], s == "lure"))
-    chosen = lure if winner == "lure" else warm
+    return versions
+
+
+def _assert_siblings_recorded(client, lure: dict, warm: dict, chosen: dict) -> None:
     other = warm if chosen is lure else lure
     assert chosen["gate"]["winner"] and not other["gate"]["winner"]
     assert other["release"] == "not_chosen"
     assert chosen["live"] == (chosen["gate"]["verdict"] == "passed")
+    assert lure["seeds"] == warm["seeds"]
     assert lure["candidate_seconds"] > 0 and warm["candidate_seconds"] > 0
     job = client.get("/v1/models/digits/jobs").json()[-1]
     assert job["version"] == chosen["number"]
@@ -134,8 +131,101 @@ def test_challengers_publish_siblings_and_the_better_one_goes_live(client, digit
     assert lure["mask_sha256"] and warm["mask_sha256"]  # a LURE sibling can start from either
 
 
-def test_auto_retires_a_strategy_after_k_losses_in_a_row(client, digits, run_jobs):
+def test_without_lineages_every_candidate_starts_from_live_and_the_best_goes_live(
+    client, digits, run_jobs
+):
+    versions = _two_megabatches(client, digits, run_jobs, lineages=False)
+    lure, warm = versions[2], versions[3]
+    first_winner = next(v for v in versions[:2] if v["gate"]["winner"])
+    assert lure["parent"] == warm["parent"] == first_winner["number"]
+    assert lure["inputs"] == warm["inputs"]  # same parent, replay, data references and threads
+    assert "lineage" not in lure["gate"]
+    accuracy = {v["strategy"]: v["gate"]["numbers"]["candidate"]["accuracy"] for v in (lure, warm)}
+    winner = max(("lure", "warm"), key=lambda s: (accuracy[s], s == "lure"))
+    _assert_siblings_recorded(client, lure, warm, lure if winner == "lure" else warm)
+
+
+def test_challengers_continue_their_own_lineages(client, digits, run_jobs):
+    versions = _two_megabatches(client, digits, run_jobs)
+    first_lure, first_warm, lure, warm = versions
+    # each strategy continues its own version, whichever went live
+    assert (lure["parent"], warm["parent"]) == (1, 2)
+    assert {k: v for k, v in lure["inputs"].items() if k != "parent"} == {
+        k: v for k, v in warm["inputs"].items() if k != "parent"
+    }  # the same replay memory and data: only the starting point differs
+    assert lure["gate"]["lineage"]["extends"] and warm["gate"]["lineage"]["parent"] == 2
+    pair = lure["gate"]["lineage"]["pairs"]["warm"]
+    assert warm["gate"]["lineage"]["pairs"]["lure"] == {
+        "only_this": pair["only_other"],
+        "only_other": pair["only_this"],
+    }
+    # lure went live on the first (a tie goes to the primary), so lure's lineage is offered
+    # unless warm's is significantly ahead on the pooled evidence
+    assert first_lure["live"] is False and first_lure["gate"]["winner"]
+    choice = lure["gate"]["lineage"]["choice"]
+    assert choice["incumbent"] == "lure"
+    assert choice["evidence"]["warm"]["test"] == "mcnemar_exact_pooled"
+    chosen = warm if choice["switched"] else lure
+    assert choice["leader"] == chosen["strategy"]
+    _assert_siblings_recorded(client, lure, warm, chosen)
+    # the challenger's version rebuilds from its own parent, bit for bit
+    audit = client.post(f"/v1/models/digits/versions/{warm['number']}/audit").json()
+    assert audit["result"] == "match" and audit["parent"] == 2, audit
+
+
+def _set_evidence(worker_ctx, number: int, other: str, only_this: int, only_other: int) -> None:
+    """Write what pooled gate rows of many earlier mega-batches would have said."""
+    with worker_ctx.sessions.begin() as session:
+        version = session.scalar(select(VersionRow).where(VersionRow.number == number))
+        gate = dict(version.gate)
+        pairs = {other: {"only_this": only_this, "only_other": only_other}}
+        gate["lineage"] = {**gate["lineage"], "pairs": pairs}
+        version.gate = gate
+
+
+def test_the_live_pointer_moves_to_a_lineage_that_is_significantly_ahead(
+    client, digits, run_jobs, worker_ctx
+):
+    versions = _two_megabatches(client, digits, run_jobs)
+    live = client.get("/v1/models/digits").json()["live_version"]
+    incumbent = next(v for v in versions if v["number"] == live)["strategy"]
+    challenger = "warm" if incumbent == "lure" else "lure"
+    challenger_version = next(v for v in versions[2:] if v["strategy"] == challenger)
+    _set_evidence(worker_ctx, challenger_version["number"], incumbent, 60, 10)
+    post_train(client, digits.train.x[600:900], digits.train.y[600:900])
+    assert run_jobs() == ["published"]
+    third = {v["strategy"]: v for v in _versions(client) if v["megabatch"] == 3}
+    choice = third[incumbent]["gate"]["lineage"]["choice"]
+    assert choice["switched"] and choice["leader"] == challenger, choice
+    assert choice["evidence"][challenger]["p_value"] < 0.05
+    assert third[challenger]["gate"]["winner"] and not third[incumbent]["gate"]["winner"]
+    assert third[challenger]["parent"] == challenger_version["number"]
+    assert third[challenger]["live"] == (third[challenger]["gate"]["verdict"] == "passed")
+
+
+def test_auto_retires_a_lineage_significantly_behind_the_live_one(
+    client, digits, run_jobs, worker_ctx
+):
     _create(client, strategy="auto", retire_after=1)
+    _post_test_set(client, digits)
+    for start in (0, 300):
+        post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
+    assert run_jobs() == ["published"] * 2
+    live = client.get("/v1/models/digits").json()["live_version"]
+    versions = _versions(client)
+    incumbent = next(v for v in versions if v["number"] == live)["strategy"]
+    challenger = next(v for v in versions[2:] if v["strategy"] != incumbent)
+    # one mega-batch of evidence, not significant: both still train
+    assert client.get("/v1/models/digits/strategies").json()["retired"] == []
+    _set_evidence(worker_ctx, challenger["number"], incumbent, 2, 30)
+    assert client.get("/v1/models/digits/strategies").json()["retired"] == [challenger["strategy"]]
+    post_train(client, digits.train.x[600:900], digits.train.y[600:900])
+    assert run_jobs() == ["published"]
+    assert [v["strategy"] for v in _versions(client) if v["megabatch"] == 3] == [incumbent]
+
+
+def test_auto_without_lineages_retires_a_strategy_after_k_losses_in_a_row(client, digits, run_jobs):
+    _create(client, strategy="auto", retire_after=1, lineages=False)
     _post_test_set(client, digits)
     for start in (0, 300, 600):
         post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])

@@ -171,3 +171,19 @@ def test_full_replay_keeps_every_sample(client, digits, run_jobs):
     ).raise_for_status()
     _stream(client, digits, run_jobs, 3)
     assert all(c.kept_samples is None for c in _chunks(client))
+
+
+def test_each_lineage_head_is_kept_whatever_keep_versions_says(client, digits, run_jobs):
+    model = {**DIGITS_MODEL, "keep_versions": 1, "strategy": "lure", "challengers": ["warm"]}
+    client.post("/v1/models", json=model).raise_for_status()
+    _stream(client, digits, run_jobs, 3)
+    versions = client.get("/v1/models/digits/versions").json()
+    heads = client.get("/v1/models/digits/strategies").json()["lineages"]["heads"]
+    assert set(heads) == {"lure", "warm"}  # both extended their lineage on mega-batch 3
+    kept = {v["number"] for v in versions if not v["pruned"]}
+    live = next(v["number"] for v in versions if v["live"])
+    assert kept == {live, *heads.values()}, (kept, heads)  # keep_versions=1 and the heads
+    # the next candidate of each lineage starts from its head: nothing was lost to retention
+    _stream(client, digits, run_jobs, 1)
+    fourth = [v for v in client.get("/v1/models/digits/versions").json() if v["megabatch"] == 4]
+    assert {v["strategy"]: v["parent"] for v in fourth} == heads

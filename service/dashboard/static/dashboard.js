@@ -103,6 +103,16 @@ function gateText(v) {
   return v.gate.verdict + (delta == null ? "" : ` (${delta >= 0 ? "+" : ""}${(delta * 100).toFixed(1)})`);
 }
 
+function lineageText(lineages) {
+  if (!lineages || !lineages.on) return "";
+  const heads = Object.entries(lineages.heads).map(([s, n]) => `${s} v${n}`).join(", ");
+  const evidence = Object.entries(lineages.evidence_against_live).map(([s, e]) =>
+    `${s} ${e.only_this}:${e.only_other} rows over ${e.megabatches} mega-batches ` +
+    `(p ahead ${num(e.p_ahead, 3)}, p behind ${num(e.p_behind, 3)})`).join("; ");
+  return `. Lineages: live ${lineages.live_lineage || "none yet"}; heads ${heads || "–"}` +
+    (evidence ? `; against the live one: ${evidence}` : "");
+}
+
 function candidatesTable(versions, summary) {
   const wins = Object.entries(summary.wins).map(([s, n]) => `${s} ${n}`).join(", ");
   const seconds = Object.entries(summary.seconds_per_candidate)
@@ -110,7 +120,7 @@ function candidatesTable(versions, summary) {
   const retired = summary.retired.length ? `; retired: ${summary.retired.join(", ")}` : "";
   document.getElementById("strategy-summary").textContent =
     `candidates: ${summary.candidates.join(", ")}; wins: ${wins || "none yet"}; ` +
-    `seconds per candidate: ${seconds || "–"}${retired}`;
+    `seconds per candidate: ${seconds || "–"}${retired}${lineageText(summary.lineages)}`;
   const groups = new Map();
   for (const v of versions) {
     if (v.megabatch == null || !v.gate) continue;

@@ -1,0 +1,110 @@
+"""Which lineage should be live: evidence pooled over every mega-batch, not one gate sample.
+
+With challenger lineages every strategy continues its own versions, and on each mega-batch the
+siblings are scored on the same gate rows. One mega-batch's 100–1,000 rows decide little, but the
+rows where exactly one of two lineages is right (the discordant rows) add up across mega-batches:
+McNemar's exact test on the pooled counts says whether one lineage is ahead beyond noise. The live
+pointer switches lineage, and a lineage is retired, only on that test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scipy.stats import binom
+
+from lure_engine.gate import GateEvaluation
+from lure_engine.gate_statistics import TestResult
+
+DEFAULT_SIGNIFICANCE = 0.05  # when the promotion policy has none (plain thresholds)
+
+
+@dataclass(frozen=True)
+class Discordance:
+    """Gate rows where exactly one of two models is right: ``only_this`` (this one) and
+    ``only_other``; the rows both get right or both get wrong say nothing about which is ahead."""
+
+    only_this: int = 0
+    only_other: int = 0
+
+    def __add__(self, other: Discordance) -> Discordance:
+        return Discordance(self.only_this + other.only_this, self.only_other + other.only_other)
+
+    def swapped(self) -> Discordance:
+        return Discordance(self.only_other, self.only_this)
+
+    def to_dict(self) -> dict:
+        return {"only_this": self.only_this, "only_other": self.only_other}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Discordance:
+        return cls(int(values["only_this"]), int(values["only_other"]))
+
+
+def discordance(this: GateEvaluation, other: GateEvaluation) -> Discordance:
+    """Both evaluated on the same gate rows (siblings of one mega-batch)."""
+    a, b = this.correct, other.correct
+    return Discordance(int((a & ~b).sum()), int((b & ~a).sum()))
+
+
+def ahead_test(evidence: Discordance) -> TestResult:
+    """H0: this lineage is no more accurate than the other; one-sided exact McNemar test,
+    p = P(X ≥ only_this), X ~ Binomial(discordant rows, 1/2)."""
+    discordant = evidence.only_this + evidence.only_other
+    if discordant == 0:
+        return TestResult("mcnemar_exact_pooled", 1.0, 0)
+    return TestResult(
+        "mcnemar_exact_pooled", float(binom.sf(evidence.only_this - 1, discordant, 0.5)), discordant
+    )
+
+
+@dataclass(frozen=True)
+class LineageChoice:
+    """The lineage to serve, and why: the pooled evidence of each challenger against the
+    incumbent, with its test."""
+
+    leader: str
+    incumbent: str | None
+    switched: bool
+    evidence: dict[str, dict]
+
+    def to_dict(self) -> dict:
+        return {
+            "leader": self.leader,
+            "incumbent": self.incumbent,
+            "switched": self.switched,
+            "evidence": self.evidence,
+        }
+
+
+def choose_lineage(
+    incumbent: str | None,
+    evidence_vs_incumbent: dict[str, Discordance],
+    significance: float,
+    fallback: str,
+) -> LineageChoice:
+    """Keep the incumbent unless a challenger is significantly ahead of it on the pooled
+    evidence (the most significant one wins); no incumbent (nothing of these lineages is live
+    yet): ``fallback``, the best candidate of this mega-batch."""
+    if incumbent is None:
+        return LineageChoice(fallback, None, False, {})
+    tests = {name: ahead_test(evidence) for name, evidence in evidence_vs_incumbent.items()}
+    record = {
+        name: {**evidence_vs_incumbent[name].to_dict(), **test.to_dict()}
+        for name, test in tests.items()
+    }
+    ahead = [
+        name
+        for name, test in tests.items()
+        if test.significant(significance)
+        and evidence_vs_incumbent[name].only_this > evidence_vs_incumbent[name].only_other
+    ]
+    if not ahead:
+        return LineageChoice(incumbent, incumbent, False, record)
+    leader = min(ahead, key=lambda name: tests[name].p_value)
+    return LineageChoice(leader, incumbent, True, record)
+
+
+def significantly_behind(evidence: Discordance, significance: float) -> bool:
+    """Is this lineage behind the other beyond noise (the rule that retires it)?"""
+    return ahead_test(evidence.swapped()).significant(significance)

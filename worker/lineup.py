@@ -1,0 +1,107 @@
+"""The candidates of one mega-batch: which strategies train, where each starts, and which one's
+version is offered to go live.
+
+Without lineages (one strategy, or ``lineages: false``) every candidate starts from the live
+version and the best on this mega-batch's gate rows is offered. With lineages each starts from its
+own lineage's head (``lure_core.lineages``), and the live lineage's candidate is offered unless a
+challenger's lineage is significantly ahead on the evidence pooled over every mega-batch so far
+(``lure_engine.lineage_evidence``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+from sqlalchemy.orm import Session
+
+from lure_core.lineage import newest_intact
+from lure_core.lineages import incumbent, lineage_heads, pooled_evidence
+from lure_core.records import ModelRow, VersionRow
+from lure_core.update_inputs import (
+    StartingPoint,
+    UpdateInputs,
+    read_starting_point,
+    starting_from,
+)
+from lure_engine.gate import GateEvaluation
+from lure_engine.lineage_evidence import Discordance, LineageChoice, choose_lineage, discordance
+from worker.attempts import WorkerContext
+
+
+@dataclass
+class Lineup:
+    """Per strategy, the update it trains (its own starting point, the shared data); the live
+    lineage and each challenger's evidence against it before this mega-batch."""
+
+    live: UpdateInputs  # from the live version: the data gate and the promotion gate judge on it
+    strategies: tuple[str, ...]
+    inputs: dict[str, UpdateInputs]
+    own_lineages: bool
+    incumbent: str | None = None
+    prior: dict[str, Discordance] = field(default_factory=dict)
+
+
+def _lineage_start(ctx: WorkerContext, head: VersionRow, live: StartingPoint) -> StartingPoint:
+    """The head's weights, or its newest intact ancestor's; none intact: live."""
+    if live.version is not None and head.number == live.version.number:
+        return live
+    found = newest_intact(ctx.sessions, head, partial(read_starting_point, ctx.blobs))
+    return found.value if found.value is not None else live
+
+
+def line_up(
+    ctx: WorkerContext,
+    session: Session,
+    model: ModelRow,
+    inputs: UpdateInputs,
+    strategies: tuple[str, ...],
+) -> Lineup:
+    """Where each strategy starts, and the evidence the live pointer is moved on."""
+    if not inputs.recipe.own_lineages:
+        return Lineup(inputs, strategies, dict.fromkeys(strategies, inputs), own_lineages=False)
+    heads = lineage_heads(session, model, strategies)
+    per_strategy = {
+        s: starting_from(session, inputs, _lineage_start(ctx, heads[s], inputs.start))
+        if s in heads
+        else inputs
+        for s in strategies
+    }
+    live_lineage = incumbent(session, model, strategies)
+    prior = {
+        s: pooled_evidence(session, model, s, live_lineage)[0]
+        for s in strategies
+        if live_lineage is not None and s != live_lineage
+    }
+    return Lineup(inputs, strategies, per_strategy, True, live_lineage, prior)
+
+
+def pairs(evaluations: dict[str, GateEvaluation]) -> dict[str, dict[str, Discordance]]:
+    """Each sibling's discordant gate rows against every other sibling."""
+    return {
+        this: {other: discordance(mine, theirs) for other, theirs in evaluations.items()}
+        for this, mine in evaluations.items()
+    }
+
+
+def offered(
+    lineup: Lineup,
+    evaluations: dict[str, GateEvaluation],
+    rank_by: str,
+    significance: float,
+) -> tuple[str, LineageChoice | None]:
+    """The strategy whose version is offered to go live (the gate still judges it against
+    live), and, with lineages, the choice with its evidence."""
+    order = list(lineup.strategies)
+    best = max(order, key=lambda s: (evaluations[s].score(rank_by), -order.index(s)))
+    if not lineup.own_lineages:
+        return best, None
+    leader = lineup.incumbent if lineup.incumbent in evaluations else None
+    now = pairs(evaluations)
+    evidence = {
+        s: lineup.prior.get(s, Discordance()) + now[s][leader]
+        for s in evaluations
+        if leader is not None and s != leader
+    }
+    choice = choose_lineage(leader, evidence, significance, fallback=best)
+    return choice.leader, choice
