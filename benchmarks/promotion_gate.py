@@ -10,7 +10,8 @@ replay) as ``.npz`` chunks, and every sealed mega-batch is updated by ``worker.u
 function a Celery worker runs), single-threaded. Scenarios:
 
 - ``lure``, ``warm``: one strategy each, default gate;
-- ``auto``: lure and warm as candidates, a strategy retired after 3 losses in a row;
+- ``auto``: lure and warm as candidates, each its own lineage (the default), the live pointer
+  moving only on significant pooled evidence; a lineage significantly behind retired;
 - ``poison-gate`` / ``poison-nogate``: LURE, mega-batch 5's labels shuffled, with the default gate
   and with the gate off (``min_accuracy_delta: null``);
 - ``poison-noreplay-gate`` / ``-nogate``: the same without replay, where the poisoned mega-batch
@@ -143,16 +144,19 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
         "candidates_trained": len(versions),
         "wins": strategies["wins"],
         "retired": strategies["retired"],
+        "lineages": strategies.get("lineages"),
         "versions": [
             {
                 "number": v["number"],
                 "megabatch": v["megabatch"],
                 "strategy": v["strategy"],
+                "parent": v["parent"],
                 "release": v["release"],
                 "verdict": v["gate"]["verdict"],
                 "reasons": v["gate"]["reasons"],
                 "gate_accuracy": v["gate"]["numbers"]["candidate"]["accuracy"],
                 "gate_numbers": v["gate"]["numbers"],
+                "lineage": v["gate"].get("lineage"),
                 **_summary(v),
             }
             for v in versions
