@@ -15,7 +15,9 @@ function a Celery worker runs), single-threaded. Scenarios:
 - ``poison-gate`` / ``poison-nogate``: LURE, mega-batch 5's labels shuffled, with the default gate
   and with the gate off (``min_accuracy_delta: null``);
 - ``poison-noreplay-gate`` / ``-nogate``: the same without replay, where the poisoned mega-batch
-  is all its update trains on.
+  is all its update trains on;
+- ``flip30-gate``: mega-batch 5 with 30 % of its labels flipped to another class;
+- ``skew3-gate``: mega-batch 5 clean but of three classes only (0-2, from later in the stream).
 
 Reported per scenario (mean ± std over seeds): the live version's final test accuracy, the CER of
 the live lineage, versions held, and compute (seconds of every candidate trained). Results go to
@@ -55,6 +57,10 @@ SCENARIOS = {
     "auto": {"strategy": "auto"},
     "poison-gate": {"strategy": "lure"},
     "poison-nogate": {"strategy": "lure", "promotion": {"min_accuracy_delta": None}},
+    # mega-batch 5 with 30 % of its labels flipped to another class; then clean but with three
+    # classes only (what a skewed collection round sends)
+    "flip30-gate": {"strategy": "lure"},
+    "skew3-gate": {"strategy": "lure"},
     # without replay the poisoned mega-batch is all its update trains on
     "poison-noreplay-gate": {"strategy": "lure", "replay": "none"},
     "poison-noreplay-nogate": {
@@ -105,13 +111,10 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
             ctx = WorkerContext(settings, sessions, BlobStore(settings.blob_dir))
             live_curve = []
             for index in range(min(MEGABATCHES, len(data.train.y) // size)):
-                rows = slice(index * size, (index + 1) * size)
-                labels = data.train.y[rows]
-                if scenario.startswith("poison") and index + 1 == POISONED:
-                    labels = np.random.default_rng(seed).permutation(labels)
+                images, labels = _megabatch(data.train, scenario, seed, index, size)
                 client.post(
                     "/v1/models/cifar/chunks?split=train",
-                    content=encode_npz(data.train.x[rows], labels),
+                    content=encode_npz(images, labels),
                     headers=npz,
                 ).raise_for_status()
                 with sessions() as session:
@@ -162,6 +165,26 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
             for v in versions
         ],
     }
+
+
+def _megabatch(train, scenario: str, seed: int, index: int, size: int):
+    """Mega-batch ``index``'s images and labels, altered at mega-batch 5 as the scenario says."""
+    rows = slice(index * size, (index + 1) * size)
+    images, labels = train.x[rows], train.y[rows].copy()
+    if index + 1 != POISONED:
+        return images, labels
+    rng = np.random.default_rng(seed)
+    if scenario.startswith("poison"):
+        return images, rng.permutation(labels)
+    if scenario.startswith("flip30"):
+        flipped = rng.choice(len(labels), size=int(0.3 * len(labels)), replace=False)
+        labels[flipped] = (labels[flipped] + rng.integers(1, 10, len(flipped))) % 10
+        return images, labels
+    if scenario.startswith("skew3"):  # clean rows of classes 0-2 from the rest of the stream
+        later = np.arange(index * size, len(train.y))
+        chosen = later[np.isin(train.y[later], (0, 1, 2))][:size]
+        return train.x[chosen], train.y[chosen]
+    return images, labels
 
 
 def _summary(version: dict) -> dict:
@@ -247,7 +270,8 @@ def report(runs_dir: Path) -> str:
             )
         )
     curves = []
-    for scenario in [s for s in SCENARIOS if s.startswith("poison")]:
+    altered = ("poison", "flip30", "skew3")
+    for scenario in [s for s in SCENARIOS if s.startswith(altered)]:
         for doc in results.get(scenario, []):
             points = " ".join(
                 f"{p['test_accuracy'] * 100:.1f}" + ("*" if p["megabatch"] >= POISONED else "")
@@ -257,8 +281,9 @@ def report(runs_dir: Path) -> str:
     body = "\n".join(lines)
     if curves:
         body += (
-            "\n\nLive model's test accuracy (%) after each mega-batch, poisoned scenario "
-            f"(mega-batch {POISONED}'s labels shuffled; * from it on):\n\n"
+            "\n\nLive model's test accuracy (%) after each mega-batch, altered scenarios "
+            f"(mega-batch {POISONED}'s labels shuffled, 30 % flipped, or three classes only; "
+            "* from it on):\n\n"
             "| scenario | seed | after mega-batch 1 … 8 |\n|---|---|---|\n" + "\n".join(curves)
         )
     return body
