@@ -65,6 +65,8 @@ class Recipe:
     # engine options reachable from a recipe; None (configs stored before them): the engine's
     scope: str | None = None
     reset_source: str | None = None
+    # BatchNorm statistics recomputed after each update's training; None: the engine's default
+    recalibrate_norm: bool | None = None
     # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
     lineages: bool | None = None
 
@@ -163,6 +165,8 @@ class Recipe:
             crop_padding=default_crop_padding(self.image_size),
             until_train_accuracy=until.get("train_accuracy"),
         )
+        if self.recalibrate_norm is not None:
+            train = replace(train, recalibrate_norm=self.recalibrate_norm)
         config = UpdateConfig(
             strategy=strategy,
             importance=self.importance,

@@ -71,8 +71,10 @@ def update_config_to_dict(config: UpdateConfig) -> dict:
 
 
 def update_config_from_dict(data: dict) -> UpdateConfig:
-    """The inverse of :func:`update_config_to_dict` (fields added later take their defaults)."""
-    train = dict(data.get("train", {}))
+    """The inverse of :func:`update_config_to_dict`. Fields added later take their defaults,
+    except where the default changed what training does: a record without ``recalibrate_norm``
+    was trained before it existed, so without it."""
+    train = {"recalibrate_norm": False, **data.get("train", {})}
     if "milestones" in train:
         train["milestones"] = tuple(train["milestones"])
     known_train = {f.name for f in fields(TrainConfig)}

@@ -188,6 +188,12 @@ class ModelCreate(_Candidates):
     hflip: bool = Field(
         _TRAIN.hflip, description="flip augmentation; turn off where a mirror changes the label"
     )
+    recalibrate_norm: bool = Field(
+        _TRAIN.recalibrate_norm,
+        description="after each update's training, recompute BatchNorm running statistics with "
+        "the final weights on the training rows (an imported model's first update keeps its "
+        "calibration)",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     resize: Literal["squash", "resize_crop"] = Field(
         "squash", description="squash to size × size, or resize the short side and crop the centre"
@@ -242,6 +248,7 @@ MUTABLE_FIELDS = (
     "class_names",
     "keep_versions",
     "train_until",
+    "recalibrate_norm",
 )
 
 
@@ -260,6 +267,7 @@ class ModelPatch(BaseModel):
     class_names: list[str] | None = None
     keep_versions: int | None = Field(None, ge=1, le=1_000_000)
     train_until: TrainUntilIn | None = None
+    recalibrate_norm: bool | None = None
 
     @model_validator(mode="after")
     def _only_mutable_fields(self) -> ModelPatch:

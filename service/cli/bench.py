@@ -81,6 +81,7 @@ class BenchOptions:
     weight_decay: float = 1e-4
     until_train_accuracy: float = 0.0  # > 0: train each update until this (epochs: the cap)
     train_samples: int = 0  # > 0: a class-balanced subset of this many training images
+    recalibrate_norm: bool = True
 
 
 def _check_names(options: BenchOptions) -> list[str]:
@@ -165,6 +166,7 @@ def build_config(options: BenchOptions) -> BenchArgs:
         gamma=options.lr_decay,
         weight_decay=options.weight_decay,
         until_train_accuracy=options.until_train_accuracy or None,
+        recalibrate_norm=options.recalibrate_norm,
     )
     update = UpdateConfig(
         importance=options.importance,
@@ -279,6 +281,10 @@ _TRAIN_SAMPLES = typer.Option(
     0, help="Use a class-balanced subset of this many training images (0: all)."
 )
 
+_RECALIBRATE_NORM = typer.Option(
+    True, help="Recompute BatchNorm statistics with the final weights after each update."
+)
+
 _OUT = typer.Option(Path("runs/alma"), help="Folder for results.json, results.md and alma.png.")
 
 
@@ -308,6 +314,7 @@ def alma(
     weight_decay: float = typer.Option(1e-4, help="SGD weight decay."),
     until_train_accuracy: float = _UNTIL_TRAIN_ACCURACY,
     train_samples: int = _TRAIN_SAMPLES,
+    recalibrate_norm: bool = _RECALIBRATE_NORM,
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     out: Path = _OUT,
 ) -> None:
