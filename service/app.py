@@ -40,6 +40,7 @@ from service.health import FileVerifier
 from service.inference import ModelCache
 from service.ingest import Ingestor
 from service.instance_lock import hold_data_dir
+from service.live_warmer import LiveWarmer
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
 from service.settings import ServerSettings
 from service.ttl_cache import SingleFlightCache
@@ -67,6 +68,15 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         stale_after=settings.stale_job_seconds,
         resend_after=settings.resend_queued_after_seconds,
     )
+    models = ModelCache(
+        blobs,
+        settings.model_cache_size,
+        on_refused=lambda v, _: metrics.refused_checkpoints.labels(
+            str(v.model_id), str(v.number)
+        ).inc(),
+        device=choose_device(settings.serve_device),
+        engine=settings.serve_engine,
+    )
     return Resources(
         settings,
         sessions,
@@ -74,21 +84,14 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         celery,
         dispatcher,
         Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
-        ModelCache(
-            blobs,
-            settings.model_cache_size,
-            on_refused=lambda v, _: metrics.refused_checkpoints.labels(
-                str(v.model_id), str(v.number)
-            ).inc(),
-            device=choose_device(settings.serve_device),
-            engine=settings.serve_engine,
-        ),
+        models,
         metrics,
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
         FileVerifier(blobs),
         KeyCache(settings.key_cache_seconds),
         SingleFlightCache(settings.live_cache_seconds),
         DiskUse(blobs),
+        LiveWarmer(sessions, models, settings.warm_live_seconds),
     )
 
 
@@ -102,6 +105,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         metrics.watch_database(resources.sessions, resources.verifier, resources.disk, settings)
         app.state.resources = resources
         resources.dispatcher.start()
+        resources.warmer.start()
         if not settings.auth:
             log.warning(
                 "AUTHENTICATION IS OFF (LURE_AUTH=false): anyone who can reach this port can read, "
@@ -114,6 +118,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             resources.models.device,
         )
         yield
+        resources.warmer.stop()
         resources.dispatcher.stop()
 
     app = FastAPI(

@@ -21,6 +21,7 @@ from service.dispatcher import Dispatcher
 from service.health import FileVerifier
 from service.inference import ModelCache
 from service.ingest import Ingestor
+from service.live_warmer import LiveWarmer
 from service.observability.metrics import ApiMetrics
 from service.settings import ServerSettings
 from service.ttl_cache import SingleFlightCache
@@ -49,6 +50,7 @@ class Resources:
     # model name -> (model, live version, recipe), as /predict last read them
     live: SingleFlightCache[str, tuple[ModelRow, VersionRow, Recipe]]
     disk: DiskUse
+    warmer: LiveWarmer
 
 
 async def resources(request: Request) -> Resources:

@@ -25,6 +25,7 @@ def settings(tmp_path) -> ServerSettings:
         max_import_bytes=20_000_000,
         max_samples_per_chunk=2000,
         max_predict_batch=64,
+        warm_live_seconds=0,  # tests/server/test_live_warmer.py turns it on
     )
 
 
