@@ -7,8 +7,10 @@ strategy since the last manual promotion that passed the gate against its own pa
 with no such version yet starts from the live version (after an import or a promotion every
 lineage restarts there). The replay memory is the stream's, shared by every lineage, so lineages
 differ only in where they start. Each version's gate record carries ``lineage``: its parent,
-whether it extends its lineage, and its discordant gate rows against each sibling, from which the
-evidence between two lineages is summed (``lure_engine.lineage_evidence``).
+whether it extends its lineage, its discordant gate rows against each sibling, and its parent's
+discordant rows against each sibling's parent on the new mega-batch (scored before training on
+it: fresh rows every time), from which the evidence between two lineages is summed
+(``lure_engine.lineage_evidence``).
 """
 
 from __future__ import annotations
@@ -67,10 +69,11 @@ def pooled_evidence(
     session: Session, model: ModelRow, this: str, other: str
 ) -> tuple[Discordance, int]:
     """``this`` lineage against ``other`` over every mega-batch of the epoch on which both
-    trained: the summed discordant gate rows, and how many mega-batches that is."""
+    trained: the rows of each new mega-batch only one of their heads got right (scored before
+    training on them), summed, and how many mega-batches that is."""
     total, megabatches = Discordance(), 0
     for version in epoch_versions(session, model):
-        pair = (lineage_record(version).get("pairs") or {}).get(other)
+        pair = (lineage_record(version).get("prequential_pairs") or {}).get(other)
         if version.strategy == this and pair is not None:
             total, megabatches = total + Discordance.from_dict(pair), megabatches + 1
     return total, megabatches

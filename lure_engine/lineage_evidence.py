@@ -1,10 +1,11 @@
 """Which lineage should be live: evidence pooled over every mega-batch, not one gate sample.
 
 With challenger lineages every strategy continues its own versions, and on each mega-batch the
-siblings are scored on the same gate rows. One mega-batch's 100–1,000 rows decide little, but the
-rows where exactly one of two lineages is right (the discordant rows) add up across mega-batches:
-McNemar's exact test on the pooled counts says whether one lineage is ahead beyond noise. The live
-pointer switches lineage, and a lineage is retired, only on that test.
+lineages' heads are scored on the same rows: the new mega-batch's, before anything trains on them.
+One mega-batch decides little, but the rows where exactly one of two lineages is right (the
+discordant rows) add up across mega-batches, each row counted once: McNemar's exact test on the
+pooled counts says whether one lineage is ahead beyond noise. The live pointer switches lineage,
+and a lineage is retired, only on that test.
 """
 
 from __future__ import annotations

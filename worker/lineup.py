@@ -4,7 +4,8 @@ version is offered to go live.
 Without lineages (one strategy, or ``lineages: false``) every candidate starts from the live
 version and the best on this mega-batch's gate rows is offered. With lineages each starts from its
 own lineage's head (``lure_core.lineages``), and the live lineage's candidate is offered unless a
-challenger's lineage is significantly ahead on the evidence pooled over every mega-batch so far
+challenger's lineage is significantly ahead on the evidence pooled over every mega-batch so far:
+the heads scored on each new mega-batch's rows before training on them
 (``lure_engine.lineage_evidence``).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 
+import torch
 from sqlalchemy.orm import Session
 
 from lure_core.lineage import newest_intact
@@ -23,9 +25,11 @@ from lure_core.update_inputs import (
     UpdateInputs,
     read_starting_point,
     starting_from,
+    starting_model,
 )
-from lure_engine.gate import GateEvaluation
+from lure_engine.gate import GateEvaluation, evaluate_on_gate
 from lure_engine.lineage_evidence import Discordance, LineageChoice, choose_lineage, discordance
+from lure_engine.pipeline import as_tensors
 from worker.attempts import WorkerContext
 
 
@@ -77,29 +81,51 @@ def line_up(
 
 
 def pairs(evaluations: dict[str, GateEvaluation]) -> dict[str, dict[str, Discordance]]:
-    """Each sibling's discordant gate rows against every other sibling."""
+    """Each model's discordant rows against every other one's (all scored on the same rows)."""
     return {
         this: {other: discordance(mine, theirs) for other, theirs in evaluations.items()}
         for this, mine in evaluations.items()
     }
 
 
+def prequential_pairs(lineup: Lineup, device: torch.device) -> dict[str, dict[str, Discordance]]:
+    """The lineages' heads scored on the new mega-batch's rows before anything trains on them:
+    fresh rows every mega-batch, so the evidence summed over a stream counts each row once (the
+    gate rows are reused from one mega-batch to the next). Heads that are one version (after an
+    import or a promotion) are not scored: they agree on every row."""
+    if not lineup.own_lineages:
+        return {}
+    starts = {s: inputs.start.version for s, inputs in lineup.inputs.items()}
+    if any(v is None for v in starts.values()) or len({v.number for v in starts.values()}) < 2:
+        return {}
+    inputs = lineup.live
+    x, y = as_tensors(inputs.data.megabatch, device, inputs.recipe.preprocessing)
+    scored: dict[int, GateEvaluation] = {}
+    for strategy, version in starts.items():
+        assert version is not None
+        if version.number not in scored:
+            model = starting_model(lineup.inputs[strategy]).to(device)
+            scored[version.number] = evaluate_on_gate(model, x, y)
+    return pairs({s: scored[v.number] for s, v in starts.items() if v is not None})
+
+
 def offered(
     lineup: Lineup,
     evaluations: dict[str, GateEvaluation],
+    fresh: dict[str, dict[str, Discordance]],
     rank_by: str,
     significance: float,
 ) -> tuple[str, LineageChoice | None]:
     """The strategy whose version is offered to go live (the gate still judges it against
-    live), and, with lineages, the choice with its evidence."""
+    live), and, with lineages, the choice with its evidence: the heads' discordant rows on every
+    mega-batch so far (``fresh``: this one's)."""
     order = list(lineup.strategies)
     best = max(order, key=lambda s: (evaluations[s].score(rank_by), -order.index(s)))
     if not lineup.own_lineages:
         return best, None
     leader = lineup.incumbent if lineup.incumbent in evaluations else None
-    now = pairs(evaluations)
     evidence = {
-        s: lineup.prior.get(s, Discordance()) + now[s][leader]
+        s: lineup.prior.get(s, Discordance()) + fresh.get(s, {}).get(leader, Discordance())
         for s in evaluations
         if leader is not None and s != leader
     }

@@ -50,7 +50,7 @@ from lure_engine.gate import (
     margin,
     split_gate,
 )
-from lure_engine.lineage_evidence import DEFAULT_SIGNIFICANCE, LineageChoice
+from lure_engine.lineage_evidence import DEFAULT_SIGNIFICANCE, Discordance, LineageChoice
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
 from lure_engine.update import (
@@ -62,7 +62,7 @@ from lure_engine.update import (
 from worker.attempts import WorkerContext, runner_name
 from worker.data_check import check_data
 from worker.learner import load_starting_point
-from worker.lineup import Lineup, line_up, offered, pairs
+from worker.lineup import Lineup, line_up, offered, pairs, prequential_pairs
 from worker.publish import Published, publish
 
 log = logging.getLogger("lure.worker")
@@ -320,13 +320,16 @@ def _alike_sibling(
 
 
 def _winner(
-    lineup: Lineup, candidates: list[Candidate], policy: PromotionPolicy
+    lineup: Lineup,
+    candidates: list[Candidate],
+    fresh: dict[str, dict[str, Discordance]],
+    policy: PromotionPolicy,
 ) -> tuple[int, LineageChoice | None]:
     """The candidate offered to go live: the best by the policy's ranking metric (a tie goes to
     the primary strategy), or, with lineages, the live lineage's unless another is ahead."""
     evaluations = {c.strategy: c.evaluation for c in candidates}
     significance = policy.significance or DEFAULT_SIGNIFICANCE
-    strategy, choice = offered(lineup, evaluations, policy.rank_by, significance)
+    strategy, choice = offered(lineup, evaluations, fresh, policy.rank_by, significance)
     return [c.strategy for c in candidates].index(strategy), choice
 
 
@@ -403,19 +406,24 @@ def _gate_record(
 
 
 def _lineage_records(
-    candidates: list[Candidate], choice: LineageChoice | None
+    candidates: list[Candidate],
+    fresh: dict[str, dict[str, Discordance]],
+    choice: LineageChoice | None,
 ) -> dict[str, dict | None]:
-    """Per strategy, what its gate record says about lineages (None: lineages off)."""
+    """Per strategy, what its gate record says about lineages (None: lineages off): the
+    candidates' discordant gate rows (``pairs``), their parents' on the new mega-batch's rows
+    (``prequential_pairs``: the evidence the live lineage is chosen on) and the choice."""
     if choice is None:
         return {c.strategy: None for c in candidates}
     discordant = pairs({c.strategy: c.evaluation for c in candidates})
+
+    def others(table: dict[str, Discordance], this: str) -> dict:
+        return {other: d.to_dict() for other, d in table.items() if other != this}
+
     return {
         c.strategy: {
-            "pairs": {
-                other: d.to_dict()
-                for other, d in discordant[c.strategy].items()
-                if other != c.strategy
-            },
+            "pairs": others(discordant[c.strategy], c.strategy),
+            "prequential_pairs": others(fresh.get(c.strategy, {}), c.strategy),
             "choice": choice.to_dict(),
         }
         for c in candidates
@@ -427,11 +435,12 @@ def _published(
     lineup: Lineup,
     candidates: list[Candidate],
     live: GateEvaluation | None,
+    fresh: dict[str, dict[str, Discordance]],
 ) -> tuple[list[Published], int]:
     """Step 3: every candidate saved as a version; which one is offered to go live."""
     policy = lineup.live.recipe.policy
-    best, choice = _winner(lineup, candidates, policy)
-    lineages = _lineage_records(candidates, choice)
+    best, choice = _winner(lineup, candidates, fresh, policy)
+    lineages = _lineage_records(candidates, fresh, choice)
     replay_state = lineup.live.replay_after()
     published = [
         Published(
@@ -459,10 +468,11 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: _ProgressWriter) -> 
     progress.phase("data gate")
     if ride_out(lambda: check_data(ctx, job_id, inputs, device), f"job {job_id}: data gate"):
         return None  # quarantined: nothing trained, nothing published
+    fresh = prequential_pairs(lineup, device)  # the heads, before anything trains
     candidates, live = _train_candidates(lineup, device, progress)
     progress.candidate = {}
     progress.phase("publish")
-    published, best = _published(ctx, lineup, candidates, live)
+    published, best = _published(ctx, lineup, candidates, live, fresh)
     metrics = candidates[best].update.metrics
     timings = {
         "load_seconds": load_seconds,

@@ -121,7 +121,7 @@ class _Candidates(BaseModel):
     lineages: bool = Field(
         True,
         description="with several strategies, each continues its own versions; the live pointer "
-        "moves to another lineage only when it is significantly ahead on every gate row so far. "
+        "moves to another lineage only when it is significantly ahead on every mega-batch so far. "
         "false: every candidate starts from the live version and the best one goes live",
     )
     promotion: PromotionPolicyIn = Field(default_factory=PromotionPolicyIn)

@@ -159,6 +159,10 @@ def test_challengers_continue_their_own_lineages(client, digits, run_jobs):
         "only_this": pair["only_other"],
         "only_other": pair["only_this"],
     }
+    # the heads (versions 1 and 2, the same weights) scored on the new rows agree on every one
+    assert lure["gate"]["lineage"]["prequential_pairs"] == {
+        "warm": {"only_this": 0, "only_other": 0}
+    }
     # lure went live on the first (a tie goes to the primary), so lure's lineage is offered
     # unless warm's is significantly ahead on the pooled evidence
     assert first_lure["live"] is False and first_lure["gate"]["winner"]
@@ -179,7 +183,7 @@ def _set_evidence(worker_ctx, number: int, other: str, only_this: int, only_othe
         version = session.scalar(select(VersionRow).where(VersionRow.number == number))
         gate = dict(version.gate)
         pairs = {other: {"only_this": only_this, "only_other": only_other}}
-        gate["lineage"] = {**gate["lineage"], "pairs": pairs}
+        gate["lineage"] = {**gate["lineage"], "prequential_pairs": pairs}
         version.gate = gate
 
 
@@ -200,6 +204,11 @@ def test_the_live_pointer_moves_to_a_lineage_that_is_significantly_ahead(
     assert choice["evidence"][challenger]["p_value"] < 0.05
     assert third[challenger]["gate"]["winner"] and not third[incumbent]["gate"]["winner"]
     assert third[challenger]["parent"] == challenger_version["number"]
+    # the evidence: the written rows plus the heads' own on mega-batch 3's rows, scored before
+    # training on them (the heads now differ, so they were scored)
+    fresh = third[challenger]["gate"]["lineage"]["prequential_pairs"][incumbent]
+    assert choice["evidence"][challenger]["only_this"] == 60 + fresh["only_this"]
+    assert choice["evidence"][challenger]["only_other"] == 10 + fresh["only_other"]
     assert third[challenger]["live"] == (third[challenger]["gate"]["verdict"] == "passed")
 
 
