@@ -207,10 +207,14 @@ class _GateContext:
     live_version: VersionRow | None = None
     parents: dict[int, GateEvaluation] = field(default_factory=dict)
 
+    def is_live(self, version: VersionRow | None) -> bool:
+        live = self.live_version
+        return version is None or (live is not None and version.number == live.number)
+
     def parent(self, inputs: UpdateInputs) -> GateEvaluation | None:
         """The candidate's own parent on the gate rows (the live version's when it is live)."""
         version = inputs.start.version
-        if version is None or version is self.live_version:
+        if version is None or self.is_live(version):
             return self.live
         if version.number not in self.parents:
             model = starting_model(inputs).to(self.device)
@@ -296,7 +300,7 @@ def _lineage_verdict(
         return {}
     parent = inputs.start.version
     own = verdict
-    if parent is not None and parent is not context.live_version:
+    if not context.is_live(parent):
         own = judge(evaluation, context.parent(inputs), inputs.recipe.policy)
     record = {"parent": parent.number if parent else None, "extends": own.passed}
     if own is not verdict:
