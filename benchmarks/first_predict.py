@@ -34,7 +34,7 @@ def first_predict_seconds(warm_live_seconds: float) -> float:
     from sqlalchemy import select
 
     from lure_core.api_keys import create_key
-    from lure_core.blobs import BlobStore
+    from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
     from lure_core.records import JobRow
     from service.app import create_app
@@ -61,7 +61,7 @@ def first_predict_seconds(warm_live_seconds: float) -> float:
                 "/v1/models/m/chunks?split=train", content=encode_npz(x, y), headers=headers
             ).raise_for_status()
             sessions = make_session_factory(make_engine(settings.resolved_database_url))
-            ctx = WorkerContext(settings, sessions, BlobStore(settings.blob_dir))
+            ctx = WorkerContext(settings, sessions, open_blob_store(settings))
             with sessions() as session:
                 job = session.scalar(select(JobRow.id))
             outcome = execute_job(ctx, job).value

@@ -79,7 +79,7 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
     from sqlalchemy import select
 
     from lure_core.api_keys import create_key
-    from lure_core.blobs import BlobStore
+    from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
     from lure_core.records import JobRow
     from lure_engine.data import load_dataset
@@ -108,7 +108,7 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
                 headers=npz,
             ).raise_for_status()
             sessions = make_session_factory(make_engine(settings.resolved_database_url))
-            ctx = WorkerContext(settings, sessions, BlobStore(settings.blob_dir))
+            ctx = WorkerContext(settings, sessions, open_blob_store(settings))
             live_curve = []
             for index in range(min(MEGABATCHES, len(data.train.y) // size)):
                 images, labels = _megabatch(data.train, scenario, seed, index, size)

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from benchmarks.markdown import table
 from lure_core import recipe
-from lure_core.blobs import BlobStore
+from lure_core.blob_backend import open_blob_store
 from lure_core.database import make_engine, make_session_factory, upgrade_database
 from lure_core.records import JobRow, ModelRow
 from lure_engine.data import load_dataset, to_tensor
@@ -55,7 +55,7 @@ def _store(tmp: Path) -> tuple[WorkerContext, Ingestor]:
     settings.ensure_dirs()
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
-    blobs = BlobStore(settings.blob_dir)
+    blobs = open_blob_store(settings)
     return WorkerContext(settings, sessions, blobs), Ingestor(sessions, blobs)
 
 

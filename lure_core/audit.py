@@ -167,12 +167,12 @@ def _compare(plan: _Plan, blobs, report: dict) -> dict:
 def audit_version(settings: SharedSettings, model_name: str, number: int) -> dict:
     """``result``: match, mismatch, or not_auditable (imported weights, records from before
     audits, lost inputs), with the reasons and the numbers."""
-    from lure_core.blobs import BlobStore
+    from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
     from lure_core.update_inputs import train_ids_digest
 
     engine = make_engine(settings.resolved_database_url)
-    sessions, blobs = make_session_factory(engine), BlobStore(settings.blob_dir)
+    sessions, blobs = make_session_factory(engine), open_blob_store(settings)
     report: dict = {"model": model_name, "version": number}
     try:
         with sessions() as session:

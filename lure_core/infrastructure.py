@@ -1,5 +1,5 @@
-"""Infrastructure faults (the database or the broker unreachable) told apart from faults of an
-update itself, and waited out.
+"""Infrastructure faults (the database, the broker or the object store unreachable) told apart
+from faults of an update itself, and waited out.
 
 A PostgreSQL restart, a dropped connection or a locked SQLite file says nothing about the update
 that hit it: counting it as a failed attempt let a 10-second database restart fail a job for good.
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+from lure_core.blobs import ObjectStoreUnavailable
 
 log = logging.getLogger("lure.infrastructure")
 T = TypeVar("T")
@@ -62,13 +64,16 @@ def _is_database_fault(error: BaseException) -> bool:
 
 
 def is_infrastructure_fault(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is the database or broker being unreachable."""
+    """Whether ``error`` (or what caused it) is the database, broker or object store being
+    unreachable."""
     for cause in _causes(error):
         if isinstance(cause, OperationalError | InterfaceError) and cause.orig is not None:
             if _is_database_fault(cause.orig) or cause.connection_invalidated:
                 return True
             continue
         if _is_database_fault(cause) or _is_broker_fault(cause):
+            return True
+        if isinstance(cause, ObjectStoreUnavailable):
             return True
         if isinstance(cause, ConnectionRefusedError | ConnectionResetError | BrokenPipeError):
             return True
@@ -97,8 +102,8 @@ def ride_out(
             waited = time.monotonic() - started
             if waited - reported >= report_every or reported == 0.0:
                 log.warning(
-                    "%s: the database or broker is unreachable (%s); waiting for it (%.0f s so "
-                    "far; this is not counted against the update)",
+                    "%s: the database, broker or blob store is unreachable (%s); waiting for it "
+                    "(%.0f s so far; this is not counted against the update)",
                     what,
                     str(error).strip().splitlines()[0][:200] if str(error).strip() else error,
                     waited,

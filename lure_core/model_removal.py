@@ -9,9 +9,6 @@ removes it, so a crash between the two steps is finished by the next delete or s
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,8 +51,9 @@ def delete_model_rows(session: Session, model: ModelRow) -> None:
     session.execute(delete(ModelRow).where(ModelRow.id == model.id))
 
 
-def model_folder(blobs: BlobStore, model_id: int) -> Path:
-    return blobs.root / MODELS_FOLDER / str(model_id)
+def model_prefix(model_id: int) -> str:
+    """The blob folder every blob of the model lives under."""
+    return f"{MODELS_FOLDER}/{model_id}/"
 
 
 def remove_orphan_blobs(sessions: sessionmaker[Session], blobs: BlobStore) -> list[int]:
@@ -64,42 +62,20 @@ def remove_orphan_blobs(sessions: sessionmaker[Session], blobs: BlobStore) -> li
     Folders are listed before the rows are read, and a model's row is committed before its first
     blob is written, so a model being created is never mistaken for an orphan.
     """
-    root = blobs.root / MODELS_FOLDER
-    folders = (
-        [p for p in root.iterdir() if p.is_dir() and p.name.isdigit()] if root.exists() else []
-    )
+    folders = [name for name in blobs.children(f"{MODELS_FOLDER}/") if name.isdigit()]
     if not folders:
         return []
     with sessions() as session:
         existing = set(session.scalars(select(ModelRow.id)))
     removed = []
-    for folder in folders:
-        if int(folder.name) not in existing:
-            shutil.rmtree(folder)
-            removed.append(int(folder.name))
-            log.info("removed the blobs of deleted model %s", folder.name)
+    for name in folders:
+        if int(name) not in existing:
+            blobs.delete_prefix(model_prefix(int(name)))
+            removed.append(int(name))
+            log.info("removed the blobs of deleted model %s", name)
     return removed
 
 
 def model_disk_bytes(blobs: BlobStore, model_id: int) -> int:
-    """Bytes the model's blobs (chunks, checkpoints, masks, exports) take on disk."""
-    return _folder_bytes(model_folder(blobs, model_id))
-
-
-def _folder_bytes(folder: Path) -> int:
-    """One ``scandir`` pass (each entry's type and size come with the listing, not a stat call
-    apiece as with ``rglob``); a folder or file removed meanwhile counts as empty."""
-    total = 0
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        total += _folder_bytes(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
-                except FileNotFoundError:
-                    continue
-    except FileNotFoundError:
-        return 0
-    return total
+    """Bytes the model's blobs (chunks, checkpoints, masks, exports) take in the store."""
+    return blobs.bytes_under(model_prefix(model_id))

@@ -38,6 +38,16 @@ class SharedSettings(BaseSettings):
     # PyTorch's deterministic algorithms in updates: needed on CUDA for audits to match bit for bit
     # (set CUBLAS_WORKSPACE_CONFIG=:4096:8 too); CPU updates are reproducible without it
     deterministic: bool = False
+    # where blobs (chunks, checkpoints, masks, replay memories, exports) live: None keeps them in
+    # DATA_DIR/blobs; ``s3://bucket/prefix`` puts them in S3-compatible object storage, shared by
+    # every host (credentials the standard AWS way: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY...)
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None  # e.g. http://seaweedfs:8333 (None: AWS itself)
+    s3_timeout_seconds: float = 10.0  # connect and read timeout of one object-store request
+    # local read cache of object-store blobs, keyed by sha256, evicted least recently used first
+    blob_cache_bytes: int = 1 << 30
+    # a blob no record names is removed once this old (a crash between writing it and its record)
+    orphan_blob_grace_seconds: float = 86400.0
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -52,6 +62,10 @@ class SharedSettings(BaseSettings):
         return self.data_dir / "blobs"
 
     @property
+    def blob_cache_dir(self) -> Path:
+        return self.data_dir / "blob-cache"
+
+    @property
     def queue_dir(self) -> Path:
         return self.data_dir / "queue"
 
@@ -59,4 +73,5 @@ class SharedSettings(BaseSettings):
         """Create the data folders: called by the processes that use them, never at import."""
         for name in ("in", "processed", "control"):
             (self.queue_dir / name).mkdir(parents=True, exist_ok=True)
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        if not self.blob_url:  # on object storage the folder holds only the read cache
+            self.blob_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 import torch
@@ -10,6 +11,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from lure_core.blob_backend import open_blob_store
+from lure_core.blob_sweep import sweep_unnamed_blobs
 from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory, upgrade_database
 from lure_core.model_removal import remove_orphan_blobs
@@ -48,6 +51,19 @@ from service.ttl_cache import SingleFlightCache
 log = logging.getLogger("lure.api")
 
 
+def _sweep_in_background(sessions, blobs: BlobStore, grace_seconds: float) -> None:
+    """Blobs a crashed write left without a record: listing a bucket may take a while, so it
+    never holds up the start."""
+
+    def sweep() -> None:
+        try:
+            sweep_unnamed_blobs(sessions, blobs, grace_seconds)
+        except Exception:  # the store or database away: the next start sweeps again
+            log.warning("sweeping unnamed blobs failed; the next start tries again", exc_info=True)
+
+    threading.Thread(target=sweep, name="blob-sweep", daemon=True).start()
+
+
 def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     settings.ensure_dirs()
     if settings.torch_threads:  # LURE_TORCH_THREADS: the cores /predict's forward passes may use
@@ -56,8 +72,9 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         hold_data_dir(settings.data_dir)
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
-    blobs = BlobStore(settings.blob_dir)
+    blobs = open_blob_store(settings)
     remove_orphan_blobs(sessions, blobs)  # a model delete that crashed before removing its blobs
+    _sweep_in_background(sessions, blobs, settings.orphan_blob_grace_seconds)
     if settings.serve_engine != "eager":
         warm_up_onnx_export()  # before serving: its one-time cost holds the GIL for a second
     celery = make_producer(settings)

@@ -7,16 +7,15 @@ from it. Each such condition is a *problem* with a sentence saying what is wrong
 
 from __future__ import annotations
 
-import os
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lure_core.blobs import BlobStore, sha256_hex
+from lure_core.blobs import BlobStore, ChecksumMismatch
 from lure_core.records import (
     ChunkRow,
     JobRow,
@@ -30,27 +29,29 @@ from lure_core.records import (
 
 
 class FileVerifier:
-    """sha256 checks of stored files, re-hashed only when a file's size, inode or mtime changes."""
+    """sha256 checks of stored blobs, re-hashed only when a blob's signature (size, inode and
+    mtime in a folder; size and ETag in object storage) changes."""
 
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
-        self._known: dict[Path, tuple[tuple, str]] = {}
+        self._known: dict[tuple[str, str], tuple[Hashable, bool]] = {}
         self._lock = threading.Lock()
 
     def intact(self, key: str, expected_sha256: str) -> bool:
-        path = self.blobs.path(key)
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
+        signature = self.blobs.signature(key, expected_sha256)
+        if signature is None:
             return False
-        signature = (stat.st_size, stat.st_ino, stat.st_mtime_ns)
         with self._lock:
-            known = self._known.get(path)
+            known = self._known.get((key, expected_sha256))
         if known is None or known[0] != signature:
-            known = (signature, sha256_hex(path.read_bytes()))
+            try:
+                self.blobs.read(key, expected_sha256)
+                known = (signature, True)
+            except ChecksumMismatch:
+                known = (signature, False)
             with self._lock:
-                self._known[path] = known
-        return known[1] == expected_sha256
+                self._known[key, expected_sha256] = known
+        return known[1]
 
 
 @dataclass

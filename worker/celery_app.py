@@ -21,7 +21,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from lure_core.blobs import BlobStore
+from lure_core.blob_backend import open_blob_store
 from lure_core.database import make_engine, make_session_factory
 from lure_core.infrastructure import is_infrastructure_fault
 from lure_core.job_store import Outcome
@@ -65,7 +65,7 @@ def worker_context() -> WorkerContext:
     return WorkerContext(
         settings,
         make_session_factory(make_engine(settings.resolved_database_url)),
-        BlobStore(settings.blob_dir),
+        open_blob_store(settings),
     )
 
 

@@ -100,7 +100,7 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     """
     import torch
 
-    from lure_core.blobs import BlobStore
+    from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
     from lure_core.logs import configure_logging
     from lure_core.process_tree import die_with_parent
@@ -116,7 +116,7 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)
-    context = WorkerContext(settings, make_session_factory(engine), BlobStore(settings.blob_dir))
+    context = WorkerContext(settings, make_session_factory(engine), open_blob_store(settings))
     try:
         outcome = execute_job(context, job_id, runner_name())
     except UpdateInterrupted as stop:

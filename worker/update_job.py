@@ -114,7 +114,7 @@ def execute_job(ctx: WorkerContext, job_id: int, runner: str | None = None) -> O
             return Outcome.QUARANTINED
     except Exception as error:
         if is_infrastructure_fault(error):
-            reason = f"an unreachable database or broker ({type(error).__name__})"
+            reason = f"an unreachable database, broker or blob store ({type(error).__name__})"
             return ride_out(
                 lambda: release_interrupted(ctx.jobs, job_id, runner, reason, kind="unreachable"),
                 f"job {job_id}: handing the attempt back",

@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DatabaseError
 
+from lure_core.blobs import ObjectStoreUnavailable
 from lure_core.database import damaged_database_message, is_damaged_database_error
 from lure_core.infrastructure import is_infrastructure_fault
 
@@ -60,9 +61,18 @@ async def _database_error(request: Request, error: DatabaseError) -> JSONRespons
     return JSONResponse({"detail": message}, status_code=503)
 
 
+async def _object_store_error(_request: Request, error: ObjectStoreUnavailable) -> JSONResponse:
+    """The object store down is waited out by the client, like the database: nothing was stored
+    (a chunk's row is only committed after its object is)."""
+    log.warning("%s", error)
+    detail = f"the blob store cannot be reached right now; nothing was stored, try again ({error})"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DatabaseError, _database_error)
+    app.add_exception_handler(ObjectStoreUnavailable, _object_store_error)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

@@ -22,6 +22,11 @@ PG_ADVICE = (
     "LURE_DATABASE_URL names a PostgreSQL database: back it up with `pg_dump` (restore with "
     "`pg_restore`) and copy the blob folder LURE_DATA_DIR/blobs beside it (docs/SERVER.md)"
 )
+S3_ADVICE = (
+    "LURE_BLOB_URL keeps the blobs in object storage, which `lure backup` does not copy: back up "
+    "the database (`pg_dump`; SQLite: `sqlite3 lure.db '.backup FILE'`), then copy the bucket "
+    "prefix with `aws s3 sync` or `rclone sync` (docs/SERVER.md, Backup and restore)"
+)
 DATA_DIR = typer.Option(None, help="The server's data folder (LURE_DATA_DIR, default ./lure-data).")
 
 
@@ -29,6 +34,8 @@ def _embedded(data_dir: Path | None) -> ServerSettings:
     settings = ServerSettings(**({"data_dir": data_dir} if data_dir else {}))
     if not settings.resolved_database_url.startswith("sqlite"):
         raise fail(PG_ADVICE)
+    if settings.blob_url:
+        raise fail(S3_ADVICE)
     return settings
 
 

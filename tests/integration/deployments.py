@@ -3,6 +3,8 @@
 ``sqlite``: the embedded default's storage (SQLite and the filesystem queue in one data folder),
 with the API and the worker as separate processes so a test can kill one without the other.
 ``postgres``: PostgreSQL + Redis, as in production.
+``s3``: PostgreSQL + Redis + S3 (the tests' SeaweedFS), each process with its own empty data
+folder: several hosts with no shared disk.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from tests.integration.processes import (
     lure_command,
     wait_ready,
 )
+from tests.s3 import s3_environment
 
 KINDS = ["sqlite", "postgres"]
+WITH_OBJECT_STORE = [*KINDS, "s3"]
 
 
 @dataclass
@@ -60,9 +64,11 @@ class Deployment:
         return self.api
 
     def start_worker(self) -> Process:
-        worker = Process(
-            lure_command("worker"), self.env, self.tmp_path / f"worker{len(self.workers) + 1}.log"
-        )
+        number = len(self.workers) + 1
+        env = self.env
+        if self.kind == "s3":  # a host of its own
+            env = env | {"LURE_DATA_DIR": str(self.tmp_path / f"worker{number}-host")}
+        worker = Process(lure_command("worker"), env, self.tmp_path / f"worker{number}.log")
         self.workers.append(worker)
         return worker
 
@@ -92,11 +98,13 @@ def make_deployment(
 ) -> Deployment:
     """A deployment with its API started (workers are started by the test)."""
     env = environment(tmp_path, **settings)
-    if kind == "postgres":
+    if kind in ("postgres", "s3"):
         env |= {
             "LURE_DATABASE_URL": request.getfixturevalue("postgres_url"),
             "LURE_BROKER_URL": request.getfixturevalue("redis_url"),
         }
+    if kind == "s3":
+        env |= s3_environment()
     deployment = Deployment(kind, tmp_path, env, create_admin_key(env), free_port())
     deployment.start_api()
     return deployment

@@ -2,10 +2,11 @@
 with its environment, run as plain processes on real PostgreSQL and Redis (two API replicas on two
 ports, two workers), and the image built by the Dockerfile holds everything those commands need.
 
-What the compose file cannot say is replaced, and only that: the ``postgres``/``redis`` host names
-by the test's servers, the shared ``/data`` volume by a temporary folder, the published port by a
-free one; and two timing settings are shortened (a lost worker's job is taken over after 4 s, not
-60 s) so the scenario fits a test.
+What the compose file cannot say is replaced, and only that: the ``postgres``/``redis``/``s3`` host
+names and the S3 credentials by the test's servers (and a bucket prefix of the test's own), each
+container's ``/data`` by an empty folder of that process's own (no disk is shared: every blob goes
+through the object store), the published port by a free one; and two timing settings are
+shortened (a lost worker's job is taken over after 4 s, not 60 s) so the scenario fits a test.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from service.settings import ServerSettings
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.integration.deployments import environment, training, wait_for, wait_job
 from tests.integration.processes import Process, free_port, lure_command
+from tests.s3 import s3_environment, stored_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -55,18 +57,16 @@ def _command(service: str, port: int | None = None) -> list[str]:
     return lure_command(*args)
 
 
-def _env(service: str, tmp_path: Path, postgres_url: str, redis_url: str) -> dict[str, str]:
+def _env(service: str, host: Path, services: dict[str, str]) -> dict[str, str]:
+    """The service's environment on a host of its own (``host``: its empty data folder)."""
     declared = {k: str(v) for k, v in SERVICES[service]["environment"].items()}
     assert (
         "postgres:5432" in declared["LURE_DATABASE_URL"]
         and "redis:6379" in declared["LURE_BROKER_URL"]
+        and declared["LURE_S3_ENDPOINT_URL"] == "http://s3:8333"
+        and declared["LURE_BLOB_URL"].startswith("s3://")
     )
-    replaced = {
-        "LURE_DATABASE_URL": postgres_url,
-        "LURE_BROKER_URL": redis_url,
-        "LURE_DATA_DIR": str(tmp_path / "blobs-volume"),  # the volume both services mount
-    }
-    return environment(tmp_path) | declared | replaced | FAST_TAKEOVER
+    return environment(host) | declared | services | {"LURE_DATA_DIR": str(host)} | FAST_TAKEOVER
 
 
 def _healthcheck(service: str, port: int) -> list[str]:
@@ -120,6 +120,19 @@ def _chunk(client: httpx.Client, start: int, count: int) -> dict:
     return answer.json()
 
 
+def _trained_exactly_once(client: httpx.Client, ledger: list[dict], versions: list[dict]) -> None:
+    """Each acknowledged chunk was trained on by the version of its own mega-batch, and the
+    mega-batches hold exactly the acknowledged samples: none lost, none trained twice."""
+    by_megabatch = {v["megabatch"]: v["number"] for v in versions}
+    for chunk in ledger:
+        stored = client.get(f"/v1/models/digits/chunks/{chunk['id']}").json()
+        index = stored["megabatch"]["index"]
+        assert stored["trained_in_version"] == by_megabatch[index], stored
+    megabatches = client.get("/v1/models/digits/megabatches").json()
+    trained = sum(m["n_samples"] for m in megabatches if m["index"] in by_megabatch)
+    assert trained == sum(chunk["accepted"] for chunk in ledger)
+
+
 def _served_version(client: httpx.Client) -> int:
     answer = client.post("/v1/models/digits/predict", json={"images": png_images(DATA.test.x[:2])})
     assert answer.status_code == 200, answer.text
@@ -164,14 +177,15 @@ def test_the_image_holds_every_command_the_compose_file_runs():
         )
         assert answer.returncode == 0, f"{name}: `lure {subcommand}` does not exist"
         known = {f"LURE_{f.upper()}" for f in ServerSettings.model_fields}
-        unknown = set(service["environment"]) - known - {"LURE_LOG_FORMAT", "LURE_LOG_LEVEL"}
+        aws = {name for name in service["environment"] if name.startswith("AWS_")}
+        unknown = set(service["environment"]) - known - aws - {"LURE_LOG_FORMAT", "LURE_LOG_LEVEL"}
         assert not unknown, f"{name} sets settings that do not exist: {unknown}"
 
 
 @pytest.mark.slow
 def test_two_api_replicas_and_two_workers_as_compose_runs_them(tmp_path, postgres_url, redis_url):
-    api_env = _env("api", tmp_path, postgres_url, redis_url)
-    worker_env = _env("worker", tmp_path, postgres_url, redis_url)
+    services = {"LURE_DATABASE_URL": postgres_url, "LURE_BROKER_URL": redis_url, **s3_environment()}
+    api_env = _env("api", tmp_path / "host-api", services)
     # the documented first-key path: `docker compose run --rm api lure keys create ...`
     created = subprocess.run(
         lure_command("keys", "create", "--name", "admin", "--scope", "admin"),
@@ -182,7 +196,10 @@ def test_two_api_replicas_and_two_workers_as_compose_runs_them(tmp_path, postgre
     )
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
-    a, b = (Replica(n, free_port(), api_env, tmp_path) for n in ("api-a", "api-b"))
+    a, b = (
+        Replica(n, free_port(), _env("api", tmp_path / f"host-{n}", services), tmp_path)
+        for n in ("api-a", "api-b")
+    )
     workers: list[Process] = []
     try:
         a.start()
@@ -190,8 +207,19 @@ def test_two_api_replicas_and_two_workers_as_compose_runs_them(tmp_path, postgre
         a.wait_healthy()
         b.wait_healthy()
         workers = [
-            Process(_command("worker"), worker_env, tmp_path / f"worker{i}.log") for i in (1, 2)
+            Process(
+                _command("worker"),
+                _env("worker", tmp_path / f"host-worker{i}", services),
+                tmp_path / f"worker{i}.log",
+            )
+            for i in (1, 2)
         ]
+        ledger: list[dict] = []  # every chunk the server acknowledged
+
+        def acknowledge(client: httpx.Client, start: int, count: int) -> dict:
+            ledger.append(_chunk(client, start, count))
+            return ledger[-1]
+
         with _client(a, key) as on_a, _client(b, key) as on_b:
             anonymous = httpx.get(f"{a.url}/readyz").json()
             assert set(anonymous) == {"ready", "status"}  # probes see no details
@@ -203,10 +231,10 @@ def test_two_api_replicas_and_two_workers_as_compose_runs_them(tmp_path, postgre
             ).raise_for_status()
 
             # ingest on A; B serves the new version within seconds of its publication
-            [first] = _chunk(on_a, 0, 300)["jobs"]
+            [first] = acknowledge(on_a, 0, 300)["jobs"]
             wait_job(on_a, first, lambda j: j["state"] == "succeeded", timeout=240)
             assert _wait_served(on_b, 1, timeout=10) < 5
-            [second] = _chunk(on_b, 300, 300)["jobs"]
+            [second] = acknowledge(on_b, 300, 300)["jobs"]
             wait_job(on_b, second, lambda j: j["state"] == "succeeded", timeout=240)
             assert _wait_served(on_a, 2, timeout=10) < 5
 
@@ -215,18 +243,18 @@ def test_two_api_replicas_and_two_workers_as_compose_runs_them(tmp_path, postgre
             assert _wait_served(on_a, 1, timeout=10) < 5
 
             # SIGKILL the worker training mega-batch 3: the other one finishes the work
-            [third] = _chunk(on_a, 600, 300)["jobs"]
+            [third] = acknowledge(on_a, 600, 300)["jobs"]
             job = wait_job(on_a, third, lambda j: training(j, 3), timeout=240)
             killed = _holder(workers, job)
             killed.stop(signal.SIGKILL)
 
             # restart replica A mid-stream (SIGKILL): every acknowledged chunk is kept
-            acknowledged = [_chunk(on_a, 900, 60)["id"], _chunk(on_b, 960, 60)["id"]]
+            acknowledged = [acknowledge(on_a, 900, 60)["id"], acknowledge(on_b, 960, 60)["id"]]
             a.process.stop(signal.SIGKILL)
-            acknowledged += [_chunk(on_b, 1020, 60)["id"], _chunk(on_b, 1080, 60)["id"]]
+            acknowledged += [acknowledge(on_b, 1020, 60)["id"], acknowledge(on_b, 1080, 60)["id"]]
             a.start()
             a.wait_healthy()
-            fourth = _chunk(on_a, 1140, 60)
+            fourth = acknowledge(on_a, 1140, 60)
             acknowledged.append(fourth["id"])
             for chunk_id in acknowledged:
                 stored = on_b.get(f"/v1/models/digits/chunks/{chunk_id}")
@@ -247,11 +275,17 @@ def test_two_api_replicas_and_two_workers_as_compose_runs_them(tmp_path, postgre
             assert sorted(v["megabatch"] for v in versions) == [1, 2, 3, 4]
             third_version = next(v for v in versions if v["megabatch"] == 3)
             assert third_version["parent"] == 1  # trained from the promoted version
+            _trained_exactly_once(on_a, ledger, versions)
             assert (
                 _served_version(on_a)
                 == _served_version(on_b)
                 == on_a.get("/v1/models/digits").json()["live_version"]
             )
+        hosts = [tmp_path / f"host-{name}" for name in ("api-a", "api-b", "worker1", "worker2")]
+        assert all(host.is_dir() for host in hosts)  # each process its own data folder
+        assert not [f for host in hosts for f in (host / "blobs").rglob("*") if f.is_file()]
+        stored = stored_keys(services)  # everything lives in the bucket
+        assert sum("/versions/" in k and "weights" in k for k in stored) >= 4
     except BaseException:
         for process in [a.process, b.process, *workers]:
             if process is not None:

@@ -15,6 +15,7 @@ from tests.integration.processes import (
     wait_ready,
 )
 from tests.integration.scenario import run_scenario
+from tests.s3 import s3_environment, stored_keys
 
 pytestmark = pytest.mark.slow
 
@@ -55,22 +56,25 @@ def test_embedded_default_lure_up(tmp_path):
     assert any(r.get("process_name") == "api" and r.get("job_id") for r in records)
 
 
-def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url):
+@pytest.mark.parametrize("blobs", ["folder", "s3"])
+def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url, blobs):
     """Production shape: `lure api` and `lure worker` as separate processes on Redis +
-    PostgreSQL.
+    PostgreSQL, with blobs in a shared folder or, with no shared disk, in S3.
     """
     port = free_port()
     env = _env(
         LURE_DATABASE_URL=postgres_url,
         LURE_BROKER_URL=redis_url,
         LURE_DATA_DIR=str(tmp_path / "blobs"),
+        **(s3_environment() if blobs == "s3" else {}),
     )
+    worker_env = env | ({"LURE_DATA_DIR": str(tmp_path / "worker-host")} if blobs == "s3" else {})
     key = create_admin_key(env)  # also runs the migrations, before any process starts
     api = Process(lure_command("api", "--port", str(port)), env, tmp_path / "api.log")
     worker = None
     try:
         wait_ready(f"http://127.0.0.1:{port}", api, key)
-        worker = Process(lure_command("worker"), env, tmp_path / "worker.log")
+        worker = Process(lure_command("worker"), worker_env, tmp_path / "worker.log")
         run_scenario(f"http://127.0.0.1:{port}", key)
     except BaseException:
         print("--- api ---\n" + api.tail(60))
@@ -93,8 +97,15 @@ def test_redis_postgres_and_a_separate_worker(tmp_path, redis_url, postgres_url)
     engine = sqlalchemy.create_engine(postgres_url)
     with engine.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT count(*) FROM versions")).scalar() == 3
+        checkpoints = connection.execute(sqlalchemy.text("SELECT checkpoint_key FROM versions"))
+        keys = [row[0] for row in checkpoints]
         assert (
             connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
             == head
         )
     engine.dispose()
+    if blobs == "s3":  # every checkpoint in the bucket, no blob on either host's disk
+        stored = stored_keys(env)
+        assert all(any(k.startswith(key + "/") for k in stored) for key in keys)
+        for host in ("blobs", "worker-host"):
+            assert not [p for p in (tmp_path / host / "blobs").rglob("*") if p.is_file()]

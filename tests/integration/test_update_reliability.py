@@ -14,6 +14,7 @@ from lure_engine.data import load_digits_dataset
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.integration.deployments import (
     KINDS,
+    WITH_OBJECT_STORE,
     make_deployment,
     runner_pid,
     training,
@@ -50,7 +51,7 @@ def _model(client, **overrides) -> None:
     ).raise_for_status()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_OBJECT_STORE)
 def test_crashed_updates_are_recorded_retried_then_failed_clearly_and_later_megabatches_go_on(
     kind, request, tmp_path
 ):
@@ -118,7 +119,7 @@ def test_crashed_updates_are_recorded_retried_then_failed_clearly_and_later_mega
         deployment.stop()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_OBJECT_STORE)
 def test_a_worker_killed_mid_update_is_taken_over_on_either_database(kind, request, tmp_path):
     """The whole worker dies (no supervisor left to record it): the job goes stale and is taken
     over.

@@ -7,18 +7,40 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from lure_core.api_keys import create_key
-from lure_core.blobs import BlobStore
+from lure_core.blob_backend import open_blob_store
 from lure_core.database import make_engine, make_session_factory
 from lure_core.records import ChunkRow, JobRow
 from service.app import create_app
 from service.settings import ServerSettings
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
+from tests.s3 import s3_environment
 from worker.update_job import WorkerContext, execute_job
 
 
 @pytest.fixture()
-def settings(tmp_path) -> ServerSettings:
+def blob_backend() -> str:
+    """Where blobs live: a module runs on both with
+    ``pytestmark = pytest.mark.parametrize("blob_backend", BOTH_BLOB_BACKENDS)``."""
+    return "folder"
+
+
+BOTH_BLOB_BACKENDS = ["folder", "s3"]
+
+
+def blob_settings(backend: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The settings that put blobs on ``backend``: its own prefix on the tests' S3 server."""
+    if backend == "folder":
+        return {}
+    env = s3_environment()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, env[name])
+    return {"blob_url": env["LURE_BLOB_URL"], "s3_endpoint_url": env["LURE_S3_ENDPOINT_URL"]}
+
+
+@pytest.fixture()
+def settings(tmp_path, blob_backend, monkeypatch) -> ServerSettings:
     return ServerSettings(
+        **blob_settings(blob_backend, monkeypatch),
         data_dir=tmp_path / "data",
         dispatch_interval_seconds=3600,
         max_body_bytes=2_000_000,
@@ -60,7 +82,7 @@ def model(client) -> dict:
 def worker_ctx(settings, client) -> WorkerContext:
     """The real update function with its real storage, called in-process instead of via Celery."""
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
-    return WorkerContext(settings, sessions, BlobStore(settings.blob_dir))
+    return WorkerContext(settings, sessions, open_blob_store(settings))
 
 
 @pytest.fixture()

@@ -2,8 +2,8 @@
 
 import time
 
-from lure_core.blobs import BlobStore
-from lure_core.model_removal import model_disk_bytes, model_folder
+from lure_core.blobs import LocalBlobStore
+from lure_core.model_removal import model_disk_bytes
 from service.disk_use import DiskUse
 
 
@@ -14,11 +14,11 @@ def _write(folder, name: str, size: int) -> None:
 
 
 def test_disk_use_counts_nested_files_and_is_walked_again_only_after_its_cache_time(tmp_path):
-    blobs = BlobStore(tmp_path / "blobs")
-    folder = model_folder(blobs, 7)
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    folder = blobs.root / "models" / "7"
     _write(folder, "chunks/1.npz", 300)
     _write(folder, "versions/1/weights.safetensors", 1000)
-    _write(model_folder(blobs, 8), "chunks/1.npz", 5)  # another model's files do not count
+    _write(blobs.root / "models" / "8", "chunks/1.npz", 5)  # another model's files do not count
     (folder / "link").symlink_to(tmp_path / "blobs")  # a link is not followed
     assert model_disk_bytes(blobs, 7) == 1300
     assert model_disk_bytes(blobs, 99) == 0  # no folder yet

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from lure_core import model_removal
+from lure_core.blobs import LocalBlobStore
 from lure_core.records import ChunkRow, JobRow, MegaBatchRow, MetricsRow, ModelRow, VersionRow
 from service.app import create_app
 from tests.helpers import DIGITS_MODEL
@@ -73,7 +73,7 @@ def test_a_crash_between_rows_and_blobs_is_finished_by_the_next_delete(
     def crash(*_args, **_kwargs):
         raise OSError("the process died here")
 
-    monkeypatch.setattr(model_removal.shutil, "rmtree", crash)
+    monkeypatch.setattr(LocalBlobStore, "delete_prefix", crash)
     with pytest.raises(OSError):
         client.delete("/v1/models/digits")
     monkeypatch.undo()

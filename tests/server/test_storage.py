@@ -1,6 +1,6 @@
 import pytest
 
-from lure_core.blobs import BlobStore, ChecksumMismatch
+from lure_core.blobs import ChecksumMismatch, LocalBlobStore
 
 
 @pytest.mark.parametrize(
@@ -8,11 +8,11 @@ from lure_core.blobs import BlobStore, ChecksumMismatch
 )
 def test_blob_keys_cannot_leave_the_store(tmp_path, key):
     with pytest.raises(ValueError, match="invalid blob key"):
-        BlobStore(tmp_path).write(key, b"x")
+        LocalBlobStore(tmp_path).write(key, b"x")
 
 
 def test_writes_are_whole_and_reads_checked(tmp_path):
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     sha = store.write("models/1/a.bin", b"payload")
     assert store.read("models/1/a.bin", sha) == b"payload"
     assert not list(tmp_path.rglob(".tmp-*"))

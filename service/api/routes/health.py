@@ -12,8 +12,6 @@ name models and jobs) only to a caller with a valid key.
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -47,11 +45,9 @@ def _reachability(res: Resources) -> dict[str, str]:
         checks["broker"] = "ok"
     except Exception as error:
         checks["broker"] = f"error: {error}"
+    checks["blob_store_location"] = res.blobs.describe()
     try:
-        key = f"readiness/{uuid.uuid4().hex}"
-        sha = res.blobs.write(key, b"ok")
-        res.blobs.read(key, sha)
-        res.blobs.delete(key)
+        res.blobs.probe()
         checks["blob_store"] = "ok"
     except Exception as error:
         checks["blob_store"] = f"error: {error}"
