@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore, StoredBlob
-from lure_core.records import ChunkRow, ExportRow, VersionRow
+from lure_core.records import ChunkRow, ExportRow, PredictionRow, VersionRow
 
 log = logging.getLogger("lure.sweep")
 MODELS = "models/"
@@ -34,6 +34,7 @@ def _named(session: Session) -> set[tuple[str, str]]:
         select(VersionRow.mask_key, VersionRow.mask_sha256).where(kept),
         select(ChunkRow.blob_key, ChunkRow.sha256),
         select(ExportRow.blob_key, ExportRow.sha256),
+        select(PredictionRow.image_key, PredictionRow.image_sha256),
     )
     named: set[tuple[str, str]] = set()
     for query in queries:

@@ -22,6 +22,7 @@ from lure_core.records import (
     MegaBatchRow,
     MetricsRow,
     ModelRow,
+    PredictionRow,
     VersionRow,
 )
 
@@ -46,6 +47,7 @@ def delete_model_rows(session: Session, model: ModelRow) -> None:
     versions = select(VersionRow.id).where(VersionRow.model_id == model.id)
     session.execute(delete(ExportRow).where(ExportRow.version_id.in_(versions)))
     session.execute(delete(MetricsRow).where(MetricsRow.version_id.in_(versions)))
+    session.execute(delete(PredictionRow).where(PredictionRow.model_id == model.id))
     for table in (JobRow, VersionRow, ChunkRow, MegaBatchRow):
         session.execute(delete(table).where(table.model_id == model.id))
     session.execute(delete(ModelRow).where(ModelRow.id == model.id))

@@ -69,6 +69,8 @@ class Recipe:
     recalibrate_norm: bool | None = None
     # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
     lineages: bool | None = None
+    # the prediction log's {sample_rate, keep_days, max_rows}; None: /predict logs nothing
+    log_predictions: dict | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:

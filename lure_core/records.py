@@ -281,6 +281,28 @@ class ExportRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class PredictionRow(Base):
+    """One logged ``/predict`` answer (a model's ``log_predictions``): the image as the model saw it
+    (a content-addressed blob), who answered, what it said and how sure it was; a label arrives
+    later by its id (``/feedback``) and turns it into a training sample."""
+
+    __tablename__ = "predictions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex, the prediction_id
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    version_number: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    image_key: Mapped[str] = mapped_column(String(255))
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    top_k: Mapped[list] = mapped_column(JSON)  # [[label, probability], ...], most probable first
+    predicted: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)  # top-1 probability
+    margin: Mapped[float] = mapped_column(Float)  # top-1 minus top-2 probability
+    entropy: Mapped[float] = mapped_column(Float)  # of the whole distribution, in nats
+    label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    chunk_id: Mapped[int | None] = mapped_column(ForeignKey("chunks.id"), nullable=True)
+
+
 class ApiKeyRow(Base):
     """An API key: only its sha256 is stored; the prefix finds the row without scanning."""
 

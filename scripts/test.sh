@@ -9,4 +9,6 @@ python3 -m ruff format --check .
 python3 -m mypy  # types of lure_engine/ and lure_core/ (pyproject.toml [tool.mypy])
 source scripts/services.sh
 export LURE_REQUIRE_SERVICES=1  # integration tests fail, not skip, when a service is missing
-python3 -m pytest "$@"
+# three test processes, idle ones taking queued tests from busy ones: most tests wait on real
+# processes (an update, a restart), so three overlap their waits on two cores
+python3 -m pytest -n 3 --dist worksteal "$@"

@@ -26,6 +26,7 @@ from service.api.guard import RequestGuard
 from service.api.key_cache import KeyCache
 from service.api.routes import (
     chunks,
+    feedback,
     health,
     jobs,
     keys,
@@ -45,6 +46,7 @@ from service.ingest import Ingestor
 from service.instance_lock import hold_data_dir
 from service.live_warmer import LiveWarmer
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
+from service.prediction_log import PredictionLog
 from service.settings import ServerSettings
 from service.ttl_cache import SingleFlightCache
 
@@ -109,6 +111,12 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         SingleFlightCache(settings.live_cache_seconds),
         DiskUse(blobs),
         LiveWarmer(sessions, models, settings.warm_live_seconds),
+        PredictionLog(
+            sessions,
+            blobs,
+            on_dropped=lambda model, n: metrics.prediction_log_dropped.labels(model).inc(n),
+            on_logged=lambda model, n: metrics.predictions_logged.labels(model).inc(n),
+        ),
     )
 
 
@@ -123,6 +131,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.state.resources = resources
         resources.dispatcher.start()
         resources.warmer.start()
+        resources.prediction_log.start()
         if not settings.auth:
             log.warning(
                 "AUTHENTICATION IS OFF (LURE_AUTH=false): anyone who can reach this port can read, "
@@ -136,6 +145,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         )
         yield
         resources.warmer.stop()
+        resources.prediction_log.stop()
         resources.dispatcher.stop()
 
     app = FastAPI(
@@ -149,7 +159,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     install_api_docs(app)
     install_error_handlers(app)
     # /predict first: routes are matched in order, and it is the one called per image
-    for module in (predict, health, models, chunks, megabatches, jobs, versions, keys, dashboard):
+    routers = (predict, health, models, chunks, feedback, megabatches, jobs, versions, keys)
+    for module in (*routers, dashboard):
         app.include_router(module.router)
     app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
     app.add_middleware(

@@ -248,6 +248,18 @@ class LureClient:
     def version(self, model: str, number: int) -> dict:
         return self._call("GET", f"/v1/models/{model}/versions/{number}").json()
 
+    # the loop from /predict back into the stream
+    def feedback(self, model: str, items: list[dict]) -> dict:
+        """Labels by prediction id: ``[{"prediction_id": ..., "label": ...}]``."""
+        return self._call("POST", f"/v1/models/{model}/feedback", json=items).json()
+
+    def label_queue(self, model: str, by: str = "margin", limit: int = 50) -> list[dict]:
+        params = {"by": by, "limit": limit}
+        return self._call("GET", f"/v1/models/{model}/label-queue", params=params).json()
+
+    def prediction_image(self, url_path: str) -> bytes:
+        return self._call("GET", url_path).content
+
     def promote(self, model: str, number: int) -> dict:
         return self._call("POST", f"/v1/models/{model}/versions/{number}/promote").json()
 

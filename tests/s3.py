@@ -11,19 +11,9 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
+from tests.services import service_url
 
 BUCKET = "lure-test"
-
-
-def _require(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        message = f"{name} is not set: run `source scripts/services.sh` (scripts/test.sh does)"
-        if os.environ.get("LURE_REQUIRE_SERVICES"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return value
 
 
 def s3_environment(
@@ -32,9 +22,9 @@ def s3_environment(
     """Settings for one test's own prefix in the shared bucket (or in a private server's)."""
     return {
         "LURE_BLOB_URL": f"s3://{BUCKET}/t-{uuid.uuid4().hex[:12]}",
-        "LURE_S3_ENDPOINT_URL": endpoint or _require("LURE_TEST_S3_ENDPOINT"),
-        "AWS_ACCESS_KEY_ID": access or _require("LURE_TEST_S3_ACCESS_KEY"),
-        "AWS_SECRET_ACCESS_KEY": secret or _require("LURE_TEST_S3_SECRET_KEY"),
+        "LURE_S3_ENDPOINT_URL": endpoint or service_url("LURE_TEST_S3_ENDPOINT"),
+        "AWS_ACCESS_KEY_ID": access or service_url("LURE_TEST_S3_ACCESS_KEY"),
+        "AWS_SECRET_ACCESS_KEY": secret or service_url("LURE_TEST_S3_SECRET_KEY"),
         "AWS_DEFAULT_REGION": "us-east-1",
     }
 

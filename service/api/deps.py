@@ -23,6 +23,7 @@ from service.inference import ModelCache
 from service.ingest import Ingestor
 from service.live_warmer import LiveWarmer
 from service.observability.metrics import ApiMetrics
+from service.prediction_log import PredictionLog
 from service.settings import ServerSettings
 from service.ttl_cache import SingleFlightCache
 
@@ -51,6 +52,7 @@ class Resources:
     live: SingleFlightCache[str, tuple[ModelRow, VersionRow, Recipe]]
     disk: DiskUse
     warmer: LiveWarmer
+    prediction_log: PredictionLog
 
 
 async def resources(request: Request) -> Resources:

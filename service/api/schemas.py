@@ -88,6 +88,19 @@ class DataGateIn(BaseModel):
     label_skew_significance: float = Field(_DATA_GATE.label_skew_significance, gt=0, lt=1)
 
 
+class LogPredictionsIn(BaseModel):
+    """Keep a sample of ``/predict`` answers (image, version, top-k, time) so that labels can
+    arrive later by prediction id (``/feedback``) and the label queue can say what to label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_rate: float = Field(1.0, ge=0, le=1, description="share of predicted images logged")
+    keep_days: float = Field(30.0, gt=0, le=3650, description="older entries are pruned")
+    max_rows: int = Field(
+        100_000, ge=1, le=100_000_000, description="the oldest entries beyond it are pruned"
+    )
+
+
 class TrainUntilIn(BaseModel):
     """Train each update to convergence: until an epoch's running training accuracy reaches
     ``train_accuracy``, at most ``max_epochs`` epochs (the learning-rate milestones count from
@@ -138,6 +151,11 @@ class _Candidates(BaseModel):
         None,
         description="train each update until this training accuracy (max_epochs the cap) "
         "instead of exactly `epochs`; every version records the epochs and steps it took",
+    )
+    log_predictions: LogPredictionsIn | None = Field(
+        None,
+        description="log /predict answers for feedback by prediction id and the label queue; "
+        "none: nothing is logged",
     )
 
     @model_validator(mode="after")
@@ -249,6 +267,7 @@ MUTABLE_FIELDS = (
     "keep_versions",
     "train_until",
     "recalibrate_norm",
+    "log_predictions",
 )
 
 
@@ -268,6 +287,7 @@ class ModelPatch(BaseModel):
     keep_versions: int | None = Field(None, ge=1, le=1_000_000)
     train_until: TrainUntilIn | None = None
     recalibrate_norm: bool | None = None
+    log_predictions: LogPredictionsIn | None = None
 
     @model_validator(mode="after")
     def _only_mutable_fields(self) -> ModelPatch:
@@ -431,6 +451,10 @@ class Prediction(BaseModel):
     probability: float = Field(description="the probability of the predicted label")
     top_k: list[Ranked] = Field(description="the k most probable labels, most probable first")
     probabilities: list[float]
+    prediction_id: str = Field(
+        description="names this answer in POST /feedback when the model logs predictions "
+        "(log_predictions) and this image was sampled"
+    )
 
 
 class PredictResponse(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import backup, bench, keys, remote, server
+from service.cli import backup, bench, keys, labels, remote, server
 
 app = typer.Typer(help="LURE: keep a deployed image classifier fresh.", no_args_is_help=True)
 app.add_typer(bench.app, name="bench")
@@ -18,6 +18,8 @@ app.command("backup")(backup.backup_command)
 app.command("restore")(backup.restore_command)
 app.command("import")(remote.import_)
 app.command("export")(remote.export)
+app.command("label-queue")(labels.label_queue)
+app.command("feedback")(labels.feedback)
 for command in (
     remote.create,
     remote.push,

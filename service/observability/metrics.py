@@ -24,6 +24,7 @@ from lure_core.records import (
     VersionRow,
 )
 from service.disk_use import DiskUse
+from service.feedback import live_accuracy
 from service.health import FileVerifier, assess
 
 UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
@@ -42,6 +43,18 @@ _INSTRUMENTS = {
     "predictions": (Counter, "lure_predictions", "Images classified", ("model", "version")),
     "samples": (Counter, "lure_samples_ingested", "Samples accepted", ("model", "split")),
     "sealed": (Counter, "lure_megabatches_sealed", "Mega-batches sealed", ("model",)),
+    "predictions_logged": (
+        Counter,
+        "lure_predictions_logged",
+        "Predictions stored in the prediction log",
+        ("model",),
+    ),
+    "prediction_log_dropped": (
+        Counter,
+        "lure_prediction_log_dropped",
+        "Predictions the log dropped (queue full or storage away) instead of slowing /predict",
+        ("model",),
+    ),
     "refused_checkpoints": (
         Counter,
         "lure_checkpoint_integrity_failures",
@@ -60,6 +73,8 @@ class ApiMetrics:
     samples: Counter
     sealed: Counter
     refused_checkpoints: Counter
+    predictions_logged: Counter
+    prediction_log_dropped: Counter
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -136,7 +151,28 @@ class DatabaseCollector:
         yield self._durations(names, timings)
         yield from self._gate(names)
         yield self._data_gate(names)
+        yield from self._live_accuracy(names)
         yield from self._health(list(names.values()))
+
+    def _live_accuracy(self, names: dict[int, str]):
+        """Feedback labels per answering version and the share its logged answers got right."""
+        accuracy = GaugeMetricFamily(
+            "lure_live_accuracy",
+            "Share of labelled logged predictions the answering version got right",
+            labels=["model", "version"],
+        )
+        labelled = GaugeMetricFamily(
+            "lure_feedback_labels",
+            "Logged predictions labelled through /feedback, by answering version",
+            labels=["model", "version"],
+        )
+        with self.sessions() as session:
+            for model_id, name in names.items():
+                for row in live_accuracy(session, model_id):
+                    accuracy.add_metric([name, str(row["version"])], row["accuracy"])
+                    labelled.add_metric([name, str(row["version"])], row["labelled"])
+        yield accuracy
+        yield labelled
 
     def _data_gate(self, names: dict[int, str]) -> GaugeMetricFamily:
         """Mega-batches the data gate quarantined (waiting for an admin) or an admin discarded."""

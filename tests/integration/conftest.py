@@ -9,22 +9,19 @@ import uuid
 
 import pytest
 
-
-def _service_url(name: str) -> str:
-    url = os.environ.get(name)
-    if not url:
-        message = f"{name} is not set: run `source scripts/services.sh` (scripts/test.sh does)"
-        if os.environ.get("LURE_REQUIRE_SERVICES"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
+from tests.services import service_url
 
 
 @pytest.fixture()
 def redis_url() -> str:
+    """A Redis database of this test runner's own (pytest-xdist runs two side by side: each
+    flushes only its own database, 15 for the first, 14 for the second...)."""
     import redis
 
-    url = _service_url("LURE_TEST_REDIS_URL")
+    url = service_url("LURE_TEST_REDIS_URL")
+    runner = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base, _, number = url.rpartition("/")
+    url = f"{base}/{int(number) - int(runner or 0)}"
     redis.Redis.from_url(url).flushdb()
     return url
 
@@ -33,7 +30,7 @@ def redis_url() -> str:
 def postgres_url():
     import psycopg
 
-    admin = _service_url("LURE_TEST_POSTGRES_URL")
+    admin = service_url("LURE_TEST_POSTGRES_URL")
     plain = admin.replace("postgresql+psycopg://", "postgresql://")
     database = f"lure_it_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(plain, autocommit=True) as connection:

@@ -96,7 +96,9 @@ def test_an_object_store_outage_refuses_ingest_keeps_serving_and_costs_no_attemp
         assert [v["megabatch"] for v in versions] == [1, 2, 3]
         assert [j["state"] for j in jobs] == ["succeeded"] * 3
         assert [j["attempts"] for j in jobs] == [1, 1, 1], jobs
-        assert [f["kind"] for j in jobs for f in j["failures"]] in ([], ["unreachable"])
+        # caught mid-update, the attempt was handed back (maybe more than once while the store
+        # stayed down), never counted
+        assert {f["kind"] for j in jobs for f in j["failures"]} <= {"unreachable"}
         for host in ("data", "worker-host"):  # nothing but the read cache on either host
             assert not any(p.is_file() for p in (tmp_path / host / "blobs").rglob("*"))
     except BaseException:

@@ -7,6 +7,7 @@ Images come as JSON (base64), as multipart file uploads (``curl -F image=@cat.jp
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from functools import partial
 
 import numpy as np
@@ -31,8 +32,10 @@ from service.api.schemas import PredictRequest, PredictResponse
 from service.api.uploads import UPLOAD_DOC, content_type_of, is_upload, read_upload
 from service.engines import Engine
 from service.images import ImageError, decode_base64_images, decode_images
+from service.prediction_log import LoggedPrediction, new_prediction_ids
 
 router = APIRouter(tags=["predict"])
+_SAMPLER = np.random.default_rng()  # which images the prediction log keeps
 # decode on the event loop below this many encoded bytes: a 32x32 PNG decodes in less time than a
 # thread hop takes (about 0.1 ms), and large requests still go to a thread
 INLINE_DECODE_BYTES = 16 * 1024
@@ -196,6 +199,29 @@ async def predict(
             "this input: its weights overflow; promote another version",
         )
     res.metrics.predictions.labels(name, str(answering.number)).inc(len(images))
+    ids = new_prediction_ids(len(images))
+    if recipe.log_predictions:
+        _log(res, name, model.id, answering.number, images, probabilities, ids, recipe)
+    headers["X-Prediction-Ids"] = ",".join(ids)
     k = min(top_k, recipe.num_classes)
-    predictions = [_prediction(p, recipe, k) for p in probabilities]
+    predictions = [
+        _prediction(p, recipe, k) | {"prediction_id": i}
+        for p, i in zip(probabilities, ids, strict=True)
+    ]
     return _answer(name, answering.number, predictions, headers)
+
+
+def _log(
+    res: Resources, name: str, model_id: int, version: int, images, probabilities, ids, recipe
+):
+    """The sampled images onto the log's queue (never blocks: see service/prediction_log.py)."""
+    rate = float(recipe.log_predictions.get("sample_rate", 1.0))
+    now = datetime.now(UTC)
+    chosen = np.flatnonzero(_SAMPLER.random(len(images)) < rate)
+    res.prediction_log.offer(
+        name,
+        [
+            LoggedPrediction(ids[i], model_id, version, images[i], probabilities[i], now)
+            for i in chosen
+        ],
+    )

@@ -249,6 +249,9 @@ async function refreshModel() {
       `test accuracy ${pct(version.metrics.test_accuracy)}, sha256 ${version.sha256.slice(0, 12)}`;
   }
 
+  document.getElementById("live-feedback").textContent =
+    feedbackText(await getJSON(`/v1/models/${model.name}/live-accuracy`), live);
+
   const summary = await getJSON(`/v1/models/${model.name}/strategies`);
   strategyChart(summary);
   candidatesTable(versions, summary);
@@ -282,6 +285,13 @@ async function refreshModel() {
       action.appendChild(button);
     }
   }
+}
+
+// Live accuracy: feedback labels on the live version's logged answers (issue 28).
+function feedbackText(accuracy, live) {
+  const row = accuracy.versions.find((v) => v.version === live);
+  if (!row) return "live accuracy: no feedback labels yet";
+  return `live accuracy ${pct(row.accuracy)} on ${row.labelled} feedback labels`;
 }
 
 // Mega-batches the data gate quarantined, each with its reason and an admin's two choices.

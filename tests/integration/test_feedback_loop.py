@@ -1,0 +1,78 @@
+"""The loop from /predict back into the stream, as a user runs it (issue 28), on SQLite and on
+PostgreSQL + Redis: real API and worker processes, the ``lure`` CLI as real processes. Predictions
+are logged; ``lure label-queue`` writes the most uncertain ones to a folder; the labels filled in
+go back with ``lure feedback``; they seal a mega-batch that the worker trains on."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+
+import pytest
+
+from lure_engine.data import load_digits_dataset
+from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
+from tests.integration.deployments import KINDS, make_deployment
+from tests.integration.processes import lure_command
+from tests.integration.scenario import wait_for_versions
+
+pytestmark = pytest.mark.slow
+DATA = load_digits_dataset()
+MODEL = {**DIGITS_MODEL, "megabatch_size": 40, "log_predictions": {"sample_rate": 1.0}}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_label_the_most_uncertain_predictions_and_train_on_them(kind, request, tmp_path):
+    deployment = make_deployment(kind, request, tmp_path)
+    env = deployment.env | {"LURE_URL": deployment.url, "LURE_API_KEY": deployment.key}
+
+    def lure(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            lure_command(*args), env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+        return done
+
+    try:
+        deployment.start_worker()
+        with deployment.client() as client:
+            client.post("/v1/models", json=MODEL).raise_for_status()
+            for split, x, y in (("test", DATA.test.x, DATA.test.y),
+                                ("train", DATA.train.x[:40], DATA.train.y[:40])):  # fmt: skip
+                chunk = npz_body(x, y)
+                client.post(f"/v1/models/digits/chunks?split={split}", headers=NPZ, content=chunk)
+            wait_for_versions(client, "digits", 1, timeout=180)
+            images = DATA.test.x[:60]
+            answer = client.post("/v1/models/digits/predict", json={"images": png_images(images)})
+            truth = {
+                p["prediction_id"]: int(y)
+                for p, y in zip(answer.json()["predictions"], DATA.test.y[:60], strict=True)
+            }
+            folder = tmp_path / "to-label"
+            lure(
+                "label-queue", str(folder), "--model", "digits", "--by", "entropy", "--limit", "40"
+            )
+            with open(folder / "labels.csv", newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            assert len(rows) == 40 and all((folder / row["image"]).exists() for row in rows)
+            for row in rows:  # the person labelling
+                row["label"] = truth[row["prediction_id"]]
+            with open(folder / "labels.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            sent = lure("feedback", str(folder / "labels.csv"), "--model", "digits")
+            assert "40 new samples" in sent.stdout
+            again = lure("feedback", str(folder / "labels.csv"), "--model", "digits")
+            assert "0 new samples" in again.stdout and "40 already labelled" in again.stdout
+            versions = wait_for_versions(client, "digits", 2, timeout=180)
+            assert versions[-1]["megabatch"] == 2  # trained on the labelled predictions
+            accuracy = client.get("/v1/models/digits/live-accuracy").json()["versions"]
+            assert accuracy[0]["version"] == 1 and accuracy[0]["labelled"] == 40
+            queue = client.get("/v1/models/digits/label-queue?limit=100").json()
+            assert len(queue) == 20  # the 40 labelled ones left the queue
+    except BaseException:
+        print(deployment.logs())
+        raise
+    finally:
+        deployment.stop()
