@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import io
+import socket
+import threading
 import time
 
 import numpy as np
@@ -187,6 +189,47 @@ def test_an_unreachable_store_is_an_infrastructure_fault(tmp_path, monkeypatch):
             attempt()
         assert is_infrastructure_fault(raised.value)
         assert "127.0.0.1:9" in str(raised.value)
+
+
+@pytest.fixture()
+def silent_server():
+    """A TCP server that accepts connections and never answers: an object store hung or slow."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def test_a_store_that_never_answers_fails_within_its_timeouts(tmp_path, monkeypatch, silent_server):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "someone")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    client = make_s3_client(silent_server, timeout=0.5)
+    store = S3BlobStore("s3://lure-test/x", client, ReadCache(tmp_path / "cache", 0))
+    started = time.monotonic()
+    with pytest.raises(ObjectStoreUnavailable) as raised:
+        store.write("models/1/a.bin", b"x")
+    # bounded by the timeout setting, not a hang: about 12 s here for 3 tries at 0.5 s with
+    # botocore's backoff between them
+    assert time.monotonic() - started < 40
+    assert is_infrastructure_fault(raised.value)
 
 
 @pytest.mark.parametrize("url", ["s3://", "file:///tmp/x", "s3://bucket/../up", "bucket/prefix"])
