@@ -28,6 +28,7 @@ class ReadCache:
     def __init__(self, folder: Path, max_bytes: int) -> None:
         self.folder, self.max_bytes = Path(folder), max_bytes
         self._sizes: OrderedDict[str, int] = OrderedDict()  # least recently used first
+        self._total = 0  # sum of _sizes, kept as entries come and go (an update reads thousands)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
         if max_bytes > 0:
@@ -42,7 +43,7 @@ class ReadCache:
                 stat = path.stat()
                 found.append((stat.st_mtime, path.name, stat.st_size))
         for _, name, size in sorted(found):
-            self._sizes[name] = size
+            self._set(name, size)
         self._evict()
 
     def get(self, sha256: str) -> bytes | None:
@@ -61,14 +62,13 @@ class ReadCache:
         os.utime(path)  # recency survives a restart
         with self._lock:
             self.hits += 1
-            self._sizes[sha256] = len(data)
-            self._sizes.move_to_end(sha256)
+            self._set(sha256, len(data))
         return data
 
     def _miss(self, sha256: str) -> None:
         with self._lock:
             self.misses += 1
-            self._sizes.pop(sha256, None)
+            self._total -= self._sizes.pop(sha256, 0)
 
     def put(self, sha256: str, data: bytes) -> None:
         """Keep ``data`` (already verified by the caller) unless it alone exceeds the bound."""
@@ -83,17 +83,24 @@ class ReadCache:
             Path(temp).unlink(missing_ok=True)
             raise
         with self._lock:
-            self._sizes[sha256] = len(data)
-            self._sizes.move_to_end(sha256)
+            self._set(sha256, len(data))
         self._evict()
+
+    def _set(self, sha256: str, size: int) -> None:
+        """Record ``sha256`` as the most recently used entry (caller holds the lock or is
+        still constructing)."""
+        self._total += size - self._sizes.get(sha256, 0)
+        self._sizes[sha256] = size
+        self._sizes.move_to_end(sha256)
 
     def _evict(self) -> None:
         with self._lock:
-            while self._sizes and sum(self._sizes.values()) > self.max_bytes:
-                name, _ = self._sizes.popitem(last=False)
+            while self._sizes and self._total > self.max_bytes:
+                name, size = self._sizes.popitem(last=False)
+                self._total -= size
                 (self.folder / name).unlink(missing_ok=True)
 
     @property
     def size(self) -> int:
         with self._lock:
-            return sum(self._sizes.values())
+            return self._total

@@ -147,14 +147,14 @@ async def _forward(res: Resources, row: VersionRow, net: Engine, images: np.ndar
     return await res.batcher.run(key, net.probabilities, images, parallel=net.parallel)
 
 
-def _prediction(probabilities: np.ndarray, recipe: Recipe, k: int) -> dict:
+def _prediction(probabilities: np.ndarray, recipe: Recipe, k: int, prediction_id: str) -> dict:
     """One image's answer, shaped as :class:`Prediction` (plain data: see ``_answer``)."""
     rounded = np.round(probabilities.astype(np.float64), 6).tolist()
     ranked = np.argsort(-probabilities, kind="stable")[:k].tolist()
     top = [
         {"label": i, "class_name": recipe.class_name(i), "probability": rounded[i]} for i in ranked
     ]
-    return {**top[0], "top_k": top, "probabilities": rounded}
+    return {**top[0], "top_k": top, "probabilities": rounded, "prediction_id": prediction_id}
 
 
 def _answer(name: str, version: int, predictions: list[dict], headers: dict) -> Response:
@@ -204,10 +204,7 @@ async def predict(
         _log(res, name, model.id, answering.number, images, probabilities, ids, recipe)
     headers["X-Prediction-Ids"] = ",".join(ids)
     k = min(top_k, recipe.num_classes)
-    predictions = [
-        _prediction(p, recipe, k) | {"prediction_id": i}
-        for p, i in zip(probabilities, ids, strict=True)
-    ]
+    predictions = [_prediction(p, recipe, k, i) for p, i in zip(probabilities, ids, strict=True)]
     return _answer(name, answering.number, predictions, headers)
 
 
