@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lure_core.blobs import BlobStore
 from lure_core.records import (
     ChunkRow,
+    DriftCheckRow,
     ExportRow,
     JobRow,
     JobState,
@@ -47,7 +48,8 @@ def delete_model_rows(session: Session, model: ModelRow) -> None:
     versions = select(VersionRow.id).where(VersionRow.model_id == model.id)
     session.execute(delete(ExportRow).where(ExportRow.version_id.in_(versions)))
     session.execute(delete(MetricsRow).where(MetricsRow.version_id.in_(versions)))
-    session.execute(delete(PredictionRow).where(PredictionRow.model_id == model.id))
+    for log_table in (PredictionRow, DriftCheckRow):
+        session.execute(delete(log_table).where(log_table.model_id == model.id))
     for table in (JobRow, VersionRow, ChunkRow, MegaBatchRow):
         session.execute(delete(table).where(table.model_id == model.id))
     session.execute(delete(ModelRow).where(ModelRow.id == model.id))

@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, get_args, get_type_hints
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -230,6 +240,10 @@ class VersionRow(Base):
     # for imported weights and versions published before it was recorded
     config: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     candidate_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # what traffic is compared with while it is live (lure_core/drift.py): its top-1 confidence
+    # and predicted class on each gate row, {"confidence": [...], "predicted": [...]}; None for
+    # imported weights (no gate rows yet) and versions published before drift checks
+    drift_reference: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -301,6 +315,25 @@ class PredictionRow(Base):
     label: Mapped[int | None] = mapped_column(Integer, nullable=True)
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     chunk_id: Mapped[int | None] = mapped_column(ForeignKey("chunks.id"), nullable=True)
+
+
+class DriftCheckRow(Base):
+    """One comparison of a live version's recent logged answers with its reference (its gate
+    rows): the record behind the dashboard's drift chart, ``/metrics`` and an early seal."""
+
+    __tablename__ = "drift_checks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    version_number: Mapped[int] = mapped_column(Integer)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    window_rows: Mapped[int] = mapped_column(Integer)  # recent logged answers compared
+    reference_rows: Mapped[int] = mapped_column(Integer)
+    confidence_statistic: Mapped[float] = mapped_column(Float)  # Kolmogorov–Smirnov D
+    confidence_p_value: Mapped[float] = mapped_column(Float)
+    class_p_value: Mapped[float] = mapped_column(Float)  # chi-square on predicted classes
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    # the open mega-batch this check sealed early (its index), when the policy asked for it
+    sealed_megabatch: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiKeyRow(Base):

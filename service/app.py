@@ -26,6 +26,7 @@ from service.api.guard import RequestGuard
 from service.api.key_cache import KeyCache
 from service.api.routes import (
     chunks,
+    drift,
     feedback,
     health,
     jobs,
@@ -39,6 +40,7 @@ from service.batching import MicroBatcher
 from service.dashboard import routes as dashboard
 from service.disk_use import DiskUse
 from service.dispatcher import Dispatcher
+from service.drift_monitor import DriftMonitor
 from service.engines import warm_up_onnx_export
 from service.health import FileVerifier
 from service.inference import ModelCache
@@ -96,13 +98,20 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         device=choose_device(settings.serve_device),
         engine=settings.serve_engine,
     )
+    ingestor = Ingestor(sessions, blobs, on_sealed=dispatcher.wake)
+    drift = DriftMonitor(sessions, ingestor)
+
+    def logged(model: str, count: int) -> None:
+        metrics.predictions_logged.labels(model).inc(count)
+        drift.logged(model, count)
+
     return Resources(
         settings,
         sessions,
         blobs,
         celery,
         dispatcher,
-        Ingestor(sessions, blobs, on_sealed=dispatcher.wake),
+        ingestor,
         models,
         metrics,
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
@@ -115,9 +124,14 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
             sessions,
             blobs,
             on_dropped=lambda model, n: metrics.prediction_log_dropped.labels(model).inc(n),
-            on_logged=lambda model, n: metrics.predictions_logged.labels(model).inc(n),
+            on_logged=logged,
         ),
     )
+
+
+# /predict first: routes are matched in order, and it is the one called per image
+ROUTERS = (predict, health, models, chunks, feedback, drift, megabatches, jobs, versions, keys)
+ROUTERS += (dashboard,)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -158,9 +172,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     )
     install_api_docs(app)
     install_error_handlers(app)
-    # /predict first: routes are matched in order, and it is the one called per image
-    routers = (predict, health, models, chunks, feedback, megabatches, jobs, versions, keys)
-    for module in (*routers, dashboard):
+    for module in ROUTERS:
         app.include_router(module.router)
     app.mount("/dashboard/static", dashboard.static_files(), name="dashboard-static")
     app.add_middleware(

@@ -9,6 +9,12 @@ from lure_engine.data import load_digits_dataset, to_tensor
 from lure_engine.models import ModelSpec, build_model
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process: pytest-xdist runs several on the same cores, and torch's
+    default of one thread per core makes them spin against each other (CPU time, not speed)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_digits_dataset()

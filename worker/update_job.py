@@ -18,6 +18,7 @@ from sqlalchemy import update
 
 from lure_core.candidates import retired_strategies
 from lure_core.checkpoints import save_state
+from lure_core.drift import Answers
 from lure_core.infrastructure import is_infrastructure_fault, ride_out
 from lure_core.job_store import (
     Outcome,
@@ -382,7 +383,15 @@ def _version_row(
         inputs=inputs.record(),
         config=candidate.config,
         candidate_seconds=candidate.seconds,
+        drift_reference=drift_reference(candidate.evaluation),
     )
+
+
+def drift_reference(evaluation: GateEvaluation) -> dict | None:
+    """The version's answers on its gate rows: what its live traffic is compared with."""
+    if evaluation.confidence is None or not evaluation.count:
+        return None
+    return Answers.of(evaluation.confidence.tolist(), evaluation.predictions.tolist()).to_record()
 
 
 def _gate_record(

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from lure_core.drift import DriftPolicy
 from lure_engine.data_gate import DataGatePolicy
 from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
 from lure_engine.gate import PromotionPolicy
@@ -88,6 +89,28 @@ class DataGateIn(BaseModel):
     label_skew_significance: float = Field(_DATA_GATE.label_skew_significance, gt=0, lt=1)
 
 
+_DRIFT = DriftPolicy()
+
+
+class DriftIn(BaseModel):
+    """Compare the live version's recent logged answers with its gate rows (``lure_core/drift.py``:
+    Kolmogorov–Smirnov on the top-1 confidence, chi-square on the predicted classes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: int = Field(_DRIFT.window, ge=20, le=100_000, description="recent answers compared")
+    check_every: int = Field(
+        _DRIFT.check_every, ge=1, le=1_000_000, description="logged answers between two checks"
+    )
+    p_value: float = Field(
+        _DRIFT.p_value, gt=0, lt=1, description="a check drifts below this family-wise level"
+    )
+    seal: bool = Field(
+        _DRIFT.seal,
+        description="a drifted check seals the open mega-batch early (once per live version)",
+    )
+
+
 class LogPredictionsIn(BaseModel):
     """Keep a sample of ``/predict`` answers (image, version, top-k, time) so that labels can
     arrive later by prediction id (``/feedback``) and the label queue can say what to label."""
@@ -98,6 +121,9 @@ class LogPredictionsIn(BaseModel):
     keep_days: float = Field(30.0, gt=0, le=3650, description="older entries are pruned")
     max_rows: int = Field(
         100_000, ge=1, le=100_000_000, description="the oldest entries beyond it are pruned"
+    )
+    drift: DriftIn | None = Field(
+        default_factory=DriftIn, description="drift checks on the logged answers; none: off"
     )
 
 

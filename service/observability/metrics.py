@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lure_core.drift import TESTS
 from lure_core.records import (
     PENDING,
     JobRow,
@@ -24,6 +25,7 @@ from lure_core.records import (
     VersionRow,
 )
 from service.disk_use import DiskUse
+from service.drift_monitor import latest_drift
 from service.feedback import live_accuracy
 from service.health import FileVerifier, assess
 
@@ -152,7 +154,33 @@ class DatabaseCollector:
         yield from self._gate(names)
         yield self._data_gate(names)
         yield from self._live_accuracy(names)
+        yield from self._drift(names)
         yield from self._health(list(names.values()))
+
+    def _drift(self, names: dict[int, str]):
+        """The latest drift check per model and how many checks drifted."""
+        p_value = GaugeMetricFamily(
+            "lure_drift_p_value",
+            "The latest drift check's Bonferroni-adjusted p-value (low: traffic drifted)",
+            labels=["model"],
+        )
+        statistic = GaugeMetricFamily(
+            "lure_drift_confidence_statistic",
+            "The latest drift check's Kolmogorov-Smirnov D on top-1 confidence",
+            labels=["model"],
+        )
+        alarms = CounterMetricFamily(
+            "lure_drift_alarms", "Drift checks that found drift, by model", labels=["model"]
+        )
+        with self.sessions() as session:
+            for model_id, name in names.items():
+                latest, drifted = latest_drift(session, model_id)
+                alarms.add_metric([name], drifted)
+                if latest is not None:
+                    smaller = min(latest.confidence_p_value, latest.class_p_value)
+                    p_value.add_metric([name], min(1.0, TESTS * smaller))
+                    statistic.add_metric([name], latest.confidence_statistic)
+        yield from (p_value, statistic, alarms)
 
     def _live_accuracy(self, names: dict[int, str]):
         """Feedback labels per answering version and the share its logged answers got right."""

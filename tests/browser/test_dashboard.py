@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from lure_engine.data import load_digits_dataset
-from tests.helpers import DIGITS_MODEL, NPZ, npz_body
+from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.integration.processes import (
     Process,
     create_admin_key,
@@ -114,10 +116,37 @@ def _open_dashboard(playwright, base: str, key: str):
     return browser, page, errors
 
 
+def wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _clean_then_noisy_traffic(base: str, key: str) -> None:
+    """40 clean answers, then 40 on noise, logged with drift checks every 40 (no early seal: the
+    open mega-batch stays as the test expects it); returns once both checks are recorded."""
+    digits = load_digits_dataset().test.x
+    noisy = np.clip(
+        digits[40:80] * 0.2 + 100 + np.random.default_rng(0).normal(0, 70, digits[40:80].shape),
+        0,
+        255,
+    ).astype(np.uint8)
+    drift = {"window": 40, "check_every": 40, "p_value": 0.001, "seal": False}
+    with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
+        c.patch("/v1/models/digits", json={"log_predictions": {"drift": drift}}).raise_for_status()
+        for images in (digits[:40], noisy):
+            body = {"images": png_images(images)}
+            c.post("/v1/models/digits/predict", json=body).raise_for_status()
+            wait_until(lambda: c.get("/v1/models/digits/drift").json()["checks"], 30)
+        wait_until(lambda: len(c.get("/v1/models/digits/drift").json()["checks"]) == 2, 30)
+
+
 def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versions):
     from playwright.sync_api import sync_playwright
 
     base, versions, key = server_with_two_versions
+    _clean_then_noisy_traffic(base, key)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser, page, errors = _open_dashboard(playwright, base, key)
@@ -160,6 +189,12 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         )
         assert charts["ece"] == pytest.approx([v["metrics"]["ece"] for v in versions])
         assert len(charts["reliability"]) >= 1
+        drift = page.evaluate("""() => {
+            const d = window.lureDashboard.charts.drift.data;
+            return {labels: d.labels, colors: d.datasets[0].pointBackgroundColor};
+        }""")
+        assert drift == {"labels": ["1 (v2)", "2 (v2)"], "colors": ["#b07aa1", "#e15759"]}
+        assert "DRIFTED" in page.locator("#live-drift").inner_text()
         page.wait_for_function(
             "document.getElementById('key-reach').textContent.includes('reaches every model')"
         )

@@ -43,7 +43,7 @@ CANDIDATES = {
     "min_class_recall": _evaluation([0] * 7 + [1] * 3 + [1] * 10),
     # class 1 loses 0.2 recall (0.9 → 0.7) while class 0 gains: −0.05 accuracy, 3 flips
     "max_class_recall_drop": _evaluation([0] * 10 + [1] * 7 + [0] * 3),
-    # the same accuracy and recalls, the errors moved: 4 of 20 labels flip
+    # the same accuracy and recalls, the errors moved: 4 of 20 labels flip, 2 of them to wrong
     "max_flip_rate": _evaluation([1] + [0] * 9 + [0] + [1] * 9),
     # the same predictions as live, each one far less sure of its label
     "max_nll_increase": _evaluation([0] * 9 + [1] + [1] * 9 + [0], nll=1.3),
@@ -54,7 +54,7 @@ CANDIDATES = {
 OVERRIDES = {
     "min_class_recall": {"max_class_recall_drop": 0.25, "min_accuracy_delta": -0.06},
     "max_class_recall_drop": {"min_accuracy_delta": -0.06, "min_class_recall": 0.6},
-    "max_flip_rate": {"max_flip_rate": 0.15},
+    "max_flip_rate": {"max_flip_rate": 0.05},
 }
 
 
@@ -72,7 +72,7 @@ def test_each_rule_holds_back_the_candidate_built_to_break_it_and_only_it(rule):
         "max_ece_increase": "ECE rose",
         "min_class_recall": "below the floor",
         "max_class_recall_drop": "recall dropped",
-        "max_flip_rate": "changed their predicted label",
+        "max_flip_rate": "changed their predicted label to a wrong one",
         "max_nll_increase": "log-likelihood rose",
     }[rule]
     assert keyword in verdict.reasons[0]
@@ -87,7 +87,8 @@ def test_numbers_are_recorded_and_a_better_candidate_passes():
     assert verdict.passed and verdict.reasons == []
     numbers = verdict.to_dict()["numbers"]
     assert numbers["accuracy_delta"] == pytest.approx(0.1)
-    assert numbers["flip_rate"] == pytest.approx(0.1)
+    assert numbers["flip_rate"] == pytest.approx(0.1)  # two rows changed, both to the right label
+    assert numbers["harmful_flip_rate"] == 0
     assert numbers["live"]["accuracy"] == pytest.approx(0.9)
     assert verdict.to_dict()["verdict"] == "passed"
     assert margin(better, LIVE, "accuracy") == pytest.approx(0.1)
@@ -191,3 +192,14 @@ def test_the_shifted_mcnemar_test_is_mcnemars_at_zero_tolerance():
 def test_a_significance_outside_zero_and_one_is_refused():
     with pytest.raises(ValueError, match="significance"):
         PromotionPolicy(significance=1.5)
+
+
+def test_flips_that_fix_mistakes_never_hold_a_candidate():
+    # live gets 2 of 20 right; the candidate changes 17 answers, every one to the right label
+    weak_live = _evaluation([1] * 9 + [0] + [0] * 9 + [1])
+    policy = PromotionPolicy(max_flip_rate=0.1, significance=None)
+    fixed = judge(_evaluation([0] * 9 + [0] + [1] * 9 + [1]), weak_live, policy)
+    assert fixed.passed and fixed.to_dict()["numbers"]["flip_rate"] == pytest.approx(0.9)
+    # the same churn with three of the changed answers wrong holds it (3/20 > 0.1)
+    mixed = judge(_evaluation([0] * 6 + [2] * 3 + [0] + [1] * 9 + [1]), weak_live, policy)
+    assert not mixed.passed and "to a wrong one" in mixed.reasons[0]

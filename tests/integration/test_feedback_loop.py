@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import time
 
 import pytest
 
@@ -18,7 +19,8 @@ from tests.integration.scenario import wait_for_versions
 
 pytestmark = pytest.mark.slow
 DATA = load_digits_dataset()
-MODEL = {**DIGITS_MODEL, "megabatch_size": 40, "log_predictions": {"sample_rate": 1.0}}
+DRIFT = {"window": 20, "check_every": 10_000, "p_value": 0.001, "seal": False}  # checked on demand
+MODEL = {**DIGITS_MODEL, "megabatch_size": 40, "log_predictions": {"drift": DRIFT}}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -48,6 +50,7 @@ def test_label_the_most_uncertain_predictions_and_train_on_them(kind, request, t
                 p["prediction_id"]: int(y)
                 for p, y in zip(answer.json()["predictions"], DATA.test.y[:60], strict=True)
             }
+            _check_drift(client)
             folder = tmp_path / "to-label"
             lure(
                 "label-queue", str(folder), "--model", "digits", "--by", "entropy", "--limit", "40"
@@ -76,3 +79,18 @@ def test_label_the_most_uncertain_predictions_and_train_on_them(kind, request, t
         raise
     finally:
         deployment.stop()
+
+
+def _check_drift(client) -> None:
+    """A check of the 60 logged answers' last 20 against version 1's gate rows, stored and read
+    back through the deployment's database."""
+    deadline = time.monotonic() + 30
+    while (checked := client.post("/v1/models/digits/drift/check")).status_code == 409:
+        assert time.monotonic() < deadline, checked.text  # the log writes off the request path
+        time.sleep(0.2)
+    assert checked.status_code == 200, checked.text
+    record = client.get("/v1/models/digits/drift").json()
+    assert record["policy"] == DRIFT and record["live_version"] == 1
+    assert record["checks"] == [checked.json()]
+    assert checked.json()["version"] == 1 and checked.json()["window_rows"] == 20
+    assert checked.json()["reference_rows"] == record["reference_rows"] >= 4

@@ -114,7 +114,9 @@ def test_an_update_from_the_import_then_exports_that_reproduce_predict(
     ).raise_for_status()
     assert run_jobs() == ["published"]
     version = client.get("/v1/models/mnv3/versions/1").json()
-    assert version["parent"] == 0 and version["live"] and version["origin"] == "update"
+    assert version["parent"] == 0 and version["live"] and version["origin"] == "update", version[
+        "gate"
+    ]
     assert "initial_mask" in version["seeds"]  # LURE's first mask, computed on the new mega-batch
 
     held_out = digits.test.x[:24]

@@ -17,6 +17,7 @@ from service.prediction_log import prune_model
 from tests.helpers import png_images
 
 LOG = {"sample_rate": 1.0, "keep_days": 30, "max_rows": 1000}
+DRIFT_DEFAULTS = {"window": 200, "check_every": 100, "p_value": 0.001, "seal": True}
 
 
 def _predict(client, images) -> dict:
@@ -35,7 +36,7 @@ def _logged(client) -> int:
 def logging_on(client, two_versions):
     answer = client.patch("/v1/models/digits", json={"log_predictions": LOG})
     assert answer.status_code == 200, answer.text
-    assert answer.json()["config"]["log_predictions"] == LOG
+    assert answer.json()["config"]["log_predictions"] == LOG | {"drift": DRIFT_DEFAULTS}
 
 
 def _samples(client) -> int:

@@ -34,7 +34,9 @@ def test_a_held_version_keeps_its_megabatch_in_the_stream(client, digits, run_jo
     _create(
         client,
         data_gate={"mode": "warn"},
-        promotion={"significance": None, "max_ece_increase": 0.1},
+        # plain thresholds; accuracy may dip on 90 gate rows (the next update trains on the
+        # scrambled rows too), calibration may not
+        promotion={"significance": None, "max_ece_increase": 0.1, "min_accuracy_delta": -0.1},
     )
     _post_test_set(client, digits)
     x, y = digits.train.x, digits.train.y
@@ -67,7 +69,7 @@ def test_a_held_version_keeps_its_megabatch_in_the_stream(client, digits, run_jo
     assert run_jobs() == ["published"]
     after = _versions(client)[3]
     assert after["parent"] == 2  # trained from the live version, not the held one
-    assert after["gate"]["verdict"] == "passed" and after["live"]
+    assert after["gate"]["verdict"] == "passed" and after["live"], after["gate"]
     # full replay: the held mega-batch's 270 train rows are trained on as if it had passed
     megabatches = client.get("/v1/models/digits/megabatches").json()
     assert after["inputs"]["train_samples"] == sum(m["n_train"] for m in megabatches)

@@ -80,6 +80,23 @@ function ensureCharts() {
   state.charts.reliability = reliabilityChart("chart-reliability");
   state.charts.strategies = lineChart("chart-strategies", "Gate accuracy per strategy", "#4e79a7", "accuracy");
   state.charts.strategies.options.scales.x.title.text = "mega-batch";
+  state.charts.drift = lineChart("chart-drift", "Drift: confidence KS distance per check", "#b07aa1", "KS D");
+  state.charts.drift.options.scales.x.title.text = "check (version)";
+}
+
+// Drift checks on logged traffic (issue 28 §4): KS distance per check, drifted checks in red.
+function driftChart(drift) {
+  const chart = state.charts.drift;
+  chart.data.labels = drift.checks.map((c, i) => `${i + 1} (v${c.version})`);
+  const dataset = chart.data.datasets[0];
+  dataset.data = drift.checks.map((c) => c.confidence_statistic);
+  dataset.pointBackgroundColor = drift.checks.map((c) => (c.drifted ? "#e15759" : "#b07aa1"));
+  dataset.pointRadius = drift.checks.map((c) => (c.drifted ? 6 : 3));
+  chart.update("none");
+  const last = drift.checks[drift.checks.length - 1];
+  document.getElementById("live-drift").textContent = !drift.policy ? "drift: not checked (no prediction log)"
+    : !last ? "drift: no check yet"
+    : `drift: last check ${last.drifted ? "DRIFTED" : "ok"} (p = ${last.p_value.toPrecision(2)}), ${drift.drifted_checks} alarm(s)`;
 }
 
 const STRATEGY_COLORS = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2"];
@@ -251,6 +268,8 @@ async function refreshModel() {
 
   document.getElementById("live-feedback").textContent =
     feedbackText(await getJSON(`/v1/models/${model.name}/live-accuracy`), live);
+
+  driftChart(await getJSON(`/v1/models/${model.name}/drift`));
 
   const summary = await getJSON(`/v1/models/${model.name}/strategies`);
   strategyChart(summary);
