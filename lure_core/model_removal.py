@@ -24,6 +24,7 @@ from lure_core.records import (
     MetricsRow,
     ModelRow,
     PredictionRow,
+    ShadowAnswerRow,
     VersionRow,
 )
 
@@ -48,7 +49,7 @@ def delete_model_rows(session: Session, model: ModelRow) -> None:
     versions = select(VersionRow.id).where(VersionRow.model_id == model.id)
     session.execute(delete(ExportRow).where(ExportRow.version_id.in_(versions)))
     session.execute(delete(MetricsRow).where(MetricsRow.version_id.in_(versions)))
-    for log_table in (PredictionRow, DriftCheckRow):
+    for log_table in (ShadowAnswerRow, PredictionRow, DriftCheckRow):
         session.execute(delete(log_table).where(log_table.model_id == model.id))
     for table in (JobRow, VersionRow, ChunkRow, MegaBatchRow):
         session.execute(delete(table).where(table.model_id == model.id))

@@ -71,12 +71,14 @@ class Recipe:
     lineages: bool | None = None
     # the prediction log's {sample_rate, keep_days, max_rows}; None: /predict logs nothing
     log_predictions: dict | None = None
+    # versions that also answer logged requests, off the request path (service/shadow.py)
+    shadow: tuple[int, ...] = ()
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in config.items() if key in known}
-        for key in ("mean", "std", "class_names", "later_blocks", "challengers"):  # JSON lists
+        for key in ("mean", "std", "class_names", "later_blocks", "challengers", "shadow"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -317,6 +317,21 @@ class PredictionRow(Base):
     chunk_id: Mapped[int | None] = mapped_column(ForeignKey("chunks.id"), nullable=True)
 
 
+class ShadowAnswerRow(Base):
+    """What a shadow version (a model's ``shadow``) answered on one logged request, computed off
+    the request path and never returned: its agreement with the version that answered and its
+    accuracy on the labels that arrive by prediction id."""
+
+    __tablename__ = "shadow_answers"
+    __table_args__ = (UniqueConstraint("prediction_id", "version_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    version_number: Mapped[int] = mapped_column(Integer)
+    predicted: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+
+
 class DriftCheckRow(Base):
     """One comparison of a live version's recent logged answers with its reference (its gate
     rows): the record behind the dashboard's drift chart, ``/metrics`` and an early seal."""

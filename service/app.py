@@ -34,6 +34,7 @@ from service.api.routes import (
     megabatches,
     models,
     predict,
+    shadow,
     versions,
 )
 from service.batching import MicroBatcher
@@ -50,6 +51,7 @@ from service.live_warmer import LiveWarmer
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
 from service.prediction_log import PredictionLog
 from service.settings import ServerSettings
+from service.shadow import ShadowRunner
 from service.ttl_cache import SingleFlightCache
 
 log = logging.getLogger("lure.api")
@@ -125,13 +127,14 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
             blobs,
             on_dropped=lambda model, n: metrics.prediction_log_dropped.labels(model).inc(n),
             on_logged=logged,
+            on_stored=ShadowRunner(sessions, models).answer,
         ),
     )
 
 
 # /predict first: routes are matched in order, and it is the one called per image
-ROUTERS = (predict, health, models, chunks, feedback, drift, megabatches, jobs, versions, keys)
-ROUTERS += (dashboard,)
+ROUTERS = (predict, health, models, chunks, feedback, drift, shadow, megabatches, jobs, versions)
+ROUTERS += (keys, dashboard)
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:

@@ -245,6 +245,10 @@ class LureClient:
     def versions(self, model: str) -> list[dict]:
         return self._call("GET", f"/v1/models/{model}/versions").json()
 
+    def shadow(self, model: str) -> dict:
+        """The shadow versions' record: agreement with live, accuracy on feedback."""
+        return self._call("GET", f"/v1/models/{model}/shadow").json()
+
     def version(self, model: str, number: int) -> dict:
         return self._call("GET", f"/v1/models/{model}/versions/{number}").json()
 

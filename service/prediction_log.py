@@ -26,7 +26,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
-from lure_core.records import ModelRow, PredictionRow
+from lure_core.records import ModelRow, PredictionRow, ShadowAnswerRow
 
 log = logging.getLogger("lure.prediction_log")
 TOP_K = 5
@@ -94,11 +94,13 @@ class PredictionLog:
         blobs: BlobStore,
         on_dropped=lambda model, count: None,
         on_logged=lambda model, count: None,
+        on_stored=lambda entries: None,
         capacity: int = 10_000,
         prune_every: float = 60.0,
     ) -> None:
         self.sessions, self.blobs = sessions, blobs
         self.on_dropped, self.on_logged = on_dropped, on_logged
+        self.on_stored = on_stored  # the shadow versions answer what was stored
         self.prune_every = prune_every
         self._queue: queue.Queue[tuple[str, LoggedPrediction]] = queue.Queue(capacity)
         self._stop = threading.Event()
@@ -154,14 +156,17 @@ class PredictionLog:
         return batch
 
     def _store_safely(self, batch: list[tuple[str, LoggedPrediction]]) -> None:
+        entries = [entry for _, entry in batch]
         try:
-            self.store([entry for _, entry in batch])
-            for model, count in _per_model(batch).items():
-                self.on_logged(model, count)
+            self.store(entries)
         except Exception:  # the database or store away: these entries are lost, counted
             log.warning("could not store %d logged predictions", len(batch), exc_info=True)
             for model, count in _per_model(batch).items():
                 self.on_dropped(model, count)
+        else:
+            self.on_stored(entries)
+            for model, count in _per_model(batch).items():
+                self.on_logged(model, count)
         finally:
             for _ in batch:
                 self._queue.task_done()
@@ -213,6 +218,7 @@ def prune_model(sessions: sessionmaker[Session], blobs: BlobStore, model_id: int
         keys = set(
             session.scalars(select(PredictionRow.image_key).where(PredictionRow.id.in_(doomed)))
         )
+        session.execute(delete(ShadowAnswerRow).where(ShadowAnswerRow.prediction_id.in_(doomed)))
         session.execute(delete(PredictionRow).where(PredictionRow.id.in_(doomed)))
         still = set(
             session.scalars(

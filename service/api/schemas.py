@@ -183,6 +183,12 @@ class _Candidates(BaseModel):
         description="log /predict answers for feedback by prediction id and the label queue; "
         "none: nothing is logged",
     )
+    shadow: list[int] = Field(
+        default_factory=list,
+        max_length=3,
+        description="versions that also answer every logged request, off the request path and "
+        "never returned: their agreement with live and accuracy on feedback (GET .../shadow)",
+    )
 
     @model_validator(mode="after")
     def _candidates_make_sense(self):
@@ -192,6 +198,12 @@ class _Candidates(BaseModel):
             raise ValueError("retire_after applies only to strategy 'auto'")
         if self.strategy == "auto" and len(self.challengers) == 1:
             raise ValueError("strategy 'auto' needs two or more challengers (or none: lure, warm)")
+        if self.shadow and not self.log_predictions:
+            raise ValueError(
+                "shadow versions answer logged requests: set log_predictions to use them"
+            )
+        if len(set(self.shadow)) != len(self.shadow) or any(v < 0 for v in self.shadow):
+            raise ValueError("shadow must name distinct version numbers")
         return self
 
 
@@ -294,6 +306,7 @@ MUTABLE_FIELDS = (
     "train_until",
     "recalibrate_norm",
     "log_predictions",
+    "shadow",
 )
 
 
@@ -314,6 +327,7 @@ class ModelPatch(BaseModel):
     train_until: TrainUntilIn | None = None
     recalibrate_norm: bool | None = None
     log_predictions: LogPredictionsIn | None = None
+    shadow: list[int] | None = Field(None, max_length=3)
 
     @model_validator(mode="after")
     def _only_mutable_fields(self) -> ModelPatch:

@@ -208,6 +208,7 @@ def versions(
                 typer.echo(_version_detail(client.version(model, version)))
                 return
             rows = client.versions(model)
+            shadows = {s["version"]: s for s in client.shadow(model)["versions"]}
     except LureError as error:
         raise fail(str(error.detail)) from None
     table = Table(title=f"versions of {model}")
@@ -224,6 +225,7 @@ def versions(
         "gate",
         "sha256",
         "live",
+        "shadow",
     ):
         table.add_column(column)
     for v in rows:
@@ -241,8 +243,23 @@ def versions(
             _gate_cell(v),
             v["sha256"][:12] + (" (pruned)" if v.get("pruned") else ""),
             "●" if v["live"] else "",
+            _shadow_cell(shadows.get(v["number"])),
         )
     console.print(table)
+
+
+def _shadow_cell(record: dict | None) -> str:
+    """A shadow version's record in a few words: agreement with the answers served, and its
+    accuracy against theirs on the requests labelled since."""
+    if record is None:
+        return ""
+    text = f"agrees {_pct(record['agreement'])} of {record['answered']}"
+    if record["labelled"]:
+        text += (
+            f"; acc. {_pct(record['accuracy'])} vs served {_pct(record['served_accuracy'])} "
+            f"on {record['labelled']} labels"
+        )
+    return text
 
 
 def _version_line(v: dict) -> str:

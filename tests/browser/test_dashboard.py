@@ -125,7 +125,8 @@ def wait_until(condition, timeout: float) -> None:
 
 def _clean_then_noisy_traffic(base: str, key: str) -> None:
     """40 clean answers, then 40 on noise, logged with drift checks every 40 (no early seal: the
-    open mega-batch stays as the test expects it); returns once both checks are recorded."""
+    open mega-batch stays as the test expects it) and version 1 shadowing; returns once both
+    checks are recorded."""
     digits = load_digits_dataset().test.x
     noisy = np.clip(
         digits[40:80] * 0.2 + 100 + np.random.default_rng(0).normal(0, 70, digits[40:80].shape),
@@ -134,7 +135,8 @@ def _clean_then_noisy_traffic(base: str, key: str) -> None:
     ).astype(np.uint8)
     drift = {"window": 40, "check_every": 40, "p_value": 0.001, "seal": False}
     with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
-        c.patch("/v1/models/digits", json={"log_predictions": {"drift": drift}}).raise_for_status()
+        recipe = {"log_predictions": {"drift": drift}, "shadow": [1]}  # v1 shadows the live v2
+        c.patch("/v1/models/digits", json=recipe).raise_for_status()
         for images in (digits[:40], noisy):
             body = {"images": png_images(images)}
             c.post("/v1/models/digits/predict", json=body).raise_for_status()
@@ -200,13 +202,16 @@ def test_dashboard_shows_both_versions_in_table_and_charts(server_with_two_versi
         )
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
-        # promote (rollback) from the page: the live marker moves without a reload
-        page.on("dialog", lambda dialog: dialog.accept())
+        # promote (rollback) from the page: the dialog gives v1's record as a shadow, and the
+        # live marker moves without a reload
+        said: list[str] = []
+        page.on("dialog", lambda dialog: (said.append(dialog.message), dialog.accept()))
         page.locator("#versions tbody tr[data-version='1'] button").click()
         page.wait_for_function(
             "document.querySelector('#versions tbody tr.live')?.dataset.version === '1'",
             timeout=15_000,
         )
+        assert "As a shadow it answered 80 logged requests" in said[0], said
         assert (
             httpx.get(
                 f"{base}/v1/models/digits", headers={"Authorization": f"Bearer {key}"}

@@ -74,6 +74,7 @@ def test_label_the_most_uncertain_predictions_and_train_on_them(kind, request, t
             assert accuracy[0]["version"] == 1 and accuracy[0]["labelled"] == 40
             queue = client.get("/v1/models/digits/label-queue?limit=100").json()
             assert len(queue) == 20  # the 40 labelled ones left the queue
+            _shadow_version_one(client, lure)
     except BaseException:
         print(deployment.logs())
         raise
@@ -94,3 +95,17 @@ def _check_drift(client) -> None:
     assert record["checks"] == [checked.json()]
     assert checked.json()["version"] == 1 and checked.json()["window_rows"] == 20
     assert checked.json()["reference_rows"] == record["reference_rows"] >= 4
+
+
+def _shadow_version_one(client, lure) -> None:
+    """Version 1 shadows the live version 2 on 10 more requests; `lure versions` shows it."""
+    client.patch("/v1/models/digits", json={"shadow": [1]}).raise_for_status()
+    answer = client.post("/v1/models/digits/predict", json={"images": png_images(DATA.test.x[:10])})
+    assert answer.json()["version"] == 2  # the shadow's answers are never returned
+    deadline = time.monotonic() + 30
+    while not (record := client.get("/v1/models/digits/shadow").json()["versions"]):
+        assert time.monotonic() < deadline, "the shadow never answered"
+        time.sleep(0.2)
+    assert record[0]["version"] == 1 and record[0]["answered"] == 10
+    table = lure("versions", "--model", "digits").stdout
+    assert "agrees" in table and "of 10" in table, table

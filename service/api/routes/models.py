@@ -23,6 +23,7 @@ from service.api.auth import READ, may_touch, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import model_out, models_out
 from service.api.schemas import ModelCreate, ModelOut, ModelPatch
+from service.shadow import unservable_versions
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 log = logging.getLogger("lure.api")
@@ -53,6 +54,8 @@ async def create_model(
         raise HTTPException(
             403, f"this API key may not create a model named {body.name!r} (outside its models)"
         )
+    if body.shadow:
+        raise HTTPException(422, "shadow: a new model has no versions yet; PATCH it in later")
     await run_in_threadpool(_probe, body, res.settings.max_model_parameters)
     return await run_in_threadpool(_store, body, res)
 
@@ -84,6 +87,7 @@ async def change_model(
     await run_in_threadpool(_probe, merged, res.settings.max_model_parameters)
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
+        _shadows_servable(session, model, changes.get("shadow"))
         model.config = merged.model_dump(exclude={"name"})
         model_id = model.id
     res.live.forget(name)  # /predict names classes from the recipe
@@ -91,6 +95,17 @@ async def change_model(
         await run_in_threadpool(apply_retention, res.sessions, res.blobs, model_id)
     with res.sessions() as session:
         return model_out(session, model_or_404(session, name))
+
+
+def _shadows_servable(session: Session, model: ModelRow, numbers: list[int] | None) -> None:
+    """422 naming the shadow versions that do not exist or cannot serve (damaged, pruned)."""
+    bad = unservable_versions(session, model.id, numbers or [])
+    if bad:
+        raise HTTPException(
+            422,
+            f"shadow: model {model.name!r} has no servable version {', '.join(map(str, bad))} "
+            "(never published, damaged or pruned)",
+        )
 
 
 def _first_errors(error: ValidationError) -> str:

@@ -345,12 +345,23 @@ async function decide(name, index, action) {
 }
 
 async function promote(name, number) {
+  const shadow = (await getJSON(`/v1/models/${name}/shadow`)).versions.find((v) => v.version === number);
   if (!confirm(`Serve version ${number} of ${name}? The next update will start from it ` +
-    `(a version the gate held is recorded as forced).`)) return;
+    `(a version the gate held is recorded as forced).` + shadowText(shadow))) return;
   const response = await fetch(`/v1/models/${name}/versions/${number}/promote`,
     { method: "POST", headers: authHeaders() });
   if (!response.ok) alert(`promote failed: ${(await response.json()).detail}`);
   refresh();
+}
+
+// A shadow version's record, for the promote dialog (issue 28 §5).
+function shadowText(record) {
+  if (!record) return "";
+  let text = `\n\nAs a shadow it answered ${record.answered} logged requests and agreed with ` +
+    `the served answer on ${pct(record.agreement)}.`;
+  if (record.labelled) text += ` On the ${record.labelled} labelled since: ${pct(record.accuracy)} ` +
+    `right, against ${pct(record.served_accuracy)} for the versions that answered.`;
+  return text;
 }
 
 // Which models the key reaches: a team's key sees only its own.
