@@ -257,8 +257,10 @@ class LureClient:
         """Labels by prediction id: ``[{"prediction_id": ..., "label": ...}]``."""
         return self._call("POST", f"/v1/models/{model}/feedback", json=items).json()
 
-    def label_queue(self, model: str, by: str = "margin", limit: int = 50) -> list[dict]:
-        params = {"by": by, "limit": limit}
+    def label_queue(
+        self, model: str, by: str = "margin", limit: int = 50, version: int | None = None
+    ) -> list[dict]:
+        params = {"by": by, "limit": limit} | ({} if version is None else {"version": version})
         return self._call("GET", f"/v1/models/{model}/label-queue", params=params).json()
 
     def prediction_image(self, url_path: str) -> bytes:

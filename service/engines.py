@@ -120,10 +120,16 @@ def exporter_is_warm() -> bool:
     return _exporter_warm.is_set()
 
 
+# torch's exporter keeps process-wide state (GLOBALS.in_onnx_export): a second export started
+# while one runs fails, and the version it was for fell back to eager PyTorch (two versions loaded
+# at once: /predict and a shadow version, or two models)
+_EXPORTING = threading.Lock()
+
+
 def onnx_bytes(model: nn.Module, example: torch.Tensor, input_name: str = "input") -> bytes:
     """``model`` as ONNX (opset 17, dynamic batch), the form the server serves and exports."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with _EXPORTING, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices, not faults
         torch.onnx.export(
             model.eval(),

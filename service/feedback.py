@@ -130,13 +130,31 @@ QUEUE_ORDER = {
 }
 
 
-def label_queue(session: Session, model_id: int, by: str, limit: int) -> list[PredictionRow]:
-    """Logged predictions not yet labelled, most uncertain first (ties: newest first)."""
-    return list(
-        session.scalars(
-            select(PredictionRow)
-            .where(PredictionRow.model_id == model_id, PredictionRow.label.is_(None))
-            .order_by(QUEUE_ORDER[by], PredictionRow.created_at.desc(), PredictionRow.id)
-            .limit(limit)
-        )
+def label_queue(
+    session: Session, model_id: int, by: str, limit: int, version: int | None = None
+) -> list[PredictionRow]:
+    """Logged predictions not yet labelled, most uncertain first (ties: newest first); one per
+    image, and none of an image already labelled under another prediction id (an image served
+    twice is labelled once). ``version``: only that version's answers (the live one's say what
+    the model now finds hard; older answers rank by what an older model found hard)."""
+    labelled = (
+        select(PredictionRow.image_key)
+        .where(PredictionRow.model_id == model_id, PredictionRow.label.is_not(None))
+        .scalar_subquery()
     )
+    query = select(PredictionRow).where(
+        PredictionRow.model_id == model_id,
+        PredictionRow.label.is_(None),
+        PredictionRow.image_key.not_in(labelled),
+    )
+    if version is not None:
+        query = query.where(PredictionRow.version_number == version)
+    ordered = query.order_by(QUEUE_ORDER[by], PredictionRow.created_at.desc(), PredictionRow.id)
+    queue, seen = [], set()
+    for row in session.scalars(ordered.execution_options(yield_per=500)):
+        if row.image_key not in seen:
+            seen.add(row.image_key)
+            queue.append(row)
+            if len(queue) == limit:
+                break
+    return queue

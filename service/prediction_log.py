@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
@@ -63,22 +63,24 @@ class LoggedPrediction:
     created_at: datetime
 
 
-def _row(entry: LoggedPrediction, key: str, sha: str) -> PredictionRow:
+def _row(entry: LoggedPrediction, key: str, sha: str) -> dict:
+    """The entry's ``predictions`` row as plain values, for one bulk INSERT per batch (no ORM
+    object per row: the writer thread shares the API process's CPU with /predict)."""
     order = np.argsort(-entry.probabilities, kind="stable")[:TOP_K]
     measure = uncertainty(entry.probabilities)
-    return PredictionRow(
-        id=entry.id,
-        model_id=entry.model_id,
-        version_number=entry.version,
-        created_at=entry.created_at,
-        image_key=key,
-        image_sha256=sha,
-        top_k=[[int(i), round(float(entry.probabilities[i]), 6)] for i in order],
-        predicted=int(order[0]),
-        confidence=measure.confidence,
-        margin=measure.margin,
-        entropy=measure.entropy,
-    )
+    return {
+        "id": entry.id,
+        "model_id": entry.model_id,
+        "version_number": entry.version,
+        "created_at": entry.created_at,
+        "image_key": key,
+        "image_sha256": sha,
+        "top_k": [[int(i), round(float(entry.probabilities[i]), 6)] for i in order],
+        "predicted": int(order[0]),
+        "confidence": measure.confidence,
+        "margin": measure.margin,
+        "entropy": measure.entropy,
+    }
 
 
 def image_key(model_id: int, image: np.ndarray) -> str:
@@ -180,7 +182,7 @@ class PredictionLog:
             sha = self.blobs.write_arrays(key, x=entry.image[None])
             rows.append(_row(entry, key, sha))
         with self.sessions.begin() as session:
-            session.add_all(rows)
+            session.execute(insert(PredictionRow), rows)
 
     def _prune_safely(self) -> None:
         try:

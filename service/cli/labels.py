@@ -20,6 +20,7 @@ def label_queue(
     model: str = MODEL,
     by: str = typer.Option("margin", help="margin | entropy | least_confidence"),
     limit: int = typer.Option(50, min=1, max=10_000),
+    version: int = typer.Option(None, help="Only this version's answers (default: all)."),
     url: str = URL,
     api_key: str = API_KEY,
 ) -> None:
@@ -30,7 +31,7 @@ def label_queue(
     folder.mkdir(parents=True, exist_ok=True)
     try:
         with _client(url, api_key) as client:
-            queue = client.label_queue(model, by, limit)
+            queue = client.label_queue(model, by, limit, version)
             with typer.progressbar(queue, label="fetching images") as items:
                 for item in items:
                     name = f"{item['prediction_id']}.png"

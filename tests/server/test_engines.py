@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -10,7 +11,13 @@ import torch
 
 from lure_engine.models import ModelSpec, build_model
 from lure_engine.preprocess import CIFAR_DEFAULT, Preprocessing
-from service.engines import EagerEngine, FastestBySize, OnnxRuntimeEngine, choose_engine
+from service.engines import (
+    EagerEngine,
+    FastestBySize,
+    OnnxRuntimeEngine,
+    choose_engine,
+    onnx_bytes,
+)
 
 CPU = torch.device("cpu")
 PRE = CIFAR_DEFAULT
@@ -124,3 +131,11 @@ def test_the_api_warms_the_onnx_exporter_before_it_serves(client):
     from service.engines import exporter_is_warm
 
     assert exporter_is_warm()
+
+
+def test_exports_started_together_all_succeed():
+    # torch's exporter is process-wide: without the lock the second export fails mid-way
+    models = [build_model(ModelSpec("small_cnn", 10, 3, 32, 0.25), seed=s) for s in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        graphs = list(pool.map(lambda m: onnx_bytes(m, torch.zeros(1, 3, 32, 32)), models))
+    assert all(len(graph) > 1000 for graph in graphs) and len(set(graphs)) == 4

@@ -118,6 +118,22 @@ def test_the_label_queue_puts_the_most_uncertain_first_with_its_image(client, lo
     assert first["prediction_id"] not in {i["prediction_id"] for i in listed} and len(listed) == 19
 
 
+def test_an_image_served_twice_is_queued_once_and_never_after_its_label(client, logging_on, digits):
+    _predict(client, digits.test.x[:10])
+    _predict(client, digits.test.x[:10])  # the same ten images again: twenty logged answers
+    assert _logged(client) == 20
+    listed = client.get("/v1/models/digits/label-queue?limit=100").json()
+    assert len(listed) == 10 and len({i["image_url"] for i in listed}) == 10
+    client.post(
+        "/v1/models/digits/feedback",
+        json=[{"prediction_id": listed[0]["prediction_id"], "label": int(digits.test.y[0])}],
+    )
+    # its other logged answer (the other prediction id of the same image) left the queue too
+    assert len(client.get("/v1/models/digits/label-queue?limit=100").json()) == 9
+    assert client.get("/v1/models/digits/label-queue?version=1").json() == []  # v2 answered
+    assert len(client.get("/v1/models/digits/label-queue?version=2&limit=100").json()) == 9
+
+
 def test_without_logging_answers_carry_ids_that_label_nothing(client, two_versions, digits):
     ids = [p["prediction_id"] for p in _predict(client, digits.test.x[:2]).json()["predictions"]]
     assert _logged(client) == 0

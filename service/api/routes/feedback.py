@@ -102,12 +102,14 @@ def get_label_queue(
     name: str,
     by: Literal["margin", "entropy", "least_confidence"] = Query("margin"),
     limit: int = Query(50, ge=1, le=10_000),
+    version: int | None = Query(None, ge=0, description="only this version's answers"),
     res: Resources = Depends(resources),
 ) -> list[dict]:
-    """Logged predictions not yet labelled, most uncertain first by ``by``."""
+    """Logged predictions not yet labelled, most uncertain first by ``by``, one per image."""
     with res.sessions() as session:
         model = model_or_404(session, name)
-        return [_queue_item(name, row) for row in label_queue(session, model.id, by, limit)]
+        queue = label_queue(session, model.id, by, limit, version)
+        return [_queue_item(name, row) for row in queue]
 
 
 @router.get("/predictions/{prediction_id}/image", dependencies=[require("ingest")])
