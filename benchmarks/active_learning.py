@@ -27,6 +27,7 @@ from benchmarks.markdown import row
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 K, POOL, ROUNDS, TEST = 250, 4000, 6, 1000
+ARMS = ("queue", "random")
 
 
 def _model(seed: int) -> dict:
@@ -103,8 +104,9 @@ class Loop:
         return ids
 
 
-def run_arm(data, arm: str, seed: int, rounds: int) -> list[float]:
-    """Live test accuracy after the start and after each round."""
+def run_arm(data, arm: str, seed: int, rounds: int) -> dict:
+    """Live test accuracy after the start and after each round, and how many of the labelled
+    mega-batches the data gate stopped (``not_trained``)."""
     from service.client import encode_npz
 
     rng = np.random.default_rng(seed)
@@ -119,7 +121,7 @@ def run_arm(data, arm: str, seed: int, rounds: int) -> list[float]:
         first = encode_npz(data.train.x[start], data.train.y[start], compressed=False)
         loop.post("/v1/models/cifar/chunks?split=train", **{**npz, "content": first})
         loop.run_jobs()
-        curve, unlabelled = [loop.live_accuracy()], list(pool)
+        curve, unlabelled, gated = [loop.live_accuracy()], list(pool), 0
         for _ in range(rounds):
             ids = loop.serve(data.train.x[unlabelled])
             index_of = dict(zip(ids, unlabelled, strict=True))
@@ -128,10 +130,12 @@ def run_arm(data, arm: str, seed: int, rounds: int) -> list[float]:
             assert loop.post("/v1/models/cifar/feedback", json=items)["accepted"] == K
             loop.run_jobs()
             curve.append(loop.live_accuracy())
+            last = loop.client.get("/v1/models/cifar/megabatches").json()[-1]
+            gated += last["state"] == "quarantined"
             taken = {index_of[i] for i in chosen}
             unlabelled = [i for i in unlabelled if i not in taken]
         loop.client.__exit__(None, None, None)
-    return curve
+    return {"curve": curve, "not_trained": gated}
 
 
 def _choose(loop: Loop, arm: str, ids: list[str], rng: np.random.Generator) -> list[str]:
@@ -160,10 +164,12 @@ def report(results: dict, rounds: int) -> str:
         "|---|---|---|---|",
     ]
     for step in range(rounds + 1):
-        q = [100 * results[f"queue-{s}"][step] for s in seeds]
-        r = [100 * results[f"random-{s}"][step] for s in seeds]
+        q = [100 * results[f"queue-{s}"]["curve"][step] for s in seeds]
+        r = [100 * results[f"random-{s}"]["curve"][step] for s in seeds]
         diffs = [a - b for a, b in zip(q, r, strict=True)]
         lines.append(row(K * (step + 1), _ms(q), _ms(r), _ms(diffs, signed=True)))
+    stopped = {arm: sum(results[f"{arm}-{s}"]["not_trained"] for s in seeds) for arm in ARMS}
+    lines += ["", f"Labelled mega-batches the data gate did not let train: {stopped}."]
     return "\n".join(lines) + "\n"
 
 
@@ -189,11 +195,11 @@ def main() -> None:
     saved = args.out / "active_learning.json"
     results = json.loads(saved.read_text()) if saved.exists() else {}  # resumable
     for seed in (int(s) for s in args.seeds.split(",")):
-        for arm in ("queue", "random"):
+        for arm in ARMS:
             if f"{arm}-{seed}" not in results:
                 results[f"{arm}-{seed}"] = run_arm(data, arm, seed, args.rounds)
                 saved.write_text(json.dumps(results, indent=1))
-                print(arm, seed, [round(a, 4) for a in results[f"{arm}-{seed}"]], flush=True)
+                print(arm, seed, results[f"{arm}-{seed}"], flush=True)
     text = report(results, args.rounds)
     (args.out / "active_learning.md").write_text(text)
     print(text)

@@ -28,11 +28,14 @@ TESTS = 2  # the Bonferroni divisor: confidence and classes
 @dataclass(frozen=True)
 class DriftPolicy:
     """``window``: recent logged answers compared; ``check_every``: logged answers between two
-    checks; ``p_value``: the family-wise level of one check; ``seal``: seal the open mega-batch
-    when a check drifts (once per live version), so what the traffic brought is learnt sooner."""
+    checks; ``min_seconds``: and at least this long between two checks of one API process (busy
+    traffic would otherwise pay for several checks a second); ``p_value``: the family-wise level
+    of one check; ``seal``: seal the open mega-batch when a check drifts (once per live
+    version), so what the traffic brought is learnt sooner."""
 
     window: int = 200
     check_every: int = 100
+    min_seconds: float = 10.0
     p_value: float = 0.001
     seal: bool = True
 

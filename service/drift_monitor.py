@@ -10,7 +10,9 @@ with the new traffic is learnt now instead of when the mega-batch fills.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import defaultdict
 
 from sqlalchemy import func, select
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lure_core.drift import Answers, DriftPolicy, DriftResult, compare
 from lure_core.records import DriftCheckRow, ModelRow, PredictionRow, VersionRow
 from service.ingest import Ingestor
+from service.ttl_cache import TtlCache
 
 log = logging.getLogger("lure.drift")
 
@@ -36,6 +39,9 @@ class DriftMonitor:
     def __init__(self, sessions: sessionmaker[Session], ingestor: Ingestor) -> None:
         self.sessions, self.ingestor = sessions, ingestor
         self._since: dict[str, int] = defaultdict(int)
+        self._checked: dict[str, float] = {}  # monotonic time of each model's last check
+        # each model's policy, boxed (None is a policy: drift off), read at most every 5 s
+        self._policies: TtlCache[str, tuple[DriftPolicy | None]] = TtlCache(5.0)
         self._lock = threading.Lock()
 
     def logged(self, model: str, count: int) -> None:
@@ -43,17 +49,26 @@ class DriftMonitor:
         with self._lock:
             self._since[model] += count
             gathered = self._since[model]
-        with self.sessions() as session:
-            row = session.scalar(select(ModelRow).where(ModelRow.name == model))
-            policy = drift_policy(row) if row else None
+        policy = self._policy(model)
         if policy is None or gathered < policy.check_every:
             return
+        if time.monotonic() - self._checked.get(model, -math.inf) < policy.min_seconds:
+            return
         with self._lock:
-            self._since[model] = 0
+            self._since[model], self._checked[model] = 0, time.monotonic()
         try:
             check_model(self.sessions, self.ingestor, model, policy)
         except Exception:  # a check never stops the log; the next one tries again
             log.warning("drift check of %s failed", model, exc_info=True)
+
+    def _policy(self, model: str) -> DriftPolicy | None:
+        boxed = self._policies.get(model)
+        if boxed is None:
+            with self.sessions() as session:
+                row = session.scalar(select(ModelRow).where(ModelRow.name == model))
+                boxed = (drift_policy(row) if row else None,)
+            self._policies.put(model, boxed)
+        return boxed[0]
 
 
 def check_model(

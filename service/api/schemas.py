@@ -102,6 +102,9 @@ class DriftIn(BaseModel):
     check_every: int = Field(
         _DRIFT.check_every, ge=1, le=1_000_000, description="logged answers between two checks"
     )
+    min_seconds: float = Field(
+        _DRIFT.min_seconds, ge=0, le=86_400, description="and at least this long between two"
+    )
     p_value: float = Field(
         _DRIFT.p_value, gt=0, lt=1, description="a check drifts below this family-wise level"
     )

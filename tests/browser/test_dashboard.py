@@ -133,7 +133,7 @@ def _clean_then_noisy_traffic(base: str, key: str) -> None:
         0,
         255,
     ).astype(np.uint8)
-    drift = {"window": 40, "check_every": 40, "p_value": 0.001, "seal": False}
+    drift = {"window": 40, "check_every": 40, "min_seconds": 0, "p_value": 0.001, "seal": False}
     with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
         recipe = {"log_predictions": {"drift": drift}, "shadow": [1]}  # v1 shadows the live v2
         c.patch("/v1/models/digits", json=recipe).raise_for_status()

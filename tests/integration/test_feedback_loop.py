@@ -19,7 +19,8 @@ from tests.integration.scenario import wait_for_versions
 
 pytestmark = pytest.mark.slow
 DATA = load_digits_dataset()
-DRIFT = {"window": 20, "check_every": 10_000, "p_value": 0.001, "seal": False}  # checked on demand
+# checked on demand only (POST .../drift/check)
+DRIFT = {"window": 20, "check_every": 10_000, "min_seconds": 0, "p_value": 0.001, "seal": False}
 MODEL = {**DIGITS_MODEL, "megabatch_size": 40, "log_predictions": {"drift": DRIFT}}
 
 

@@ -11,7 +11,7 @@ from tests.helpers import png_images
 from tests.server.conftest import post_train
 
 LOG = {"sample_rate": 1.0, "keep_days": 30, "max_rows": 1000}
-DRIFT = {"window": 40, "check_every": 40, "p_value": 0.001, "seal": True}
+DRIFT = {"window": 40, "check_every": 40, "min_seconds": 0, "p_value": 0.001, "seal": True}
 
 
 def _predict_and_store(client, images) -> None:
@@ -65,6 +65,7 @@ def test_drift_is_on_with_the_log_and_off_when_asked(client, two_versions):
     assert answer.json()["config"]["log_predictions"]["drift"] == {
         "window": 200,
         "check_every": 100,
+        "min_seconds": 10.0,
         "p_value": 0.001,
         "seal": True,
     }

@@ -17,7 +17,13 @@ from service.prediction_log import prune_model
 from tests.helpers import png_images
 
 LOG = {"sample_rate": 1.0, "keep_days": 30, "max_rows": 1000}
-DRIFT_DEFAULTS = {"window": 200, "check_every": 100, "p_value": 0.001, "seal": True}
+DRIFT_DEFAULTS = {
+    "window": 200,
+    "check_every": 100,
+    "min_seconds": 10.0,
+    "p_value": 0.001,
+    "seal": True,
+}
 
 
 def _predict(client, images) -> dict:
