@@ -9,6 +9,7 @@ python3 -m ruff format --check .
 python3 -m mypy  # types of lure_engine/ and lure_core/ (pyproject.toml [tool.mypy])
 source scripts/services.sh
 export LURE_REQUIRE_SERVICES=1  # integration tests fail, not skip, when a service is missing
-# three test processes, idle ones taking queued tests from busy ones: most tests wait on real
-# processes (an update, a restart), so three overlap their waits on two cores
-python3 -m pytest -n 3 --dist worksteal "$@"
+# four test processes (one torch thread each: tests/conftest.py), idle ones taking queued tests
+# from busy ones: most tests wait on real processes (an update, a restart), and three left a
+# third of two cores idle
+python3 -m pytest -n 4 --dist worksteal "$@"

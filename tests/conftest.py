@@ -9,6 +9,13 @@ from lure_engine.data import load_digits_dataset, to_tensor
 from lure_engine.models import ModelSpec, build_model
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (real processes, a browser) first: pytest-xdist's idle processes then fill
+    the end of the run with quick ones, instead of the run ending on one long test while the
+    other processes wait."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread per test process: pytest-xdist runs several on the same cores, and torch's
     default of one thread per core makes them spin against each other (CPU time, not speed)."""

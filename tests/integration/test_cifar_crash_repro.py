@@ -1,5 +1,6 @@
-"""Issue 11's crash repro on real CIFAR-10: LURE on a 3,000/1,000 slice, multithreaded, through the
-engine (the exact ``lure bench alma`` command) and through the server's worker.
+"""Issue 11's crash repro on real CIFAR-10: LURE on a 1,500/500 slice (the crash came on 3,000/
+1,000; the path is the same: an eval forward, then training, multithreaded), through the engine
+(the ``lure bench alma`` command of the repro) and through the server's worker.
 
 It needs the shared CIFAR-10 copy (``../shared/data/cifar10_small.npz`` beside the checkout, or
 ``LURE_SHARED_DATA``); CI sets ``LURE_REQUIRE_SHARED_DATA=1`` so a missing copy fails there.
@@ -26,7 +27,7 @@ SHARED = Path(
 
 
 @pytest.fixture(scope="module")
-def c3k(tmp_path_factory) -> Path:
+def cifar_slice(tmp_path_factory) -> Path:
     source = SHARED / "cifar10_small.npz"
     if not source.exists():
         message = f"{source} is missing (the shared CIFAR-10 copy)"
@@ -34,13 +35,13 @@ def c3k(tmp_path_factory) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     data = np.load(source)
-    path = tmp_path_factory.mktemp("cifar") / "c3k.npz"
+    path = tmp_path_factory.mktemp("cifar") / "slice.npz"
     np.savez(
         path,
-        x_train=data["x_train"][:3000],
-        y_train=data["y_train"][:3000],
-        x_test=data["x_test"][:1000],
-        y_test=data["y_test"][:1000],
+        x_train=data["x_train"][:1500],
+        y_train=data["y_train"][:1500],
+        x_test=data["x_test"][:500],
+        y_test=data["y_test"][:500],
     )
     return path
 
@@ -51,13 +52,13 @@ def _multithreaded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-def test_the_exact_bench_repro_finishes(c3k, tmp_path):
+def test_the_exact_bench_repro_finishes(cifar_slice, tmp_path):
     result = subprocess.run(
         lure_command(
             "bench",
             "alma",
             "--dataset",
-            f"npz:{c3k}",
+            f"npz:{cifar_slice}",
             "--model",
             "resnet18",
             "--width",
@@ -84,10 +85,10 @@ def test_the_exact_bench_repro_finishes(c3k, tmp_path):
     assert "| lure |" in result.stdout and (tmp_path / "out" / "results.json").exists()
 
 
-def test_the_server_trains_every_megabatch_of_the_repro(c3k, request, tmp_path):
+def test_the_server_trains_every_megabatch_of_the_repro(cifar_slice, request, tmp_path):
     deployment = make_deployment("sqlite", request, tmp_path)
     deployment.env = _multithreaded_env() | {"LURE_DATA_DIR": deployment.env["LURE_DATA_DIR"]}
-    data = np.load(c3k)
+    data = np.load(cifar_slice)
     try:
         deployment.start_worker()
         with deployment.client() as client:
@@ -105,7 +106,7 @@ def test_the_server_trains_every_megabatch_of_the_repro(c3k, request, tmp_path):
             client.post(
                 "/v1/models/cifar/chunks?split=test",
                 headers=NPZ,
-                content=npz_body(data["x_test"][:500], data["y_test"][:500]),
+                content=npz_body(data["x_test"], data["y_test"]),
             ).raise_for_status()
             # three updates (two unlearn with SNIP's mask) on real CIFAR-10 at the repro's width,
             # multithreaded: smaller mega-batches than the bench command's, the same code path
