@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import and_, case, func, select
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, PredictionRow, ShadowAnswerRow, VersionRow
-from service.inference import ModelCache
+
+if TYPE_CHECKING:  # the record and the checks need no torch; only the runner loads models
+    from service.inference import ModelCache
 
 log = logging.getLogger("lure.shadow")
 

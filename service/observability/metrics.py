@@ -28,6 +28,7 @@ from service.disk_use import DiskUse
 from service.drift_monitor import latest_drift
 from service.feedback import live_accuracy
 from service.health import FileVerifier, assess
+from service.shadow import shadow_record
 
 UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 PHASES = ("total", "unlearn", "train", "evaluate")
@@ -181,6 +182,21 @@ class DatabaseCollector:
                     p_value.add_metric([name], min(1.0, TESTS * smaller))
                     statistic.add_metric([name], latest.confidence_statistic)
         yield from (p_value, statistic, alarms)
+        yield self._shadow(names)
+
+    def _shadow(self, names: dict[int, str]) -> GaugeMetricFamily:
+        """Each shadow version's agreement with the answers served (service/shadow.py)."""
+        gauge = GaugeMetricFamily(
+            "lure_shadow_agreement",
+            "Share of logged requests where a shadow version said what the served answer said",
+            labels=["model", "version"],
+        )
+        with self.sessions() as session:
+            for model_id, name in names.items():
+                for entry in shadow_record(session, model_id):
+                    if entry["agreement"] is not None:
+                        gauge.add_metric([name, str(entry["version"])], entry["agreement"])
+        return gauge
 
     def _live_accuracy(self, names: dict[int, str]):
         """Feedback labels per answering version and the share its logged answers got right."""

@@ -42,6 +42,8 @@ def test_a_shadow_version_answers_logged_requests_and_is_measured_against_live(
         }
     ]
     assert agreement < 1  # v1 (83 % on the test split) and v2 (97 %) disagree somewhere
+    exported = f'lure_shadow_agreement{{model="digits",version="1"}} {agreement}'
+    assert exported in client.get("/metrics").text
 
     items = [{"prediction_id": i, "label": y} for i, y in zip(ids[:20], truth[:20], strict=True)]
     assert client.post("/v1/models/digits/feedback", json=items).json()["accepted"] == 20
