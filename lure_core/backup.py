@@ -41,6 +41,8 @@ BLOB_COLUMNS = (
     ("versions", "mask_key", "mask_sha256", "pruned_at IS NULL"),
     ("chunks", "blob_key", "sha256", "1 = 1"),
     ("exports", "blob_key", "sha256", "1 = 1"),
+    # logged /predict images: a label may still arrive for them by prediction id
+    ("predictions", "image_key", "image_sha256", "1 = 1"),
 )
 
 Progress = Callable[[int], None]  # called with the bytes just copied
@@ -63,7 +65,10 @@ def referenced_blobs(database: Path) -> list[tuple[str, str]]:
     """(key, sha256) of every blob the database names, each once."""
     with _connect(database, read_only=True) as connection:
         found: dict[str, str] = {}
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
         for table, key_column, sha_column, condition in BLOB_COLUMNS:
+            if table not in tables:  # a database from before that table's migration
+                continue
             rows = connection.execute(
                 f"SELECT {key_column}, {sha_column} FROM {table} "
                 f"WHERE {key_column} IS NOT NULL AND {condition}"

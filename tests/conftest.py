@@ -13,7 +13,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests (real processes, a browser) first: pytest-xdist's idle processes then fill
     the end of the run with quick ones, instead of the run ending on one long test while the
     other processes wait."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items.sort(key=lambda item: not _starts_processes(item))
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    """Marked slow, or in a folder whose tests start servers, workers or a browser."""
+    folder = item.nodeid.split("::")[0].split("/")[1:2]
+    return item.get_closest_marker("slow") is not None or folder in (["integration"], ["browser"])
 
 
 def pytest_configure(config: pytest.Config) -> None:

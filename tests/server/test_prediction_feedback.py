@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select, update
 
+from lure_core.backup import backup, restore
 from lure_core.records import PredictionRow
 from service.prediction_log import prune_model
 from tests.helpers import png_images
@@ -181,3 +182,15 @@ def test_the_log_is_pruned_by_age_and_count_with_its_images(client, logging_on, 
     assert len(kept) == 5 and not set(oldest) & {r.id for r in kept}
     images = list((settings.blob_dir / "models").rglob("predictions/*.npz"))
     assert len(images) == len({r.image_key for r in kept})
+
+
+def test_a_backup_keeps_the_logged_images_a_label_may_still_arrive_for(
+    client, logging_on, digits, settings, tmp_path
+):
+    ids = [p["prediction_id"] for p in _predict(client, digits.test.x[:3]).json()["predictions"]]
+    assert _logged(client) == 3
+    backup(settings.data_dir, tmp_path / "backup")
+    restore(tmp_path / "backup", tmp_path / "restored")
+    with client.app.state.resources.sessions() as session:
+        keys = session.scalars(select(PredictionRow.image_key).where(PredictionRow.id.in_(ids)))
+        assert all((tmp_path / "restored" / "blobs" / key).is_file() for key in keys)
