@@ -75,7 +75,12 @@ class DriftResult:
     @property
     def p_value(self) -> float:
         """The check's Bonferroni-adjusted p-value (what ``p_value`` is compared with)."""
-        return min(1.0, TESTS * min(self.confidence_p_value, self.class_p_value))
+        return adjusted_p_value(self.confidence_p_value, self.class_p_value)
+
+
+def adjusted_p_value(confidence_p_value: float, class_p_value: float) -> float:
+    """The smaller of the two tests' p-values, Bonferroni-adjusted: one check's p-value."""
+    return min(1.0, TESTS * min(confidence_p_value, class_p_value))
 
 
 def compare(reference: Answers, window: Answers, p_value: float) -> DriftResult:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lure_core.drift import TESTS
+from lure_core.drift import adjusted_p_value
 from lure_core.records import (
     PENDING,
     JobRow,
@@ -178,8 +178,8 @@ class DatabaseCollector:
                 latest, drifted = latest_drift(session, model_id)
                 alarms.add_metric([name], drifted)
                 if latest is not None:
-                    smaller = min(latest.confidence_p_value, latest.class_p_value)
-                    p_value.add_metric([name], min(1.0, TESTS * smaller))
+                    adjusted = adjusted_p_value(latest.confidence_p_value, latest.class_p_value)
+                    p_value.add_metric([name], adjusted)
                     statistic.add_metric([name], latest.confidence_statistic)
         yield from (p_value, statistic, alarms)
         yield self._shadow(names)

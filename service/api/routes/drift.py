@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from lure_core.drift import TESTS
+from lure_core.drift import adjusted_p_value
 from lure_core.records import DriftCheckRow, VersionRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
@@ -42,7 +42,6 @@ class DriftOut(BaseModel):
 
 
 def _check_out(row: DriftCheckRow) -> DriftCheckOut:
-    smaller = min(row.confidence_p_value, row.class_p_value)
     return DriftCheckOut(
         version=row.version_number,
         checked_at=row.checked_at,
@@ -51,7 +50,7 @@ def _check_out(row: DriftCheckRow) -> DriftCheckOut:
         confidence_statistic=row.confidence_statistic,
         confidence_p_value=row.confidence_p_value,
         class_p_value=row.class_p_value,
-        p_value=min(1.0, TESTS * smaller),
+        p_value=adjusted_p_value(row.confidence_p_value, row.class_p_value),
         drifted=row.drifted,
         sealed_megabatch=row.sealed_megabatch,
     )
