@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -26,6 +31,28 @@ def pytest_configure(config: pytest.Config) -> None:
     """One torch thread per test process: pytest-xdist runs several on the same cores, and torch's
     default of one thread per core makes them spin against each other (CPU time, not speed)."""
     torch.set_num_threads(1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """``LURE_TEST_CPU_REPORT=FILE``: one JSON line per test with the CPU seconds it used, its
+    own and its reaped processes' (servers, workers): the suite's wall time on two cores is
+    bounded by its CPU time, so CPU, not duration, says which test to make cheaper."""
+    report = os.environ.get("LURE_TEST_CPU_REPORT")
+    before = _cpu_seconds()
+    yield
+    if report:
+        line = {"test": item.nodeid, "cpu_seconds": round(_cpu_seconds() - before, 2)}
+        with open(report, "a") as file:  # one short append per line: processes may share it
+            file.write(json.dumps(line) + "\n")
+
+
+def _cpu_seconds() -> float:
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @pytest.fixture(scope="session")
