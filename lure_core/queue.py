@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from lure_core.filesystem_queue import TRANSPORT as ATOMIC_FILESYSTEM_TRANSPORT
 from lure_core.settings import SharedSettings
 
 UPDATE_TASK = "lure.update"
@@ -28,6 +29,7 @@ def celery_config(settings: SharedSettings) -> dict:
     }
     if settings.resolved_broker_url.startswith("filesystem://"):
         folder = str(settings.queue_dir / "in")
+        config["broker_transport"] = ATOMIC_FILESYSTEM_TRANSPORT  # kombu's writes in place
         config["broker_transport_options"] = {
             "data_folder_in": folder,
             "data_folder_out": folder,
