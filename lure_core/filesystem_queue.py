@@ -26,13 +26,14 @@ PARTIAL_SUFFIX = ".partial"  # ``<queue>.msg.partial`` never matches the ``<queu
 class AtomicChannel(filesystem.Channel):
     """The filesystem channel with an atomic ``_put``; reading is kombu's own."""
 
-    def _put(self, queue: Any, message: Any, **kwargs: Any) -> None:
+    # kombu's base class names the argument ``message``, its filesystem channel ``payload``
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = final + PARTIAL_SUFFIX
         try:
             with open(partial, "wb") as file:
-                file.write(str_to_bytes(dumps(message)))
+                file.write(str_to_bytes(dumps(payload)))
                 file.flush()
                 os.fsync(file.fileno())  # a message that was sent survives a power cut
             os.replace(partial, final)
