@@ -11,7 +11,8 @@ function a Celery worker runs), single-threaded. Scenarios:
 
 - ``lure``, ``warm``: one strategy each, default gate;
 - ``auto``: lure and warm as candidates, each its own lineage (the default), the live pointer
-  moving only on significant pooled evidence; a lineage significantly behind retired;
+  moving when the other lineage is significantly ahead on the newest evidence; a lineage
+  significantly behind on the stream's evidence retired;
 - ``poison-gate`` / ``poison-nogate``: LURE, mega-batch 5's labels shuffled, with the default gate
   and with the gate off (``min_accuracy_delta: null``);
 - ``poison-noreplay-gate`` / ``-nogate``: the same without replay, where the poisoned mega-batch

@@ -1,11 +1,13 @@
-"""Which lineage should be live: evidence pooled over every mega-batch, not one gate sample.
+"""Which lineage should be live: the newest evidence, judged by a test, not one gate score.
 
-With challenger lineages every strategy continues its own versions, and on each mega-batch the
-lineages' heads are scored on the same rows: the new mega-batch's, before anything trains on them.
-One mega-batch decides little, but the rows where exactly one of two lineages is right (the
-discordant rows) add up across mega-batches, each row counted once: McNemar's exact test on the
-pooled counts says whether one lineage is ahead beyond noise. The live pointer switches lineage,
-and a lineage is retired, only on that test.
+With challenger lineages every strategy continues its own versions. On each mega-batch two kinds
+of rows say which lineage is ahead now: the gate rows, on which the two candidates (the models
+that would go live) are scored, and the new mega-batch's rows, on which their heads were scored
+before anything trained on them. Only the rows where exactly one of two models is right (the
+discordant rows) say anything; McNemar's exact test on their count says whether one lineage is
+ahead beyond noise. The live pointer switches lineage only on that test. Retiring a lineage is a
+costlier step (it stops training for good), so it waits for the heads' evidence summed over
+several mega-batches, each fresh row counted once.
 """
 
 from __future__ import annotations

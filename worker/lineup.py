@@ -4,21 +4,21 @@ version is offered to go live.
 Without lineages (one strategy, or ``lineages: false``) every candidate starts from the live
 version and the best on this mega-batch's gate rows is offered. With lineages each starts from its
 own lineage's head (``lure_core.lineages``), and the live lineage's candidate is offered unless a
-challenger's lineage is significantly ahead on the evidence pooled over every mega-batch so far:
-the heads scored on each new mega-batch's rows before training on them
-(``lure_engine.lineage_evidence``).
+challenger's lineage is significantly ahead on the newest evidence: the two candidates (the
+models that would go live) on the gate rows, and their heads on the new mega-batch's rows, scored
+before training on them (``lure_engine.lineage_evidence``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 from sqlalchemy.orm import Session
 
 from lure_core.lineage import newest_intact
-from lure_core.lineages import incumbent, lineage_heads, pooled_evidence
+from lure_core.lineages import incumbent, lineage_heads
 from lure_core.records import ModelRow, VersionRow
 from lure_core.update_inputs import (
     StartingPoint,
@@ -35,15 +35,14 @@ from worker.attempts import WorkerContext
 
 @dataclass
 class Lineup:
-    """Per strategy, the update it trains (its own starting point, the shared data); the live
-    lineage and each challenger's evidence against it before this mega-batch."""
+    """Per strategy, the update it trains (its own starting point, the shared data), and the
+    live lineage."""
 
     live: UpdateInputs  # from the live version: the data gate and the promotion gate judge on it
     strategies: tuple[str, ...]
     inputs: dict[str, UpdateInputs]
     own_lineages: bool
     incumbent: str | None = None
-    prior: dict[str, Discordance] = field(default_factory=dict)
 
 
 def _lineage_start(ctx: WorkerContext, head: VersionRow, live: StartingPoint) -> StartingPoint:
@@ -72,12 +71,7 @@ def line_up(
         for s in strategies
     }
     live_lineage = incumbent(session, model, strategies)
-    prior = {
-        s: pooled_evidence(session, model, s, live_lineage)[0]
-        for s in strategies
-        if live_lineage is not None and s != live_lineage
-    }
-    return Lineup(inputs, strategies, per_strategy, True, live_lineage, prior)
+    return Lineup(inputs, strategies, per_strategy, True, live_lineage)
 
 
 def pairs(evaluations: dict[str, GateEvaluation]) -> dict[str, dict[str, Discordance]]:
@@ -117,15 +111,19 @@ def offered(
     significance: float,
 ) -> tuple[str, LineageChoice | None]:
     """The strategy whose version is offered to go live (the gate still judges it against
-    live), and, with lineages, the choice with its evidence: the heads' discordant rows on every
-    mega-batch so far (``fresh``: this one's)."""
+    live), and, with lineages, the choice with its evidence: each challenger's discordant rows
+    against the live lineage, the candidates' on the gate rows plus their heads' on the new
+    mega-batch's (``fresh``). Two disjoint sets of rows neither model trained on, judged by the
+    newest models: which lineage is ahead *now* (evidence pooled over the whole stream kept
+    the first lineage live long after the other overtook it, 1.9 points behind at the end)."""
     order = list(lineup.strategies)
     best = max(order, key=lambda s: (evaluations[s].score(rank_by), -order.index(s)))
     if not lineup.own_lineages:
         return best, None
     leader = lineup.incumbent if lineup.incumbent in evaluations else None
+    candidates = pairs(evaluations)
     evidence = {
-        s: lineup.prior.get(s, Discordance()) + fresh.get(s, {}).get(leader, Discordance())
+        s: candidates[s][leader] + fresh.get(s, {}).get(leader, Discordance())
         for s in evaluations
         if leader is not None and s != leader
     }

@@ -1,4 +1,4 @@
-"""The rule that moves the live pointer between lineages: pooled discordant gate rows, McNemar."""
+"""The rules that move the live pointer between lineages and retire one: discordant rows, McNemar."""
 
 from __future__ import annotations
 

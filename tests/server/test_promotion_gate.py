@@ -4,11 +4,15 @@ function (run in-process; tests/integration runs the same flow with Celery on bo
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sqlalchemy import select
 
 from lure_core.records import JobRow, VersionRow
+from lure_engine.gate import GateEvaluation
+from lure_engine.lineage_evidence import Discordance
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.server.conftest import post_train
+from worker.lineup import Lineup, offered
 
 
 def _post_test_set(client, digits) -> None:
@@ -166,11 +170,15 @@ def test_challengers_continue_their_own_lineages(client, digits, run_jobs):
         "warm": {"only_this": 0, "only_other": 0}
     }
     # lure went live on the first (a tie goes to the primary), so lure's lineage is offered
-    # unless warm's is significantly ahead on the pooled evidence
+    # unless warm's is significantly ahead on the newest evidence: the two candidates' gate rows
+    # plus their heads' rows of the new mega-batch (here the heads agree on every one)
     assert first_lure["live"] is False and first_lure["gate"]["winner"]
     choice = lure["gate"]["lineage"]["choice"]
     assert choice["incumbent"] == "lure"
     assert choice["evidence"]["warm"]["test"] == "mcnemar_exact_pooled"
+    assert {k: choice["evidence"]["warm"][k] for k in pair} == warm["gate"]["lineage"]["pairs"][
+        "lure"
+    ]
     chosen = warm if choice["switched"] else lure
     assert choice["leader"] == chosen["strategy"]
     _assert_siblings_recorded(client, lure, warm, chosen)
@@ -180,7 +188,7 @@ def test_challengers_continue_their_own_lineages(client, digits, run_jobs):
 
 
 def _set_evidence(worker_ctx, number: int, other: str, only_this: int, only_other: int) -> None:
-    """Write what pooled gate rows of many earlier mega-batches would have said."""
+    """Write what the heads' rows of many earlier mega-batches would have said."""
     with worker_ctx.sessions.begin() as session:
         version = session.scalar(select(VersionRow).where(VersionRow.number == number))
         gate = dict(version.gate)
@@ -189,29 +197,41 @@ def _set_evidence(worker_ctx, number: int, other: str, only_this: int, only_othe
         version.gate = gate
 
 
-def test_the_live_pointer_moves_to_a_lineage_that_is_significantly_ahead(
-    client, digits, run_jobs, worker_ctx
-):
-    versions = _two_megabatches(client, digits, run_jobs)
-    live = client.get("/v1/models/digits").json()["live_version"]
-    incumbent = next(v for v in versions if v["number"] == live)["strategy"]
-    challenger = "warm" if incumbent == "lure" else "lure"
-    challenger_version = next(v for v in versions[2:] if v["strategy"] == challenger)
-    _set_evidence(worker_ctx, challenger_version["number"], incumbent, 60, 10)
-    post_train(client, digits.train.x[600:900], digits.train.y[600:900])
-    assert run_jobs() == ["published"]
-    third = {v["strategy"]: v for v in _versions(client) if v["megabatch"] == 3}
-    choice = third[incumbent]["gate"]["lineage"]["choice"]
-    assert choice["switched"] and choice["leader"] == challenger, choice
-    assert choice["evidence"][challenger]["p_value"] < 0.05
-    assert third[challenger]["gate"]["winner"] and not third[incumbent]["gate"]["winner"]
-    assert third[challenger]["parent"] == challenger_version["number"]
-    # the evidence: the written rows plus the heads' own on mega-batch 3's rows, scored before
-    # training on them (the heads now differ, so they were scored)
-    fresh = third[challenger]["gate"]["lineage"]["prequential_pairs"][incumbent]
-    assert choice["evidence"][challenger]["only_this"] == 60 + fresh["only_this"]
-    assert choice["evidence"][challenger]["only_other"] == 10 + fresh["only_other"]
-    assert third[challenger]["live"] == (third[challenger]["gate"]["verdict"] == "passed")
+def _rows(only_this: int, only_other: int, both: int = 100) -> tuple:
+    """Two models' scores on the same rows: ``only_this`` rows only the first gets right."""
+    first = [True] * only_this + [False] * only_other + [True] * both
+    second = [False] * only_this + [True] * only_other + [True] * both
+    return _evaluation(first), _evaluation(second)
+
+
+def _evaluation(correct: list[bool]) -> GateEvaluation:
+    labels = torch.zeros(len(correct), dtype=torch.long)
+    predictions = torch.tensor([0 if right else 1 for right in correct])
+    return GateEvaluation(labels, predictions, torch.zeros(len(correct)), 0.0)
+
+
+def test_the_live_pointer_moves_when_the_newest_evidence_puts_a_challenger_ahead():
+    lineup = Lineup(None, ("lure", "warm"), {}, own_lineages=True, incumbent="lure")  # type: ignore[arg-type]
+    warm, lure = _rows(only_this=40, only_other=10)  # warm's candidate ahead on the gate rows
+    strategy, choice = offered(lineup, {"lure": lure, "warm": warm}, {}, "accuracy", 0.05)
+    assert (strategy, choice.switched, choice.incumbent) == ("warm", True, "lure")
+    assert choice.evidence["warm"]["p_value"] < 0.05
+    # a small lead on the gate rows alone keeps the incumbent ...
+    warm, lure = _rows(only_this=12, only_other=6)
+    strategy, choice = offered(lineup, {"lure": lure, "warm": warm}, {}, "accuracy", 0.05)
+    assert (strategy, choice.switched) == ("lure", False)
+    # ... and the heads' lead on the new mega-batch's rows, a separate sample, adds to it
+    heads = {"warm": {"lure": Discordance(30, 14)}, "lure": {"warm": Discordance(14, 30)}}
+    strategy, choice = offered(lineup, {"lure": lure, "warm": warm}, heads, "accuracy", 0.05)
+    assert (strategy, choice.switched) == ("warm", True)
+    assert (choice.evidence["warm"]["only_this"], choice.evidence["warm"]["only_other"]) == (
+        42,
+        20,
+    )
+    # the incumbent's own lead never moves the pointer away from it
+    lure, warm = _rows(only_this=40, only_other=10)
+    strategy, choice = offered(lineup, {"lure": lure, "warm": warm}, {}, "accuracy", 0.05)
+    assert (strategy, choice.switched) == ("lure", False)
 
 
 def test_auto_retires_a_lineage_significantly_behind_the_live_one(
