@@ -99,7 +99,8 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
             with client.app.state.resources.sessions.begin() as session:
                 key, _ = create_key(session, "bench", ["admin"])
             client.headers["Authorization"] = f"Bearer {key}"
-            config = {**MODEL, **scale, **SCENARIOS[scenario], "name": "cifar", "seed": seed}
+            recipe = {k: v for k, v in scale.items() if k != "megabatches"}
+            config = {**MODEL, **recipe, **SCENARIOS[scenario], "name": "cifar", "seed": seed}
             size = config["megabatch_size"]
             client.post("/v1/models", json=config).raise_for_status()
             npz = {"content-type": "application/octet-stream"}
@@ -111,7 +112,8 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
             sessions = make_session_factory(make_engine(settings.resolved_database_url))
             ctx = WorkerContext(settings, sessions, open_blob_store(settings))
             live_curve = []
-            for index in range(min(MEGABATCHES, len(data.train.y) // size)):
+            stream = min(scale.get("megabatches", MEGABATCHES), len(data.train.y) // size)
+            for index in range(stream):
                 images, labels = _megabatch(data.train, scenario, seed, index, size)
                 client.post(
                     "/v1/models/cifar/chunks?split=train",
@@ -304,11 +306,19 @@ def main() -> None:
     run_parser.add_argument("--megabatch-size", type=int, default=MEGABATCH_SIZE)
     run_parser.add_argument("--epochs", type=int, default=MODEL["epochs"])
     run_parser.add_argument("--width", type=float, default=MODEL["width"])
+    run_parser.add_argument(
+        "--megabatches",
+        type=int,
+        default=MEGABATCHES,
+        help="stop after this many (5: just past the altered one, for the data gate's verdict)",
+    )
     report_parser = sub.add_parser("report")
     report_parser.add_argument("--runs-dir", type=Path, default=Path("runs/promotion_gate"))
     args = parser.parse_args()
     if args.command == "run":
         scale = {"megabatch_size": args.megabatch_size, "epochs": args.epochs, "width": args.width}
+        if args.megabatches != MEGABATCHES:
+            scale["megabatches"] = args.megabatches
         seeds = tuple(int(seed) for seed in args.seeds.split(","))
         run(args.dataset, args.runs_dir, args.workers, args.scenarios.split(","), scale, seeds)
     else:
