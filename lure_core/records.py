@@ -315,6 +315,9 @@ class PredictionRow(Base):
     label: Mapped[int | None] = mapped_column(Integer, nullable=True)
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     chunk_id: Mapped[int | None] = mapped_column(ForeignKey("chunks.id"), nullable=True)
+    # the Idempotency-Key of the chunk its label goes into, set when the label is claimed (before
+    # the chunk is stored): an interrupted feedback request is finished by the next one
+    feedback_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class ShadowAnswerRow(Base):

@@ -4,8 +4,14 @@ mega-batch without being uploaded again, and the labels measure the live model o
 Each item is judged on its own: an unknown or pruned id is a 404 for that item, a label out of
 range a 422, a second label for an already labelled prediction a 409, and the same pair again a
 200 that stores nothing. The accepted items become one chunk through the ingest path (so the
-stream, mega-batches and jobs see them as any chunk); its Idempotency-Key is derived from the
-accepted pairs, so a retried request stores them once.
+stream, mega-batches and jobs see them as any chunk).
+
+Labels are *claimed* before the chunk is stored: one transaction sets each accepted row's label
+where it has none yet, with the chunk's Idempotency-Key (derived from the claimed pairs). Two
+concurrent requests naming one prediction therefore store it once (the second's claim finds it
+labelled and answers 409 or 200), and a request that dies between claim and chunk is finished by
+the next one naming those predictions: the rows name the key, and the ingest path stores a key
+once.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
+from lure_core.database import rows_changed
 from lure_core.records import PredictionRow
 from service.ingest import Ingestor, IngestResult
 
@@ -68,6 +75,19 @@ def _idempotency_key(accepted: list[tuple[PredictionRow, int]]) -> str:
     return "feedback-" + hashlib.sha256(pairs.encode()).hexdigest()[:40]
 
 
+def _read(
+    sessions: sessionmaker[Session], model_id: int, ids: set[str]
+) -> dict[str, PredictionRow]:
+    with sessions() as session:
+        found = session.scalars(
+            select(PredictionRow).where(
+                PredictionRow.model_id == model_id, PredictionRow.id.in_(ids)
+            )
+        ).all()
+        session.expunge_all()
+    return {row.id: row for row in found}
+
+
 def record_feedback(
     sessions: sessionmaker[Session],
     blobs: BlobStore,
@@ -76,36 +96,98 @@ def record_feedback(
     num_classes: int,
     pairs: list[tuple[str, int]],
 ) -> FeedbackResult:
-    with sessions() as session:
-        found = session.scalars(
-            select(PredictionRow).where(
-                PredictionRow.model_id == model_id,
-                PredictionRow.id.in_({prediction_id for prediction_id, _ in pairs}),
-            )
-        ).all()
-        rows = {row.id: row for row in found}
-        session.expunge_all()
+    ids = {prediction_id for prediction_id, _ in pairs}
+    rows = _read(sessions, model_id, ids)
     results, accepted = _judge(pairs, rows, num_classes)
+    key = _claim(sessions, accepted)
+    won = {row.id for row in _claimed(sessions, key)} if key else set()
+    if len(won) < len(accepted):  # another request labelled some first: judge those again
+        rows = _read(sessions, model_id, ids)
+        again, _ = _judge(pairs, {i: r for i, r in rows.items() if i not in won}, num_classes)
+        results = [
+            mine if mine.prediction_id in won else new
+            for mine, new in zip(results, again, strict=True)
+        ]
     outcome = FeedbackResult(results)
-    if not accepted:
-        return outcome
-    images = np.stack([blobs.read_arrays(r.image_key, r.image_sha256)["x"][0] for r, _ in accepted])
-    labels = np.array([label for _, label in accepted], dtype=np.int64)
-    key = _idempotency_key(accepted)
-    outcome.ingested = ingestor.add_chunk(model_id, "train", images, labels, key)
-    _mark_labelled(sessions, accepted, outcome.ingested.chunk.id)
+    unfinished = {
+        row.feedback_key
+        for row in rows.values()
+        if row.chunk_id is None and row.feedback_key not in (None, key)
+    }
+    for earlier in sorted(unfinished):  # claimed by a request that has not stored them (yet)
+        stored = _store(sessions, blobs, ingestor, model_id, earlier)
+        if not stored.replayed:  # it had died: this request stored them
+            _report_stored(outcome.items, rows, earlier)
+            outcome.ingested = stored
+    if key is not None:
+        outcome.ingested = _store(sessions, blobs, ingestor, model_id, key)
     return outcome
 
 
-def _mark_labelled(sessions, accepted: list[tuple[PredictionRow, int]], chunk_id: int) -> None:
+def _report_stored(items: list[ItemResult], rows: dict[str, PredictionRow], key: str) -> None:
+    for item in items:
+        row = rows.get(item.prediction_id)
+        if item.status == 200 and row is not None and row.feedback_key == key:
+            item.status, item.detail = 201, "stored as a training sample (an earlier request died)"
+
+
+def _claim(
+    sessions: sessionmaker[Session], accepted: list[tuple[PredictionRow, int]]
+) -> str | None:
+    """Label the accepted rows that are still unlabelled, in one transaction, naming the chunk
+    they go into; None: none was (or nothing was accepted)."""
+    if not accepted:
+        return None
     now = datetime.now(UTC)
     with sessions.begin() as session:
-        for row, label in accepted:
-            session.execute(
-                update(PredictionRow)
-                .where(PredictionRow.id == row.id, PredictionRow.label.is_(None))
-                .values(label=label, labelled_at=now, chunk_id=chunk_id)
+        won = [
+            (row, label)
+            for row, label in accepted
+            if rows_changed(
+                session.execute(
+                    update(PredictionRow)
+                    .where(PredictionRow.id == row.id, PredictionRow.label.is_(None))
+                    .values(label=label, labelled_at=now)
+                )
             )
+        ]
+        if not won:
+            return None
+        key = _idempotency_key(won)
+        session.execute(
+            update(PredictionRow)
+            .where(PredictionRow.id.in_([row.id for row, _ in won]))
+            .values(feedback_key=key)
+        )
+    return key
+
+
+def _claimed(sessions: sessionmaker[Session], key: str) -> list[PredictionRow]:
+    with sessions() as session:
+        rows = session.scalars(
+            select(PredictionRow)
+            .where(PredictionRow.feedback_key == key)
+            .order_by(PredictionRow.id)
+        ).all()
+        session.expunge_all()
+    return list(rows)
+
+
+def _store(
+    sessions: sessionmaker[Session], blobs: BlobStore, ingestor: Ingestor, model_id: int, key: str
+) -> IngestResult:
+    """The claimed rows' chunk, once whoever stores it (the ingest path keeps one chunk per key)."""
+    claimed = _claimed(sessions, key)
+    images = np.stack([blobs.read_arrays(r.image_key, r.image_sha256)["x"][0] for r in claimed])
+    labels = np.array([row.label for row in claimed], dtype=np.int64)
+    ingested = ingestor.add_chunk(model_id, "train", images, labels, key)
+    with sessions.begin() as session:
+        session.execute(
+            update(PredictionRow)
+            .where(PredictionRow.feedback_key == key, PredictionRow.chunk_id.is_(None))
+            .values(chunk_id=ingested.chunk.id)
+        )
+    return ingested
 
 
 def live_accuracy(session: Session, model_id: int) -> list[dict]:

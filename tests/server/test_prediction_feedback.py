@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -14,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from lure_core.backup import backup, restore
 from lure_core.records import PredictionRow
+from service import feedback
 from service.prediction_log import prune_model
 from tests.helpers import png_images
 
@@ -194,3 +197,68 @@ def test_a_backup_keeps_the_logged_images_a_label_may_still_arrive_for(
     with client.app.state.resources.sessions() as session:
         keys = session.scalars(select(PredictionRow.image_key).where(PredictionRow.id.in_(ids)))
         assert all((tmp_path / "restored" / "blobs" / key).is_file() for key in keys)
+
+
+def test_overlapping_requests_at_once_store_each_labelled_prediction_once(
+    client, logging_on, digits, monkeypatch
+):
+    """Both requests read every row unlabelled before either stores anything: the label is
+    claimed first, so the prediction both name becomes one sample, not two."""
+    ids = [p["prediction_id"] for p in _predict(client, digits.test.x[:3]).json()["predictions"]]
+    truth = [int(y) for y in digits.test.y[:3]]
+    _logged(client)
+    before = _samples(client)
+    both_judged = threading.Barrier(2, timeout=30)
+    judge = feedback._judge
+
+    def judge_then_wait(*args):
+        verdict = judge(*args)
+        if threading.current_thread() is not threading.main_thread():
+            try:
+                both_judged.wait()
+            except threading.BrokenBarrierError:
+                pass  # re-judging after a lost claim: the other request is done
+        return verdict
+
+    monkeypatch.setattr(feedback, "_judge", judge_then_wait)
+    first = [{"prediction_id": ids[i], "label": truth[i]} for i in (0, 1)]
+    second = [{"prediction_id": ids[i], "label": truth[i]} for i in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda items: _post_feedback(client, items), (first, second)))
+    assert _samples(client) == before + 3  # ids[1] once
+    statuses = sorted(a["items"][index]["status"] for a, index in zip(answers, (1, 0), strict=True))
+    assert statuses == [200, 201]  # one request stored it, the other found it labelled
+    assert answers[0]["items"][0]["status"] == answers[1]["items"][1]["status"] == 201
+
+
+def _post_feedback(client, items: list[dict]) -> dict:
+    answer = client.post("/v1/models/digits/feedback", json=items)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_request_that_died_after_claiming_its_labels_is_finished_by_the_next(
+    client, logging_on, digits, monkeypatch
+):
+    ids = [p["prediction_id"] for p in _predict(client, digits.test.x[:2]).json()["predictions"]]
+    items = [
+        {"prediction_id": i, "label": int(y)} for i, y in zip(ids, digits.test.y, strict=False)
+    ]
+    _logged(client)
+    before = _samples(client)
+    ingestor = client.app.state.resources.ingestor
+
+    def dies(*args, **kwargs):
+        raise OSError("the process died before the chunk was stored")
+
+    monkeypatch.setattr(ingestor, "add_chunk", dies)
+    with pytest.raises(OSError):
+        client.post("/v1/models/digits/feedback", json=items)
+    monkeypatch.undo()
+    assert _samples(client) == before  # labels claimed, nothing stored yet
+    retried = _post_feedback(client, items)
+    assert [i["status"] for i in retried["items"]] == [201, 201] and retried["chunk"] is not None
+    assert _samples(client) == before + 2
+    again = _post_feedback(client, items)
+    assert [i["status"] for i in again["items"]] == [200, 200]
+    assert _samples(client) == before + 2
