@@ -1,4 +1,4 @@
-"""The rules that move the live pointer between lineages and retire one: discordant rows, McNemar."""
+"""The rules that move the live pointer between lineages and retire a lineage (McNemar)."""
 
 from __future__ import annotations
 
