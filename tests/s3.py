@@ -51,15 +51,22 @@ def stored_keys(env: dict[str, str]) -> list[str]:
     )
 
 
-def _free_pair() -> int:
-    """A port p with p + 10000 free too (SeaweedFS puts each gRPC port there)."""
-    for _ in range(200):
+def _free_pairs(names: tuple[str, ...]) -> dict[str, int]:
+    """Per name a port p with p + 10000 free too (SeaweedFS puts each gRPC port there), no port
+    of one being another's gRPC port (SeaweedFS refuses to start then: seen in CI)."""
+    ports: dict[str, int] = {}
+    taken: set[int] = set()
+    for _ in range(1000):
+        if len(ports) == len(names):
+            return ports
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port < 55000 and _free(port) and _free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a private S3 server")
+        pair = {port, port + 10000}
+        if port < 55000 and not pair & taken and _free(port) and _free(port + 10000):
+            ports[names[len(ports)]] = port
+            taken |= pair
+    raise RuntimeError("no free port pairs for a private S3 server")
 
 
 def _free(port: int) -> bool:
@@ -78,7 +85,7 @@ class PrivateS3:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.ports = {name: _free_pair() for name in ("master", "volume", "filer", "s3", "admin")}
+        self.ports = _free_pairs(("master", "volume", "filer", "s3", "admin"))
         self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
         self.process: subprocess.Popen | None = None
 
