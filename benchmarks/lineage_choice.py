@@ -9,7 +9,8 @@ live, on every gate row but their own mega-batch's), their heads' discordant row
 mega-batch before training (``prequential_pairs``), and each candidate's test accuracy. A rule is
 replayed on that record with the server's own test (``lure_engine.lineage_evidence``); the live
 lineage's final test accuracy is set beside the better lineage's. Exact as long as no lineage was
-retired and every candidate extended its lineage (the replay says when not).
+retired and every candidate extended its lineage; otherwise the replay stops at the last
+mega-batch on which both trained, and says which.
 """
 
 from __future__ import annotations
@@ -27,37 +28,35 @@ from lure_engine.lineage_evidence import Discordance, choose_lineage
 class Step:
     """One mega-batch of a two-lineage run, from ``first``'s side."""
 
+    megabatch: int
     gate: Discordance  # the two candidates on the gate rows
     prequential: Discordance | None  # the two heads on the new mega-batch's rows
     accuracy: dict[str, float]  # each candidate's test accuracy
 
 
-def steps(doc: dict) -> tuple[list[str], list[Step], bool]:
-    """The run's lineages (primary first), its mega-batches, and whether the replay is exact."""
+def steps(doc: dict) -> tuple[list[str], list[Step]]:
+    """The run's lineages (primary first) and the mega-batches on which both trained."""
     by_megabatch: dict[int, dict[str, dict]] = {}
     for version in doc["versions"]:
         by_megabatch.setdefault(version["megabatch"], {})[version["strategy"]] = version
     names = list(by_megabatch[1])
-    exact = not doc.get("retired") and all(
-        (v["lineage"] or {}).get("extends", True) for v in doc["versions"]
-    )
     first, second = names
     out = []
     for megabatch in sorted(by_megabatch):
         pair = by_megabatch[megabatch]
-        if len(pair) < 2:
-            exact = False
+        if len(pair) < 2:  # one was retired
             continue
         record = pair[first]["lineage"] or {}
         prequential = (record.get("prequential_pairs") or {}).get(second)
         out.append(
             Step(
+                megabatch,
                 Discordance.from_dict(record["pairs"][second]),
                 Discordance.from_dict(prequential) if prequential else None,
                 {s: pair[s]["test_accuracy"] for s in names},
             )
         )
-    return names, out, exact
+    return names, out
 
 
 def evidence(rule: str, history: list[Step], window: int) -> Discordance:
@@ -110,18 +109,18 @@ RULES = [
 def report(runs_dir: Path) -> str:
     runs = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("auto-seed*.json"))]
     header = "| rule | significance | " + " | ".join(
-        f"seed {d['seed']}: live − best (points), switches" for d in runs
+        f"seed {d['seed']}: live − better (points), at mega-batch, switches" for d in runs
     )
     lines = [header + " | mean shortfall |", "|---" * (len(runs) + 3) + "|"]
     for rule, significance, window in RULES:
         cells, gaps = [], []
         for doc in runs:
-            names, history, exact = steps(doc)
+            names, history = steps(doc)
             live, switches = replay(names, history, rule, significance, window)
             final = history[-1].accuracy
             gap = (final[live] - max(final.values())) * 100
             gaps.append(gap)
-            cells.append(f"{gap:+.2f} ({live}), {switches}" + ("" if exact else " (approx.)"))
+            cells.append(f"{gap:+.2f} ({live}), {history[-1].megabatch}, {switches}")
         label = rule + (f", last {window}" if window else "")
         lines.append(row(label, significance, *cells, f"{sum(gaps) / len(gaps):+.2f}"))
     return "\n".join(lines)
