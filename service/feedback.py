@@ -99,8 +99,7 @@ def record_feedback(
     ids = {prediction_id for prediction_id, _ in pairs}
     rows = _read(sessions, model_id, ids)
     results, accepted = _judge(pairs, rows, num_classes)
-    key = _claim(sessions, accepted)
-    won = {row.id for row in _claimed(sessions, key)} if key else set()
+    key, won = _claim(sessions, accepted)
     if len(won) < len(accepted):  # another request labelled some first: judge those again
         rows = _read(sessions, model_id, ids)
         again, _ = _judge(pairs, {i: r for i, r in rows.items() if i not in won}, num_classes)
@@ -133,11 +132,11 @@ def _report_stored(items: list[ItemResult], rows: dict[str, PredictionRow], key:
 
 def _claim(
     sessions: sessionmaker[Session], accepted: list[tuple[PredictionRow, int]]
-) -> str | None:
+) -> tuple[str | None, set[str]]:
     """Label the accepted rows that are still unlabelled, in one transaction, naming the chunk
-    they go into; None: none was (or nothing was accepted)."""
+    they go into: its key (None when no row was still unlabelled) and the ids claimed."""
     if not accepted:
-        return None
+        return None, set()
     now = datetime.now(UTC)
     with sessions.begin() as session:
         won = [
@@ -152,14 +151,13 @@ def _claim(
             )
         ]
         if not won:
-            return None
+            return None, set()
         key = _idempotency_key(won)
+        ids = {row.id for row, _ in won}
         session.execute(
-            update(PredictionRow)
-            .where(PredictionRow.id.in_([row.id for row, _ in won]))
-            .values(feedback_key=key)
+            update(PredictionRow).where(PredictionRow.id.in_(ids)).values(feedback_key=key)
         )
-    return key
+    return key, ids
 
 
 def _claimed(sessions: sessionmaker[Session], key: str) -> list[PredictionRow]:

@@ -114,8 +114,8 @@ def offered(
     live), and, with lineages, the choice with its evidence: each challenger's discordant rows
     against the live lineage, the candidates' on the gate rows plus their heads' on the new
     mega-batch's (``fresh``). Two disjoint sets of rows neither model trained on, judged by the
-    newest models: which lineage is ahead *now* (evidence pooled over the whole stream kept
-    the first lineage live long after the other overtook it, 1.9 points behind at the end)."""
+    newest models: which lineage is ahead *now* (evidence summed over the whole stream kept the
+    first lineage live long after the other overtook it)."""
     order = list(lineup.strategies)
     best = max(order, key=lambda s: (evaluations[s].score(rank_by), -order.index(s)))
     if not lineup.own_lineages:
