@@ -124,4 +124,5 @@ def lineage_summary(session: Session, model: ModelRow, recipe: Recipe) -> dict:
         "heads": {s: v.number for s, v in heads.items()},
         "evidence_against_live": evidence,
         "significance": recipe.lineage_significance,
+        "switch_significance": recipe.lineage_switch_significance,
     }

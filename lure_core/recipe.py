@@ -69,6 +69,8 @@ class Recipe:
     recalibrate_norm: bool | None = None
     # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
     lineages: bool | None = None
+    # the level at which the live pointer moves to another lineage; None: the engine's default
+    switch_significance: float | None = None
     # the prediction log's {sample_rate, keep_days, max_rows}; None: /predict logs nothing
     log_predictions: dict | None = None
     # versions that also answer logged requests, off the request path (service/shadow.py)
@@ -135,10 +137,19 @@ class Recipe:
 
     @property
     def lineage_significance(self) -> float:
-        """The level at which one lineage is ahead of another (the gate's, or 0.05)."""
+        """The level at which a lineage is behind the live one for good, i.e. retired (the
+        gate's, or 0.05)."""
         from lure_engine.lineage_evidence import DEFAULT_SIGNIFICANCE
 
         return self.policy.significance or DEFAULT_SIGNIFICANCE
+
+    @property
+    def lineage_switch_significance(self) -> float:
+        """The level at which the live pointer moves to a lineage ahead on the newest evidence
+        (looser than retirement's: a switch is undone by the next mega-batch's evidence)."""
+        from lure_engine.lineage_evidence import DEFAULT_SWITCH_SIGNIFICANCE
+
+        return self.switch_significance or DEFAULT_SWITCH_SIGNIFICANCE
 
     @property
     def retire_losers_after(self) -> int | None:

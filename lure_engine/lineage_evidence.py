@@ -20,6 +20,10 @@ from lure_engine.gate import GateEvaluation
 from lure_engine.gate_statistics import TestResult
 
 DEFAULT_SIGNIFICANCE = 0.05  # when the promotion policy has none (plain thresholds)
+# The live pointer's level. Switching is cheap and undone by the next mega-batch's evidence, so
+# it may move on weaker evidence than retirement (which stops a lineage for good, at 0.05): at
+# 0.05 the pointer stayed on a lineage 2.2 points behind (docs/BENCHMARKS.md, issue 26).
+DEFAULT_SWITCH_SIGNIFICANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class LineageChoice:
     incumbent: str | None
     switched: bool
     evidence: dict[str, dict]
+    significance: float | None = None  # the level a challenger had to pass
 
     def to_dict(self) -> dict:
         return {
@@ -77,6 +82,7 @@ class LineageChoice:
             "incumbent": self.incumbent,
             "switched": self.switched,
             "evidence": self.evidence,
+            "significance": self.significance,
         }
 
 
@@ -90,7 +96,7 @@ def choose_lineage(
     evidence (the most significant one wins); no incumbent (nothing of these lineages is live
     yet): ``fallback``, the best candidate of this mega-batch."""
     if incumbent is None:
-        return LineageChoice(fallback, None, False, {})
+        return LineageChoice(fallback, None, False, {}, significance)
     tests = {name: ahead_test(evidence) for name, evidence in evidence_vs_incumbent.items()}
     record = {
         name: {**evidence_vs_incumbent[name].to_dict(), **test.to_dict()}
@@ -103,9 +109,9 @@ def choose_lineage(
         and evidence_vs_incumbent[name].only_this > evidence_vs_incumbent[name].only_other
     ]
     if not ahead:
-        return LineageChoice(incumbent, incumbent, False, record)
+        return LineageChoice(incumbent, incumbent, False, record, significance)
     leader = min(ahead, key=lambda name: tests[name].p_value)
-    return LineageChoice(leader, incumbent, True, record)
+    return LineageChoice(leader, incumbent, True, record, significance)
 
 
 def significantly_behind(evidence: Discordance, significance: float) -> bool:

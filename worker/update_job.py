@@ -51,7 +51,7 @@ from lure_engine.gate import (
     margin,
     split_gate,
 )
-from lure_engine.lineage_evidence import DEFAULT_SIGNIFICANCE, Discordance, LineageChoice
+from lure_engine.lineage_evidence import Discordance, LineageChoice
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
 from lure_engine.update import (
@@ -333,7 +333,7 @@ def _winner(
     """The candidate offered to go live: the best by the policy's ranking metric (a tie goes to
     the primary strategy), or, with lineages, the live lineage's unless another is ahead."""
     evaluations = {c.strategy: c.evaluation for c in candidates}
-    significance = policy.significance or DEFAULT_SIGNIFICANCE
+    significance = lineup.live.recipe.lineage_switch_significance
     strategy, choice = offered(lineup, evaluations, fresh, policy.rank_by, significance)
     return [c.strategy for c in candidates].index(strategy), choice
 

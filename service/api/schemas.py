@@ -13,6 +13,7 @@ from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
 from lure_engine.gate import PromotionPolicy
 from lure_engine.importance import ESTIMATORS
 from lure_engine.importance.scope import SCOPES
+from lure_engine.lineage_evidence import DEFAULT_SWITCH_SIGNIFICANCE
 from lure_engine.update import UpdateConfig
 
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
@@ -163,8 +164,16 @@ class _Candidates(BaseModel):
     lineages: bool = Field(
         True,
         description="with several strategies, each continues its own versions; the live pointer "
-        "moves to another lineage only when it is significantly ahead on every mega-batch so far. "
-        "false: every candidate starts from the live version and the best one goes live",
+        "moves to another lineage only when it is ahead on the newest mega-batch's evidence at "
+        "switch_significance. false: every candidate starts from the live version and the best "
+        "one goes live",
+    )
+    switch_significance: float = Field(
+        DEFAULT_SWITCH_SIGNIFICANCE,
+        gt=0,
+        lt=1,
+        description="with lineages: the one-sided level at which another lineage counts as "
+        "ahead of the live one on the newest evidence (retirement keeps the gate's level)",
     )
     promotion: PromotionPolicyIn = Field(default_factory=PromotionPolicyIn)
     data_gate: DataGateIn = Field(default_factory=DataGateIn)
@@ -302,6 +311,7 @@ MUTABLE_FIELDS = (
     "challengers",
     "retire_after",
     "lineages",
+    "switch_significance",
     "promotion",
     "data_gate",
     "class_names",
@@ -323,6 +333,7 @@ class ModelPatch(BaseModel):
     challengers: list[Strategy] | None = Field(None, max_length=5)
     retire_after: int | None = Field(None, ge=1, le=1000)
     lineages: bool | None = None
+    switch_significance: float | None = Field(None, gt=0, lt=1)
     promotion: PromotionPolicyIn | None = None
     data_gate: DataGateIn | None = None
     class_names: list[str] | None = None

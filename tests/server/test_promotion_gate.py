@@ -234,6 +234,23 @@ def test_the_live_pointer_moves_when_the_newest_evidence_puts_a_challenger_ahead
     assert (strategy, choice.switched) == ("lure", False)
 
 
+def test_the_switch_level_is_a_setting_of_its_own_looser_than_retirement(client):
+    _create(client, strategy="auto")
+    lineages = client.get("/v1/models/digits/strategies").json()["lineages"]
+    assert (lineages["switch_significance"], lineages["significance"]) == (0.25, 0.05)
+    lineup = Lineup(None, ("lure", "warm"), {}, own_lineages=True, incumbent="lure")  # type: ignore[arg-type]
+    warm, lure = _rows(only_this=12, only_other=6)  # p = 0.12: ahead at 0.25, not at 0.05
+    for level, switched in ((lineages["switch_significance"], True), (0.05, False)):
+        strategy, choice = offered(lineup, {"lure": lure, "warm": warm}, {}, "accuracy", level)
+        assert (choice.switched, choice.to_dict()["significance"]) == (switched, level)
+    strict = client.patch("/v1/models/digits", json={"switch_significance": 0.05})
+    assert strict.status_code == 200, strict.text
+    lineages = client.get("/v1/models/digits/strategies").json()["lineages"]
+    assert lineages["switch_significance"] == 0.05
+    bad = client.patch("/v1/models/digits", json={"switch_significance": 1.5})
+    assert bad.status_code == 422 and "switch_significance" in bad.text
+
+
 def test_auto_retires_a_lineage_significantly_behind_the_live_one(
     client, digits, run_jobs, worker_ctx
 ):
