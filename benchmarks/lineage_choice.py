@@ -103,6 +103,7 @@ RULES = [
     ("candidates' gate rows", 0.2, 0),
     ("candidates' gate rows + newest prequential", 0.05, 0),
     ("candidates' gate rows + newest prequential", 0.2, 0),
+    ("candidates' gate rows + newest prequential", 0.25, 0),
 ]
 
 

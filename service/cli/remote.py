@@ -335,6 +335,9 @@ def configure(
     strategy: str | None = typer.Option(None, help="lure, warm, … or auto"),
     challengers: str | None = typer.Option(None, help="comma-separated strategies ('' for none)"),
     retire_after: int | None = typer.Option(None, help="auto: retire after K losses in a row"),
+    switch_significance: float | None = typer.Option(
+        None, help="lineages: the level at which the live pointer moves to another lineage"
+    ),
     policy: str | None = typer.Option(
         None,
         help='promotion policy as JSON, e.g. \'{"min_accuracy_delta": 0, "max_flip_rate": 0.2}\'',
@@ -349,15 +352,16 @@ def configure(
 ) -> None:
     """Change what may change while a model learns: strategy, challengers, promotion policy,
     training to a target."""
-    changes: dict = {}
+    given = {
+        "strategy": strategy,
+        "retire_after": retire_after,
+        "switch_significance": switch_significance,
+    }
+    changes: dict = {field: value for field, value in given.items() if value is not None}
     if train_until is not None:
         changes["train_until"] = _train_until(train_until)
-    if strategy is not None:
-        changes["strategy"] = strategy
     if challengers is not None:
         changes["challengers"] = [c for c in challengers.split(",") if c]
-    if retire_after is not None:
-        changes["retire_after"] = retire_after
     if policy is not None:
         try:
             changes["promotion"] = json.loads(policy)
@@ -371,6 +375,7 @@ def configure(
     config = answer["config"]
     typer.echo(
         f"{model}: strategy {config['strategy']}, challengers {config.get('challengers') or []}, "
+        f"switch significance {config.get('switch_significance')}, "
         f"promotion {json.dumps(config.get('promotion'))}, "
         f"train until {json.dumps(config.get('train_until'))}"
     )

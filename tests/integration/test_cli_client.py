@@ -116,6 +116,15 @@ def test_create_push_watch_versions_predict_promote_and_resume(tmp_path):
         assert "15 chunks were already stored; none stored twice" in resumed
         assert "digits v2" in lure("predict", paths[0], "--model", "digits").stdout
 
+        configured = lure(
+            "configure", "--model", "digits", "--strategy", "auto", "--switch-significance", "0.1"
+        ).stdout
+        assert "strategy auto" in configured and "switch significance 0.1" in configured
+        bad_level = lure(
+            "configure", "--model", "digits", "--switch-significance", "2", check=False
+        )
+        assert bad_level.returncode == 2 and "switch_significance" in bad_level.stderr
+
         missing = lure("predict", paths[0], "--model", "ghost", check=False)
         assert (
             missing.returncode == 2 and missing.stderr.strip() == "error: model 'ghost' not found"
