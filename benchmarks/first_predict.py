@@ -1,4 +1,5 @@
-"""The first /predict after a publish, with and without the live warmer (service/live_warmer.py).
+"""The first /predict after a publish, with and without the live warmer
+(service/serving/live_warmer.py).
 
     python -m benchmarks.first_predict --repeats 5
 

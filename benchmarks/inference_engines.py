@@ -43,7 +43,7 @@ from lure_engine.data import to_tensor
 from lure_engine.models import ModelSpec, build_model
 from lure_engine.preprocess import CIFAR_DEFAULT
 from service.client import encode_image, encode_npz
-from service.engines import OnnxRuntimeEngine, packaged
+from service.serving.engines import OnnxRuntimeEngine, packaged
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 MODELS = {

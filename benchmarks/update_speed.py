@@ -34,7 +34,7 @@ from lure_core.database import make_engine, make_session_factory, upgrade_databa
 from lure_core.records import JobRow, ModelRow
 from lure_engine.data import load_dataset, to_tensor
 from lure_engine.models import ModelSpec, build_model
-from service.ingest import Ingestor
+from service.ingest.chunks import Ingestor
 from service.settings import ServerSettings
 from worker.update_job import WorkerContext, execute_job
 

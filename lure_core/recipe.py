@@ -73,7 +73,7 @@ class Recipe:
     switch_significance: float | None = None
     # the prediction log's {sample_rate, keep_days, max_rows}; None: /predict logs nothing
     log_predictions: dict | None = None
-    # versions that also answer logged requests, off the request path (service/shadow.py)
+    # versions that also answer logged requests, off the request path (service/serving/shadow.py)
     shadow: tuple[int, ...] = ()
 
     @classmethod

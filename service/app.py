@@ -37,22 +37,22 @@ from service.api.routes import (
     shadow,
     versions,
 )
-from service.batching import MicroBatcher
 from service.dashboard import routes as dashboard
-from service.disk_use import DiskUse
-from service.dispatcher import Dispatcher
-from service.drift_monitor import DriftMonitor
-from service.engines import warm_up_onnx_export
-from service.health import FileVerifier
-from service.inference import ModelCache
-from service.ingest import Ingestor
-from service.instance_lock import hold_data_dir
-from service.live_warmer import LiveWarmer
+from service.ingest.chunks import Ingestor
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
-from service.prediction_log import PredictionLog
+from service.operations.disk_use import DiskUse
+from service.operations.dispatcher import Dispatcher
+from service.operations.health import FileVerifier
+from service.operations.instance_lock import hold_data_dir
+from service.serving.batching import MicroBatcher
+from service.serving.drift_monitor import DriftMonitor
+from service.serving.engines import warm_up_onnx_export
+from service.serving.inference import ModelCache
+from service.serving.live_warmer import LiveWarmer
+from service.serving.prediction_log import PredictionLog
+from service.serving.shadow import ShadowRunner
+from service.serving.ttl_cache import SingleFlightCache
 from service.settings import ServerSettings
-from service.shadow import ShadowRunner
-from service.ttl_cache import SingleFlightCache
 
 log = logging.getLogger("lure.api")
 

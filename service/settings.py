@@ -39,7 +39,7 @@ class ServerSettings(SharedSettings):
     max_predict_batch: int = 256
     model_cache_size: int = 4  # loaded versions kept in memory for /predict
     # how often the API looks for newly live versions to load before a request needs them
-    # (service/live_warmer.py); 0: load on a request's first use only
+    # (service/serving/live_warmer.py); 0: load on a request's first use only
     warm_live_seconds: float = 1.0
     serve_device: str = "auto"  # /predict runs on: auto (CUDA when present) | cpu | cuda
     # auto: on the CPU, ONNX Runtime when its outputs match eager PyTorch's and it is faster

@@ -15,17 +15,17 @@ from lure_core.blobs import BlobStore
 from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
 from service.api.key_cache import KeyCache
-from service.batching import MicroBatcher
-from service.disk_use import DiskUse
-from service.dispatcher import Dispatcher
-from service.health import FileVerifier
-from service.inference import ModelCache
-from service.ingest import Ingestor
-from service.live_warmer import LiveWarmer
+from service.ingest.chunks import Ingestor
 from service.observability.metrics import ApiMetrics
-from service.prediction_log import PredictionLog
+from service.operations.disk_use import DiskUse
+from service.operations.dispatcher import Dispatcher
+from service.operations.health import FileVerifier
+from service.serving.batching import MicroBatcher
+from service.serving.inference import ModelCache
+from service.serving.live_warmer import LiveWarmer
+from service.serving.prediction_log import PredictionLog
+from service.serving.ttl_cache import SingleFlightCache
 from service.settings import ServerSettings
-from service.ttl_cache import SingleFlightCache
 
 MAX_ID = (
     2**31 - 1

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 
 from lure_core.api_keys import Principal
-from service.ttl_cache import SingleFlightCache
+from service.serving.ttl_cache import SingleFlightCache
 
 
 class KeyCache:

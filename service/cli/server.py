@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 from service.cli.errors import fail
+from service.operations.supervisor import WorkerSupervisor
 from service.settings import ServerSettings
-from service.supervisor import WorkerSupervisor
 
 
 def _settings(host: str | None, port: int | None, data_dir: Path | None) -> ServerSettings:
@@ -90,14 +90,14 @@ def up(
 
 
 def held_lock_descriptors() -> tuple[int, ...]:
-    from service.instance_lock import held_lock_descriptors as held
+    from service.operations.instance_lock import held_lock_descriptors as held
 
     return held()
 
 
 def _hold_embedded_folder(settings: ServerSettings) -> None:
     """Refuse to start beside another server on the same SQLite folder, before starting anything."""
-    from service.instance_lock import DataDirInUse, hold_data_dir
+    from service.operations.instance_lock import DataDirInUse, hold_data_dir
 
     if settings.resolved_database_url.startswith("sqlite"):
         try:

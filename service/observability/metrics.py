@@ -24,11 +24,11 @@ from lure_core.records import (
     ModelRow,
     VersionRow,
 )
-from service.disk_use import DiskUse
-from service.drift_monitor import latest_drift
-from service.feedback import live_accuracy
-from service.health import FileVerifier, assess
-from service.shadow import shadow_record
+from service.ingest.feedback import live_accuracy
+from service.operations.disk_use import DiskUse
+from service.operations.health import FileVerifier, assess
+from service.serving.drift_monitor import latest_drift
+from service.serving.shadow import shadow_record
 
 UPDATE_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 PHASES = ("total", "unlearn", "train", "evaluate")
@@ -185,7 +185,7 @@ class DatabaseCollector:
         yield self._shadow(names)
 
     def _shadow(self, names: dict[int, str]) -> GaugeMetricFamily:
-        """Each shadow version's agreement with the answers served (service/shadow.py)."""
+        """Each shadow version's agreement with the answers served (service/serving/shadow.py)."""
         gauge = GaugeMetricFamily(
             "lure_shadow_agreement",
             "Share of logged requests where a shadow version said what the served answer said",

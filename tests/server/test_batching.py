@@ -6,8 +6,8 @@ import torch
 
 from lure_engine.models import ModelSpec, build_model
 from lure_engine.preprocess import Preprocessing
-from service.batching import MicroBatcher
-from service.engines import EagerEngine
+from service.serving.batching import MicroBatcher
+from service.serving.engines import EagerEngine
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ import time
 
 from lure_core.blobs import LocalBlobStore
 from lure_core.model_removal import model_disk_bytes
-from service.disk_use import DiskUse
+from service.operations.disk_use import DiskUse
 
 
 def _write(folder, name: str, size: int) -> None:

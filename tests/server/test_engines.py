@@ -11,7 +11,7 @@ import torch
 
 from lure_engine.models import ModelSpec, build_model
 from lure_engine.preprocess import CIFAR_DEFAULT, Preprocessing
-from service.engines import (
+from service.serving.engines import (
     EagerEngine,
     FastestBySize,
     OnnxRuntimeEngine,
@@ -128,7 +128,7 @@ def test_onnx_passes_side_by_side_give_each_caller_its_own_answer(resnet):
 
 def test_the_api_warms_the_onnx_exporter_before_it_serves(client):
     """Its first export holds the GIL for about a second: done at start-up, not in a request."""
-    from service.engines import exporter_is_warm
+    from service.serving.engines import exporter_is_warm
 
     assert exporter_is_warm()
 

@@ -1,4 +1,5 @@
-"""A newly live version is loaded before any request asks for it (``service/live_warmer.py``)."""
+"""A newly live version is loaded before any request asks for it
+(``service/serving/live_warmer.py``)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from sqlalchemy import func, select, update
 
 from lure_core.backup import backup, restore
 from lure_core.records import PredictionRow
-from service import feedback
-from service.prediction_log import prune_model
+from service.ingest import feedback
+from service.serving.prediction_log import prune_model
 from tests.helpers import png_images
 
 LOG = {"sample_rate": 1.0, "keep_days": 30, "max_rows": 1000}

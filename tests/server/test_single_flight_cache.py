@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from service.ttl_cache import SingleFlightCache
+from service.serving.ttl_cache import SingleFlightCache
 
 
 def _counting_loader(value="v", delay=0.02, error: Exception | None = None):

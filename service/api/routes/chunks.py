@@ -26,9 +26,9 @@ from service.api.uploads import (
     is_upload,
     read_upload,
 )
-from service.images import ImageError, decode_base64_images, decode_images, fit_array_images
-from service.ingest import find_by_idempotency_key, open_megabatch
-from service.npz import ChunkLimits, NpzError, read_npz_chunk
+from service.ingest.chunks import find_by_idempotency_key, open_megabatch
+from service.ingest.images import ImageError, decode_base64_images, decode_images, fit_array_images
+from service.ingest.npz import ChunkLimits, NpzError, read_npz_chunk
 
 router = APIRouter(prefix="/v1/models/{name}/chunks", tags=["chunks"])
 NPZ_TYPES = ("application/octet-stream", "application/x-npz", "application/npz")

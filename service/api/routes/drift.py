@@ -15,7 +15,7 @@ from lure_core.drift import adjusted_p_value
 from lure_core.records import DriftCheckRow, VersionRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
-from service.drift_monitor import check_model, drift_policy, latest_drift
+from service.serving.drift_monitor import check_model, drift_policy, latest_drift
 
 router = APIRouter(prefix="/v1/models/{name}/drift", tags=["drift"])
 

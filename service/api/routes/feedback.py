@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from lure_core.records import PredictionRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, model_or_404, resources
-from service.feedback import label_queue, live_accuracy, record_feedback
+from service.ingest.feedback import label_queue, live_accuracy, record_feedback
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["feedback"])
 PREDICTION_ID = r"^[0-9a-f]{32}$"

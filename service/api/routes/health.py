@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from lure_core.database import damaged_database_message, is_damaged_database_error
 from service.api.auth import verified_principal
 from service.api.deps import Resources, resources
-from service.health import assess
+from service.operations.health import assess
 
 router = APIRouter(tags=["health"])
 REACHABILITY = ("database", "broker", "blob_store")

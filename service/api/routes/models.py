@@ -23,7 +23,7 @@ from service.api.auth import READ, may_touch, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import model_out, models_out
 from service.api.schemas import ModelCreate, ModelOut, ModelPatch
-from service.shadow import unservable_versions
+from service.serving.shadow import unservable_versions
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 log = logging.getLogger("lure.api")

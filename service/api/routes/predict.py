@@ -30,9 +30,9 @@ from service.api.deps import (
 )
 from service.api.schemas import PredictRequest, PredictResponse
 from service.api.uploads import UPLOAD_DOC, content_type_of, is_upload, read_upload
-from service.engines import Engine
-from service.images import ImageError, decode_base64_images, decode_images
-from service.prediction_log import LoggedPrediction, new_prediction_ids
+from service.ingest.images import ImageError, decode_base64_images, decode_images
+from service.serving.engines import Engine
+from service.serving.prediction_log import LoggedPrediction, new_prediction_ids
 
 router = APIRouter(tags=["predict"])
 _SAMPLER = np.random.default_rng()  # which images the prediction log keeps
@@ -211,7 +211,8 @@ async def predict(
 def _log(
     res: Resources, name: str, model_id: int, version: int, images, probabilities, ids, recipe
 ):
-    """The sampled images onto the log's queue (never blocks: see service/prediction_log.py)."""
+    """The sampled images onto the log's queue (never blocks: see
+    service/serving/prediction_log.py)."""
     rate = float(recipe.log_predictions.get("sample_rate", 1.0))
     now = datetime.now(UTC)
     chosen = np.flatnonzero(_SAMPLER.random(len(images)) < rate)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from service.api.auth import READ, require
 from service.api.deps import db_session, model_or_404
-from service.shadow import shadow_record
+from service.serving.shadow import shadow_record
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["feedback"])
 

@@ -25,9 +25,9 @@ from service.api.deps import (
 )
 from service.api.presenters import version_out, versions_out
 from service.api.schemas import VersionOut
-from service.exports import FORMATS, ExportFailed, build_export, find_export
-from service.imports import ImportRefused, import_weights
-from service.memory import release_freed_memory
+from service.operations.memory import release_freed_memory
+from service.transfer.exports import FORMATS, ExportFailed, build_export, find_export
+from service.transfer.imports import ImportRefused, import_weights
 
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
 

@@ -19,7 +19,7 @@ from lure_core.checkpoints import load_state
 from lure_core.recipe import Recipe
 from lure_core.records import VersionRow
 from lure_engine.models import build_model
-from service.engines import Engine, choose_engine
+from service.serving.engines import Engine, choose_engine
 
 log = logging.getLogger("lure.inference")
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from lure_engine.preprocess import Preprocessing
-from service.png_check import missing_png_rows
+from service.ingest.png_check import missing_png_rows
 
 
 class ImageError(ValueError):

@@ -22,8 +22,8 @@ from lure_core.samples import SampleReader
 from lure_engine.metrics import measure_model
 from lure_engine.models import build_model
 from lure_engine.replay import make_replay
-from service.safetensors_header import HeaderRefused, TensorEntry
-from service.safetensors_header import read_header as read_safetensors_header
+from service.transfer.safetensors_header import HeaderRefused, TensorEntry
+from service.transfer.safetensors_header import read_header as read_safetensors_header
 
 SAFETENSORS_DTYPES = {
     torch.float32: "F32",

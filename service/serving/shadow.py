@@ -21,7 +21,7 @@ from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, PredictionRow, ShadowAnswerRow, VersionRow
 
 if TYPE_CHECKING:  # the record and the checks need no torch; only the runner loads models
-    from service.inference import ModelCache
+    from service.serving.inference import ModelCache
 
 log = logging.getLogger("lure.shadow")
 

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.drift import Answers, DriftPolicy, DriftResult, compare
 from lure_core.records import DriftCheckRow, ModelRow, PredictionRow, VersionRow
-from service.ingest import Ingestor
-from service.ttl_cache import TtlCache
+from service.ingest.chunks import Ingestor
+from service.serving.ttl_cache import TtlCache
 
 log = logging.getLogger("lure.drift")
 

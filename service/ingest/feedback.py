@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lure_core.blobs import BlobStore
 from lure_core.database import rows_changed
 from lure_core.records import PredictionRow
-from service.ingest import Ingestor, IngestResult
+from service.ingest.chunks import Ingestor, IngestResult
 
 
 @dataclass

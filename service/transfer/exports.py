@@ -38,7 +38,7 @@ from lure_core.records import (
 from lure_core.samples import SampleReader
 from lure_engine.models import build_model
 from lure_engine.preprocess import Preprocessing
-from service.engines import onnx_bytes, packaged
+from service.serving.engines import onnx_bytes, packaged
 
 FORMATS = {"safetensors": "safetensors", "torchscript": "pt", "onnx": "onnx"}
 TOLERANCE = 1e-3  # largest |Δ logit| accepted between an artefact and the server's forward pass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lure_core.blobs import BlobStore
 from lure_core.model_removal import model_disk_bytes
-from service.ttl_cache import TtlCache
+from service.serving.ttl_cache import TtlCache
 
 DISK_USE_SECONDS = 10.0
 

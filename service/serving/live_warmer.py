@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import ChecksumMismatch
 from lure_core.records import ModelRow, VersionRow
-from service.inference import ModelCache
+from service.serving.inference import ModelCache
 
 log = logging.getLogger("lure.inference")
 
