@@ -18,50 +18,9 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import update_bn
 
 from lure_engine.augment import augment_batch
+from lure_engine.configs import TrainConfig
 from lure_engine.data import for_backward
 from lure_engine.seeding import torch_generator
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The paper's recipe by default: SGD 0.1, momentum 0.9, wd 1e-4, ×0.1 at 40 % and 80 %."""
-
-    epochs: int = 50
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    milestones: tuple[float, float] = (0.4, 0.8)
-    gamma: float = 0.1
-    hflip: bool = True
-    crop_padding: int = 4
-    keep_best_on_validation: bool = False
-    # start from the previous update's SGD momentum buffers (the paper's code keeps one optimiser
-    # for the whole stream) instead of zero momentum
-    carry_momentum: bool = False
-    amp: bool = True  # bf16 autocast, used on CUDA only
-    # NHWC layout, CUDA only: on the CPU it was 18 % faster, but torch 2.14.1's channels_last CPU
-    # backward kernels corrupt the heap on some CPUs (lure_engine.data.for_backward)
-    channels_last: bool = True
-    # Train to convergence (Ash & Adams 2020, DASH): stop after the first epoch whose running
-    # training accuracy (its mini-batches, as trained on) reaches this; ``epochs`` is then the cap
-    # and the learning-rate milestones count from it. None: train exactly ``epochs``.
-    until_train_accuracy: float | None = None
-    # After training, recompute every BatchNorm layer's running statistics with the final weights
-    # on the (un-augmented) training rows (``torch.optim.swa_utils.update_bn``). The running
-    # averages of a short update lag weights that moved: after importing a ShuffleNetV2 at 32 px
-    # (1×1 maps in its last stages) the first update lost 3 points and doubled its ECE without
-    # this; on the CIFAR ResNets it changes test accuracy by less than a point
-    # (docs/BENCHMARKS.md, "Imported models and BatchNorm statistics").
-    recalibrate_norm: bool = True
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        if self.until_train_accuracy is not None and not 0.0 < self.until_train_accuracy <= 1.0:
-            raise ValueError(
-                f"until_train_accuracy must lie in (0, 1], got {self.until_train_accuracy}"
-            )
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ server's worker both call (docs/ARCHITECTURE.md walks the whole update step by s
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 from torch import nn
 
+from lure_engine.configs import TrainConfig, UpdateConfig
 from lure_engine.forgetting import ForgetContext, make_strategy, uses_importance_mask
 from lure_engine.importance import Mask, compute_keep_mask
 from lure_engine.models import ModelSpec
@@ -21,47 +22,9 @@ from lure_engine.trainer import (
     Anchor,
     EpochCallback,
     ProgressCallback,
-    TrainConfig,
     TrainResult,
     train,
 )
-
-# When the keep-mask is scored. ``after_training`` (default): on a random sample of the mega-batch
-# just trained on, kept for the next update. ``before_reset`` (the paper's public code): on the
-# parent at the start of the update, on the first rows of the training set (replay first, so with
-# full replay that is old data), just before the reset it drives.
-IMPORTANCE_TIMINGS = ("after_training", "before_reset")
-
-
-@dataclass(frozen=True)
-class UpdateConfig:
-    strategy: str = "lure"
-    importance: str = "snip"
-    keep_fraction: float = 0.8
-    scope: str = "conv_linear_weights"
-    reset_source: str = "fresh_model"
-    importance_sample_fraction: float = 0.2
-    importance_sample_size: int = 0  # > 0: exactly this many rows instead of the fraction
-    importance_timing: str = "after_training"
-    # score the importance mask after training even when this strategy does not use it (a sibling
-    # candidate that unlearns may start from this version next time)
-    always_estimate_mask: bool = False
-    strategy_options: dict = field(default_factory=dict)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self) -> None:
-        make_strategy(self.strategy, **self.strategy_options)  # fails early on a bad name
-        if not 0.0 < self.keep_fraction < 1.0:
-            raise ValueError(f"keep fraction must lie in (0, 1), got {self.keep_fraction}")
-        if not 0.0 < self.importance_sample_fraction <= 1.0:
-            raise ValueError("importance sample fraction must lie in (0, 1]")
-        if self.importance_sample_size < 0:
-            raise ValueError("importance sample size must be >= 0 (0: use the fraction)")
-        if self.importance_timing not in IMPORTANCE_TIMINGS:
-            raise ValueError(
-                f"unknown importance timing {self.importance_timing!r}; "
-                f"choose {', '.join(IMPORTANCE_TIMINGS)}"
-            )
 
 
 def update_config_to_dict(config: UpdateConfig) -> dict:

@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lure_core.drift import DriftPolicy
+from lure_engine.configs import UpdateConfig
 from lure_engine.data_gate import DataGatePolicy
 from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
 from lure_engine.gate import PromotionPolicy
 from lure_engine.importance import ESTIMATORS
 from lure_engine.importance.scope import SCOPES
 from lure_engine.lineage_evidence import DEFAULT_SWITCH_SIGNIFICANCE
-from lure_engine.update import UpdateConfig
 
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 StrategyOrAuto = Literal[(*STRATEGIES, "auto")]  # type: ignore[valid-type]

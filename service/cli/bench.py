@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from lure_engine.configs import TrainConfig, UpdateConfig
 from service.cli.errors import fail
 
 if TYPE_CHECKING:  # the engine (torch, torchmetrics: ~5 s) loads only when a benchmark runs
@@ -29,6 +30,9 @@ if TYPE_CHECKING:  # the engine (torch, torchmetrics: ~5 s) loads only when a be
     from lure_engine.data import Dataset
 
 app = typer.Typer(help="Benchmarks of the LURE method.", no_args_is_help=True)
+# the engine's defaults (torch-free to read: lure_engine/configs.py), not a copy of them
+_TRAIN = TrainConfig()
+_UPDATE = {f.name: f.default for f in fields(UpdateConfig)}
 AUGMENTS = ("auto", "flip+crop", "crop", "none")
 
 
@@ -55,7 +59,8 @@ class BenchArgs:
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """The arguments of ``lure bench alma`` as given, before any check (defaults: the CLI's)."""
+    """The arguments of ``lure bench alma`` as given, before any check. Training and forgetting
+    defaults are the engine's; ``epochs`` (20) and the stream's are the benchmark's own."""
 
     dataset: str = "digits"
     model: str = "mlp"
@@ -65,32 +70,35 @@ class BenchOptions:
     megabatches: int = 8
     epochs: int = 20
     seeds: str = "0"
-    importance: str = "snip"
-    keep: float = 0.8
+    importance: str = _UPDATE["importance"]
+    keep: float = _UPDATE["keep_fraction"]
     label_noise: float = 0.0
-    batch_size: int = 64
-    lr: float = 0.1
+    batch_size: int = _TRAIN.batch_size
+    lr: float = _TRAIN.lr
     augment: str = "auto"
-    scope: str = "conv_linear_weights"
-    reset_source: str = "fresh_model"
-    keep_best: bool = False
-    importance_timing: str = "after_training"
-    importance_sample_size: int = 0
-    carry_momentum: bool = False
-    lr_decay: float = 0.1
-    weight_decay: float = 1e-4
+    scope: str = _UPDATE["scope"]
+    reset_source: str = _UPDATE["reset_source"]
+    keep_best: bool = _TRAIN.keep_best_on_validation
+    importance_timing: str = _UPDATE["importance_timing"]
+    importance_sample_size: int = _UPDATE["importance_sample_size"]
+    carry_momentum: bool = _TRAIN.carry_momentum
+    lr_decay: float = _TRAIN.gamma
+    weight_decay: float = _TRAIN.weight_decay
     until_train_accuracy: float = 0.0  # > 0: train each update until this (epochs: the cap)
     train_samples: int = 0  # > 0: a class-balanced subset of this many training images
-    recalibrate_norm: bool = True
+    recalibrate_norm: bool = _TRAIN.recalibrate_norm
+
+
+_DEFAULT = BenchOptions()
 
 
 def _check_names(options: BenchOptions) -> list[str]:
     """The names that must come from a registry; returns the strategies."""
+    from lure_engine.configs import IMPORTANCE_TIMINGS
     from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
     from lure_engine.importance import ESTIMATORS, SCOPES
     from lure_engine.models import available_models
     from lure_engine.replay import parse_replay
-    from lure_engine.update import IMPORTANCE_TIMINGS
 
     strategies = _split_list(options.strategies, "--strategies")
     _check_choice(strategies, list(STRATEGIES), "strategy")
@@ -141,8 +149,6 @@ def build_config(options: BenchOptions) -> BenchArgs:
     from lure_engine.augment import default_crop_padding
     from lure_engine.data import balanced_train_subset, load_dataset
     from lure_engine.models import ModelSpec
-    from lure_engine.trainer import TrainConfig
-    from lure_engine.update import UpdateConfig
 
     strategies, seeds = _check_names(options), _check_numbers(options)
     data = load_dataset(options.dataset)
@@ -233,56 +239,66 @@ def _run_with_progress(args: BenchArgs, device: str) -> dict:
 
 
 _MODEL = typer.Option(
-    "mlp", help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them)."
+    _DEFAULT.model, help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them)."
 )
 
-_WIDTH = typer.Option(1.0, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU).")
+_WIDTH = typer.Option(
+    _DEFAULT.width, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU)."
+)
 
 _STRATEGIES = typer.Option(
-    "warm,lure,shrink_perturb,llf,cold",
+    _DEFAULT.strategies,
     help="Comma-separated: warm, lure, shrink_perturb, llf, cold, dash, l2_init.",
 )
 
-_LABEL_NOISE = typer.Option(0.0, help="Symmetric label-noise rate on the training stream.")
+_LABEL_NOISE = typer.Option(
+    _DEFAULT.label_noise, help="Symmetric label-noise rate on the training stream."
+)
 
-_AUGMENT = typer.Option("auto", help="auto | flip+crop | crop | none (auto: no flips for digits)")
+_AUGMENT = typer.Option(
+    _DEFAULT.augment, help="auto | flip+crop | crop | none (auto: no flips for digits)"
+)
 
 _SCOPE = typer.Option(
-    "conv_linear_weights",
+    _DEFAULT.scope,
     help="Which parameters are scored and may be reset: conv_linear_weights | weights | all "
     "| all_scored_conv_reset (the paper's code).",
 )
 
 _IMPORTANCE_TIMING = typer.Option(
-    "after_training",
+    _DEFAULT.importance_timing,
     help="after_training | before_reset (score the parent on the head of the training set "
     "just before resetting, as the paper's code does).",
 )
 
 _IMPORTANCE_SAMPLE_SIZE = typer.Option(
-    0, help="Rows to score importance on (0: 20 % of the mega-batch; the paper's code: 100)."
+    _DEFAULT.importance_sample_size,
+    help="Rows to score importance on (0: 20 % of the mega-batch; the paper's code: 100).",
 )
 
 _CARRY_MOMENTUM = typer.Option(
-    False, help="Carry SGD momentum across mega-batches (one optimiser for the stream)."
+    _DEFAULT.carry_momentum,
+    help="Carry SGD momentum across mega-batches (one optimiser for the stream).",
 )
 
 _LR_DECAY = typer.Option(
-    0.1, help="Learning-rate factor at 40 % and 80 % of the epochs (1.0: constant)."
+    _DEFAULT.lr_decay, help="Learning-rate factor at 40 % and 80 % of the epochs (1.0: constant)."
 )
 
 _UNTIL_TRAIN_ACCURACY = typer.Option(
-    0.0,
+    _DEFAULT.until_train_accuracy,
     help="Train each update until an epoch's running training accuracy reaches this "
     "(e.g. 0.99); --epochs is then the cap. 0: train exactly --epochs.",
 )
 
 _TRAIN_SAMPLES = typer.Option(
-    0, help="Use a class-balanced subset of this many training images (0: all)."
+    _DEFAULT.train_samples,
+    help="Use a class-balanced subset of this many training images (0: all).",
 )
 
 _RECALIBRATE_NORM = typer.Option(
-    True, help="Recompute BatchNorm statistics with the final weights after each update."
+    _DEFAULT.recalibrate_norm,
+    help="Recompute BatchNorm statistics with the final weights after each update.",
 )
 
 _OUT = typer.Option(Path("runs/alma"), help="Folder for results.json, results.md and alma.png.")
@@ -290,28 +306,36 @@ _OUT = typer.Option(Path("runs/alma"), help="Folder for results.json, results.md
 
 @app.command("alma")
 def alma(
-    dataset: str = typer.Option("digits", help="digits | npz:PATH | cifar10:DIR"),
+    dataset: str = typer.Option(_DEFAULT.dataset, help="digits | npz:PATH | cifar10:DIR"),
     model: str = _MODEL,
     width: float = _WIDTH,
     strategies: str = _STRATEGIES,
-    replay: str = typer.Option("full", help="full | none | buffer:K[:reservoir|class_balanced]"),
-    megabatches: int = typer.Option(8, help="Number of mega-batches in the stream."),
-    epochs: int = typer.Option(20, help="Epochs per mega-batch."),
-    seeds: str = typer.Option("0", help="Comma-separated seeds."),
-    importance: str = typer.Option("snip", help="snip | fisher | magnitude | random"),
-    keep: float = typer.Option(0.8, help="Fraction of scored weights LURE keeps (0 < k < 1)."),
+    replay: str = typer.Option(
+        _DEFAULT.replay, help="full | none | buffer:K[:reservoir|class_balanced]"
+    ),
+    megabatches: int = typer.Option(
+        _DEFAULT.megabatches, help="Number of mega-batches in the stream."
+    ),
+    epochs: int = typer.Option(_DEFAULT.epochs, help="Epochs per mega-batch."),
+    seeds: str = typer.Option(_DEFAULT.seeds, help="Comma-separated seeds."),
+    importance: str = typer.Option(_DEFAULT.importance, help="snip | fisher | magnitude | random"),
+    keep: float = typer.Option(
+        _DEFAULT.keep, help="Fraction of scored weights LURE keeps (0 < k < 1)."
+    ),
     label_noise: float = _LABEL_NOISE,
-    batch_size: int = typer.Option(64),
-    lr: float = typer.Option(0.1),
+    batch_size: int = typer.Option(_DEFAULT.batch_size),
+    lr: float = typer.Option(_DEFAULT.lr),
     augment: str = _AUGMENT,
     scope: str = _SCOPE,
-    reset_source: str = typer.Option("fresh_model", help="fresh_model | kaiming_uniform"),
-    keep_best: bool = typer.Option(False, help="Keep the best epoch on the validation splits."),
+    reset_source: str = typer.Option(_DEFAULT.reset_source, help="fresh_model | kaiming_uniform"),
+    keep_best: bool = typer.Option(
+        _DEFAULT.keep_best, help="Keep the best epoch on the validation splits."
+    ),
     importance_timing: str = _IMPORTANCE_TIMING,
     importance_sample_size: int = _IMPORTANCE_SAMPLE_SIZE,
     carry_momentum: bool = _CARRY_MOMENTUM,
     lr_decay: float = _LR_DECAY,
-    weight_decay: float = typer.Option(1e-4, help="SGD weight decay."),
+    weight_decay: float = typer.Option(_DEFAULT.weight_decay, help="SGD weight decay."),
     until_train_accuracy: float = _UNTIL_TRAIN_ACCURACY,
     train_samples: int = _TRAIN_SAMPLES,
     recalibrate_norm: bool = _RECALIBRATE_NORM,

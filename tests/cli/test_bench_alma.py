@@ -4,6 +4,7 @@ import sys
 
 from typer.testing import CliRunner
 
+from service.cli.bench import BenchOptions, build_config
 from service.cli.main import app
 
 REQUIRED = {
@@ -102,3 +103,19 @@ def test_npz_with_wrong_shapes_is_refused(tmp_path):
     )
     result = _run_cli("--dataset", f"npz:{path}")
     assert result.exit_code != 0 and "x_train must be uint8 (N,H,W,C)" in result.stderr
+
+
+def test_the_bench_defaults_are_the_engines_own():
+    """Given nothing, ``lure bench alma`` trains what the engine would (lure_engine/configs.py);
+    only the benchmark's own choices (epochs per mega-batch, augmentation per dataset) differ."""
+    from dataclasses import replace
+
+    from lure_engine.configs import UpdateConfig
+
+    built = build_config(BenchOptions()).config.update
+    engine = UpdateConfig()
+    own = {"epochs": built.train.epochs, "hflip": built.train.hflip}
+    own |= {"crop_padding": built.train.crop_padding}
+    assert replace(built, strategy=engine.strategy) == replace(
+        engine, train=replace(engine.train, **own)
+    )
