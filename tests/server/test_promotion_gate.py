@@ -175,6 +175,7 @@ def test_challengers_continue_their_own_lineages(client, digits, run_jobs):
     assert first_lure["live"] is False and first_lure["gate"]["winner"]
     choice = lure["gate"]["lineage"]["choice"]
     assert choice["incumbent"] == "lure"
+    assert choice["significance"] == 0.25  # the switch level, not the gate's 0.05
     assert choice["evidence"]["warm"]["test"] == "mcnemar_exact_pooled"
     assert {k: choice["evidence"]["warm"][k] for k in pair} == warm["gate"]["lineage"]["pairs"][
         "lure"
