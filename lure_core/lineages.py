@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from lure_core.recipe import Recipe
 from lure_core.records import JobRow, MegaBatchRow, ModelRow, VersionRow
-from lure_engine.lineage_evidence import Discordance, ahead_test, significantly_behind
+from lure_engine.lineage_evidence import Discordance, ahead_test, behind_in_a_row
 
 
 def epoch_versions(session: Session, model: ModelRow) -> list[VersionRow]:
@@ -79,22 +79,36 @@ def pooled_evidence(
     return total, megabatches
 
 
+def newest_evidence(session: Session, model: ModelRow, this: str, other: str) -> list[Discordance]:
+    """Per mega-batch of the epoch on which both trained, oldest first: ``this`` lineage's
+    candidate against ``other``'s on the gate rows, plus their heads on the new mega-batch's rows
+    (the evidence the live pointer moves on)."""
+    out = []
+    for version in epoch_versions(session, model):
+        record = lineage_record(version)
+        gate = (record.get("pairs") or {}).get(other)
+        if version.strategy != this or gate is None:
+            continue
+        fresh = (record.get("prequential_pairs") or {}).get(other)
+        out.append(Discordance.from_dict(gate) + Discordance.from_dict(fresh or {}))
+    return out
+
+
 def retired_on_evidence(session: Session, model: ModelRow, recipe: Recipe) -> set[str]:
-    """Lineages significantly behind the live one on the evidence pooled over at least
-    ``retire_after`` mega-batches: ``auto`` stops training them. Never the live lineage."""
+    """Lineages significantly behind the live one on each of the last ``retire_after``
+    mega-batches' newest evidence: ``auto`` stops training them. Never the live lineage."""
     limit = recipe.retire_losers_after
     leader = incumbent(session, model, recipe.candidates)
     if limit is None or leader is None:
         return set()
     significance = recipe.lineage_significance
-    retired = set()
-    for strategy in recipe.candidates:
-        if strategy == leader:
-            continue
-        evidence, megabatches = pooled_evidence(session, model, strategy, leader)
-        if megabatches >= limit and significantly_behind(evidence, significance):
-            retired.add(strategy)
-    return retired
+    return {
+        strategy
+        for strategy in recipe.candidates
+        if strategy != leader
+        and behind_in_a_row(newest_evidence(session, model, strategy, leader), significance)
+        >= limit
+    }
 
 
 def lineage_summary(session: Session, model: ModelRow, recipe: Recipe) -> dict:
@@ -111,11 +125,13 @@ def lineage_summary(session: Session, model: ModelRow, recipe: Recipe) -> dict:
         pooled, megabatches = pooled_evidence(session, model, strategy, live)
         test = ahead_test(pooled).to_dict()
         behind = ahead_test(pooled.swapped()).p_value
+        newest = newest_evidence(session, model, strategy, live)
         evidence[strategy] = {
             **pooled.to_dict(),
             "megabatches": megabatches,
             "p_ahead": test["p_value"],
             "p_behind": behind,
+            "behind_in_a_row": behind_in_a_row(newest, recipe.lineage_significance),
         }
     heads = lineage_heads(session, model, strategies)
     return {

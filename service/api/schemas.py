@@ -158,8 +158,8 @@ class _Candidates(BaseModel):
         ge=1,
         le=1000,
         description="auto: stop training a strategy whose lineage is significantly behind the "
-        "live one on the evidence of at least K mega-batches (without lineages: after K losses "
-        "in a row)",
+        "live one on the newest evidence of K mega-batches in a row (default 3; without "
+        "lineages: after K losses in a row)",
     )
     lineages: bool = Field(
         True,
