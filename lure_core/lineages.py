@@ -90,7 +90,8 @@ def newest_evidence(session: Session, model: ModelRow, this: str, other: str) ->
         if version.strategy != this or gate is None:
             continue
         fresh = (record.get("prequential_pairs") or {}).get(other)
-        out.append(Discordance.from_dict(gate) + Discordance.from_dict(fresh or {}))
+        heads = Discordance.from_dict(fresh) if fresh else Discordance()  # none: one version
+        out.append(Discordance.from_dict(gate) + heads)
     return out
 
 

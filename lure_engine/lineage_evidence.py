@@ -46,7 +46,7 @@ class Discordance:
 
     @classmethod
     def from_dict(cls, values: dict) -> Discordance:
-        return cls(int(values.get("only_this", 0)), int(values.get("only_other", 0)))
+        return cls(int(values["only_this"]), int(values["only_other"]))
 
 
 def discordance(this: GateEvaluation, other: GateEvaluation) -> Discordance:

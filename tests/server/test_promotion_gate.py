@@ -242,8 +242,7 @@ def test_a_lineage_retires_only_when_behind_on_several_mega_batches_in_a_row():
     assert behind_in_a_row([even, behind, behind], level) == 2
     # behind when summed over the stream, never on one mega-batch: not retired (summed evidence
     # retired warm-starting on a CIFAR-10 seed where it ended ahead)
-    slightly = [Discordance(14, 22)] * 4
-    assert sum(slightly, Discordance()).only_other - sum(slightly, Discordance()).only_this == 32
+    slightly = [Discordance(14, 22)] * 4  # 56 vs 88 rows summed: p < 0.01
     assert significantly_behind(sum(slightly, Discordance()), level)
     assert behind_in_a_row(slightly, level) == 0
 
