@@ -68,13 +68,17 @@ def variants() -> list[Variant]:
 
 
 def jobs(
-    tables: set[str] | None, seeds: tuple[int, ...], strategies: set[str] | None = None
+    tables: set[str] | None,
+    seeds: tuple[int, ...],
+    strategies: set[str] | None = None,
+    labels: set[str] | None = None,
 ) -> list[Job]:
-    """Every (variant, seed, strategy) asked for; `strategies` narrows a table to some rules."""
+    """Every (variant, seed, strategy) asked for; `strategies` and `labels` narrow a table."""
     return [
         Job(variant, strategy, seed)
         for variant in variants()
-        if tables is None or variant.table in tables
+        if (tables is None or variant.table in tables)
+        and (labels is None or variant.label in labels)
         for seed in seeds
         for strategy in variant.strategies
         if strategies is None or strategy in strategies
@@ -111,13 +115,17 @@ def main() -> None:
     run_parser.add_argument(
         "--strategies", default=None, help="comma-separated rules (default: each table's own)"
     )
+    run_parser.add_argument(
+        "--labels", default=None, help="comma-separated variant labels, e.g. 'no augmentation'"
+    )
     run_parser.add_argument("--runs-dir", type=Path, default=RUNS)
     args = parser.parse_args()
     if args.command == "run":
         tables = set(args.tables.split(",")) if args.tables else None
         seeds = tuple(int(s) for s in args.seeds.split(","))
         strategies = set(args.strategies.split(",")) if args.strategies else None
-        run(args.dataset, args.runs_dir, args.workers, jobs(tables, seeds, strategies))
+        labels = set(args.labels.split(",")) if args.labels else None
+        run(args.dataset, args.runs_dir, args.workers, jobs(tables, seeds, strategies, labels))
 
 
 if __name__ == "__main__":
