@@ -65,6 +65,10 @@ class Recipe:
     # engine options reachable from a recipe; None (configs stored before them): the engine's
     scope: str | None = None
     reset_source: str | None = None
+    importance_timing: str | None = None
+    importance_sample_fraction: float | None = None
+    importance_sample_size: int | None = None
+    strategy_options: dict | None = None  # strategy → its rule's keyword options
     # BatchNorm statistics recomputed after each update's training; None: the engine's default
     recalibrate_norm: bool | None = None
     # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
@@ -189,11 +193,20 @@ class Recipe:
             train=train,
             always_estimate_mask=len(self.candidates) > 1,
         )
-        return replace(
-            config,
-            scope=self.scope or config.scope,
-            reset_source=self.reset_source or config.reset_source,
-        )
+        return replace(config, **self._unlearn_options(strategy, config))
+
+    def _unlearn_options(self, strategy: str, engine: UpdateConfig) -> dict:
+        """The recipe's unlearn-step options, each the engine's default where the stored config
+        predates it (None)."""
+        chosen = {
+            "scope": self.scope,
+            "reset_source": self.reset_source,
+            "importance_timing": self.importance_timing,
+            "importance_sample_fraction": self.importance_sample_fraction,
+            "importance_sample_size": self.importance_sample_size,
+            "strategy_options": (self.strategy_options or {}).get(strategy),
+        }
+        return {k: getattr(engine, k) if v is None else v for k, v in chosen.items()}
 
     @property
     def replay_spec(self) -> str:

@@ -16,6 +16,10 @@ class ShrinkPerturb:
     noise: float = 0.001
     name: str = "shrink_perturb"
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.shrink <= 1.0 or self.noise < 0:
+            raise ValueError("shrink_perturb needs 0 <= shrink <= 1 and noise >= 0")
+
     def apply(self, model: nn.Module, context: ForgetContext) -> nn.Module:
         fresh = fresh_state(model, context)
         with torch.no_grad():

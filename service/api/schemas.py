@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lure_core.drift import DriftPolicy
-from lure_engine.configs import UpdateConfig
+from lure_engine.configs import IMPORTANCE_TIMINGS, UpdateConfig
 from lure_engine.data_gate import DataGatePolicy
 from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
 from lure_engine.gate import PromotionPolicy
@@ -21,6 +21,7 @@ StrategyOrAuto = Literal[(*STRATEGIES, "auto")]  # type: ignore[valid-type]
 Importance = Literal[tuple(ESTIMATORS)]  # type: ignore[valid-type]
 Scope = Literal[SCOPES]  # type: ignore[valid-type]
 ResetSource = Literal[RESET_SOURCES]  # type: ignore[valid-type]
+ImportanceTiming = Literal[IMPORTANCE_TIMINGS]  # type: ignore[valid-type]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _POLICY = PromotionPolicy()  # the engine holds every default of the gates
 _DATA_GATE = DataGatePolicy()
@@ -249,6 +250,29 @@ class ModelCreate(_Candidates):
         _UPDATE.reset_source,
         description="where reset weights come from: a freshly initialised model, or Kaiming",
     )
+    importance_timing: ImportanceTiming = Field(
+        _UPDATE.importance_timing,
+        description="when the keep-mask is scored: after training, on a sample of the mega-batch "
+        "(kept for the next update), or before the reset, on the parent (the paper's code)",
+    )
+    importance_sample_fraction: float = Field(
+        _UPDATE.importance_sample_fraction,
+        gt=0,
+        le=1,
+        description="share of the rows importance is scored on",
+    )
+    importance_sample_size: int = Field(
+        _UPDATE.importance_sample_size,
+        ge=0,
+        le=1_000_000,
+        description="exactly this many rows instead of the fraction (0: use the fraction)",
+    )
+    strategy_options: dict[Strategy, dict[str, float]] = Field(
+        default_factory=dict,
+        description='per strategy, its rule\'s own settings, e.g. {"dash": {"shrink": 0.3, '
+        '"alpha": 0.3}}, {"l2_init": {"weight": 0.01}}, '
+        '{"shrink_perturb": {"shrink": 0.4, "noise": 0.001}}; unnamed: the rule\'s defaults',
+    )
     lr: float = Field(_TRAIN.lr, gt=0, le=10)
     momentum: float = Field(_TRAIN.momentum, ge=0, lt=1)
     weight_decay: float = Field(_TRAIN.weight_decay, ge=0, le=1)
@@ -295,6 +319,21 @@ class ModelCreate(_Candidates):
             or len(set(self.class_names)) != self.num_classes
         ):
             raise ValueError(f"class_names needs {self.num_classes} distinct names, one per class")
+        return self
+
+    @model_validator(mode="after")
+    def _strategy_options_fit_their_rules(self) -> ModelCreate:
+        """Each rule is built once with its options: an unknown name or a value out of its range
+        is a 422 naming the strategy, not a failed update later."""
+        from lure_engine.forgetting import make_strategy
+
+        for strategy, options in self.strategy_options.items():
+            if "name" in options:
+                raise ValueError(f"strategy_options.{strategy}: 'name' is not an option")
+            try:
+                make_strategy(strategy, **options)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"strategy_options.{strategy}: {error}") from None
         return self
 
     @model_validator(mode="after")

@@ -79,3 +79,44 @@ def test_every_engine_option_of_the_unlearn_step_is_reachable_from_a_recipe(
     assert audit["result"] == "match", audit
     bad = client.post("/v1/models", json={**DIGITS_MODEL, "name": "bad", "scope": "biases"})
     assert bad.status_code == 422 and "scope" in bad.text
+
+
+def test_importance_and_rule_options_reach_the_update_and_its_audit(client, digits, run_jobs):
+    # issue 24: importance timing and sample size and each rule's own settings reached benchmarks
+    # (UpdateConfig) but not server models
+    model = {
+        **DIGITS_MODEL,
+        "strategy": "lure",
+        "challengers": ["dash"],
+        "importance_timing": "before_reset",
+        "importance_sample_size": 64,
+        "strategy_options": {"dash": {"shrink": 0.5, "alpha": 0.2}},
+    }
+    created = client.post("/v1/models", json=model)
+    assert created.status_code == 201, created.text
+    versions = _stream(client, digits, run_jobs, 2)
+    configs = {v["number"]: v["config"] for v in versions}
+    assert {(c["importance_timing"], c["importance_sample_size"]) for c in configs.values()} == {
+        ("before_reset", 64)
+    }
+    by_strategy = {v["strategy"]: v["config"]["strategy_options"] for v in versions}
+    assert by_strategy == {"lure": {}, "dash": {"shrink": 0.5, "alpha": 0.2}}
+    plain = client.post("/v1/models", json={**DIGITS_MODEL, "name": "plain"}).json()["config"]
+    assert (plain["importance_timing"], plain["importance_sample_size"]) == ("after_training", 0)
+    for number in (3, 4):  # rebuilt from what each version recorded
+        audit = client.post(f"/v1/models/digits/versions/{number}/audit").json()
+        assert audit["result"] == "match", audit
+
+
+def test_a_rule_option_out_of_range_or_unknown_is_refused_naming_it(client):
+    for options, named in (
+        ({"dash": {"shrink": 1.5}}, "strategy_options.dash"),
+        ({"l2_init": {"tau": 1.0}}, "strategy_options.l2_init"),
+        ({"shrink_perturb": {"noise": -1.0}}, "strategy_options.shrink_perturb"),
+        ({"nope": {}}, "strategy_options"),
+    ):
+        bad = client.post("/v1/models", json={**DIGITS_MODEL, "strategy_options": options})
+        assert bad.status_code == 422 and named in bad.text, bad.text
+    timing = client.post("/v1/models", json={**DIGITS_MODEL, "importance_timing": "later"})
+    assert timing.status_code == 422 and "importance_timing" in timing.text
+    assert client.get("/v1/models/digits").status_code == 404  # nothing half-stored
