@@ -56,7 +56,7 @@ def not_auditable_reason(version) -> str | None:
 
 
 @dataclass
-class _Plan:
+class AuditPlan:
     """What an audit rebuilds: the recorded inputs, gathered again, and what to compare with."""
 
     inputs: UpdateInputs
@@ -68,7 +68,9 @@ class _Plan:
     record: dict
 
 
-def _plan(session, blobs, model_name: str, number: int, report: dict) -> _Plan | dict:
+def plan_from_version(
+    session, blobs, model_name: str, number: int, report: dict
+) -> AuditPlan | dict:
     """The audit's inputs from the version's records, or its final answer when it cannot run."""
     from sqlalchemy import select
 
@@ -111,7 +113,7 @@ def _plan(session, blobs, model_name: str, number: int, report: dict) -> _Plan |
         )
         return {**report, "result": "not_auditable", "reason": why}
     seeds = version.seeds
-    return _Plan(
+    return AuditPlan(
         inputs,
         UpdateSeeds(seeds["reinit"], seeds["train"], seeds["importance"], seeds.get("init")),
         update_config_from_dict(version.config) if version.config is not None else None,
@@ -122,7 +124,7 @@ def _plan(session, blobs, model_name: str, number: int, report: dict) -> _Plan |
     )
 
 
-def _rebuild(plan: _Plan) -> dict:
+def _rebuild(plan: AuditPlan) -> dict:
     """Train the recorded update again, on the CPU with the recorded thread count."""
     import torch
 
@@ -136,7 +138,7 @@ def _rebuild(plan: _Plan) -> dict:
     return {k: v.detach().to("cpu").contiguous() for k, v in rebuilt.state_dict().items()}
 
 
-def _compare(plan: _Plan, blobs, report: dict) -> dict:
+def _compare(plan: AuditPlan, blobs, report: dict) -> dict:
     """Rebuild, then hold the rebuilt weights against the record *and* the stored file: a
     replaced checkpoint is a mismatch even when the rebuild matches what was recorded."""
     from safetensors.torch import save as save_safetensors
@@ -176,7 +178,7 @@ def audit_version(settings: SharedSettings, model_name: str, number: int) -> dic
     report: dict = {"model": model_name, "version": number}
     try:
         with sessions() as session:
-            plan = _plan(session, blobs, model_name, number, report)
+            plan = plan_from_version(session, blobs, model_name, number, report)
         if isinstance(plan, dict):
             return plan
         report |= {
