@@ -15,9 +15,9 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.job_store import quarantine
 from lure_core.lineage import model_name
-from lure_core.records import MegaBatchRow, MegaBatchState, MetricsRow, VersionRow
+from lure_core.megabatch_store import quarantine
+from lure_core.records import MegaBatchRow, MetricsRow, VersionRow
 from lure_core.update_inputs import UpdateInputs, starting_model
 from lure_engine.data_gate import (
     DataVerdict,
@@ -121,8 +121,7 @@ def check_data(ctx: WorkerContext, job_id: int, inputs: UpdateInputs, device) ->
             "at": datetime.now(UTC).isoformat(),
         }
         if quarantined:
-            megabatch.state = MegaBatchState.QUARANTINED
-            quarantine(session, job_id)
+            quarantine(session, megabatch, job_id)
     if action != "passed" or verdict.flags:
         _log_verdict(model_name(ctx.sessions, inputs.model_id), inputs, action, verdict)
     return quarantined

@@ -7,24 +7,19 @@ update job in the same transaction; the dispatcher then enqueues it (the jobs ta
 
 from __future__ import annotations
 
-import logging
 import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
-from lure_core.job_store import enqueue
-from lure_core.records import ChunkRow, JobRow, MegaBatchRow, MegaBatchState, ModelRow
-from lure_engine.splits import split_megabatch
-
-log = logging.getLogger("lure.ingest")
+from lure_core.megabatch_store import open_megabatch, seal
+from lure_core.records import ChunkRow, JobRow, MegaBatchRow, ModelRow
 
 
 @dataclass
@@ -119,39 +114,3 @@ def _record(session: Session, chunk: ChunkRow) -> IngestResult:
     session.add(chunk)
     session.flush()
     return result
-
-
-def open_megabatch(session: Session, model_id: int, create: bool) -> MegaBatchRow | None:
-    megabatch = session.scalar(
-        select(MegaBatchRow).where(
-            MegaBatchRow.model_id == model_id, MegaBatchRow.state == MegaBatchState.OPEN
-        )
-    )
-    if megabatch is None and create:
-        last = session.scalar(
-            select(func.max(MegaBatchRow.index)).where(MegaBatchRow.model_id == model_id)
-        )
-        megabatch = MegaBatchRow(
-            model_id=model_id, index=(last or 0) + 1, state=MegaBatchState.OPEN, n_samples=0
-        )
-        session.add(megabatch)
-        session.flush()
-    return megabatch
-
-
-def seal(session: Session, model: ModelRow, megabatch: MegaBatchRow) -> JobRow:
-    seed = model.recipe.split_seed(megabatch.index)
-    train_rows, val_rows = split_megabatch(megabatch.n_samples, seed)
-    megabatch.state, megabatch.split_seed = MegaBatchState.SEALED, seed
-    megabatch.n_train, megabatch.n_val = len(train_rows), len(val_rows)
-    megabatch.sealed_at = datetime.now(UTC)
-    job = enqueue(session, model.id, megabatch.id)
-    log.info(
-        "mega-batch %d of %s sealed with %d samples; job %d queued",
-        megabatch.index,
-        model.name,
-        megabatch.n_samples,
-        job.id,
-        extra={"model": model.name, "megabatch": megabatch.index, "job_id": job.id},
-    )
-    return job

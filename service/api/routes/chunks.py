@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from lure_core.megabatch_store import open_megabatch
 from lure_core.records import ChunkRow, JobRow, MegaBatchRow, ModelRow
 from service.api.auth import READ, require
 from service.api.deps import RecordId, Resources, db_session, model_or_404, resources
@@ -26,7 +27,7 @@ from service.api.uploads import (
     is_upload,
     read_upload,
 )
-from service.ingest.chunks import find_by_idempotency_key, open_megabatch
+from service.ingest.chunks import find_by_idempotency_key
 from service.ingest.images import ImageError, decode_base64_images, decode_images, fit_array_images
 from service.ingest.npz import ChunkLimits, NpzError, read_npz_chunk
 

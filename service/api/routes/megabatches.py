@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.job_store import discard, release_quarantined
+from lure_core.megabatch_store import discard, release
 from lure_core.records import JobRow, MegaBatchRow, MegaBatchState, ModelRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
@@ -78,14 +78,7 @@ def decide_quarantined(
             f"{done}_by": principal.name if principal else "auth off",
         }
         megabatch.data_gate = {**(megabatch.data_gate or {}), **decided}
-        if action == "release":
-            megabatch.state = MegaBatchState.SEALED
-            if job_id is not None:
-                release_quarantined(session, job_id)
-        else:
-            megabatch.state = MegaBatchState.DISCARDED
-            if job_id is not None:
-                discard(session, job_id)
+        (release if action == "release" else discard)(session, megabatch, job_id)
     if action == "release":
         res.dispatcher.wake()
     with res.sessions() as session:
