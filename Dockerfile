@@ -7,6 +7,7 @@ COPY lure_engine lure_engine
 COPY lure_core lure_core
 COPY service service
 COPY worker worker
+COPY client client
 COPY migrations migrations
 RUN pip install -e . \
     && useradd --create-home --uid 10001 lure \

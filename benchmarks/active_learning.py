@@ -93,7 +93,7 @@ class Loop:
 
     def serve(self, images: np.ndarray) -> list[str]:
         """Every image through /predict; its prediction ids, in order."""
-        from service.client import encode_image
+        from lure_client.client import encode_image
 
         ids: list[str] = []
         for start in range(0, len(images), 64):
@@ -107,7 +107,7 @@ class Loop:
 def run_arm(data, arm: str, seed: int, rounds: int) -> dict:
     """Live test accuracy after the start and after each round, and how many of the labelled
     mega-batches the data gate stopped (``not_trained``)."""
-    from service.client import encode_npz
+    from lure_client.client import encode_npz
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.train.y))

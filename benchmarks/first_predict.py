@@ -34,12 +34,12 @@ def first_predict_seconds(warm_live_seconds: float) -> float:
     from fastapi.testclient import TestClient
     from sqlalchemy import select
 
+    from lure_client.client import encode_image, encode_npz
     from lure_core.api_keys import create_key
     from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
     from lure_core.records import JobRow
     from service.app import create_app
-    from service.client import encode_image, encode_npz
     from service.settings import ServerSettings
     from worker.update_job import WorkerContext, execute_job
 

@@ -39,10 +39,10 @@ from benchmarks.markdown import publish, table
 from benchmarks.paired import paired_rounds
 from benchmarks.raw_load import json_post, run_load
 from benchmarks.serving_speed import IMAGES, LABELS
+from lure_client.client import encode_image, encode_npz
 from lure_engine.data import to_tensor
 from lure_engine.models import ModelSpec, build_model
 from lure_engine.preprocess import CIFAR_DEFAULT
-from service.client import encode_image, encode_npz
 from service.serving.engines import OnnxRuntimeEngine, packaged
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"

@@ -25,8 +25,8 @@ import httpx
 import numpy as np
 
 from benchmarks.markdown import table
+from lure_client.client import encode_image, encode_npz
 from lure_engine.data import load_digits_dataset
-from service.client import encode_image, encode_npz
 from service.demo import DEMO_MODEL
 
 MODEL = {**DEMO_MODEL, "name": "load", "epochs": 40}  # the demo's digits model, trained longer

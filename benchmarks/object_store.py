@@ -64,7 +64,7 @@ def _client(settings):
 
 
 def _ingest(client, x: np.ndarray, y: np.ndarray) -> float:
-    from service.client import encode_npz
+    from lure_client.client import encode_npz
 
     headers = {"content-type": "application/octet-stream"}
     bodies = [encode_npz(x[i : i + CHUNK], y[i : i + CHUNK]) for i in range(0, len(x), CHUNK)]
@@ -92,7 +92,7 @@ def _update(settings) -> float:
 
 
 def one_round(backend: str) -> dict[str, float]:
-    from service.client import encode_image
+    from lure_client.client import encode_image
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (CHUNKS * CHUNK, 32, 32, 3), dtype=np.uint8)

@@ -22,8 +22,8 @@ import httpx
 from benchmarks.load_test import start_embedded_server
 from benchmarks.markdown import publish, table
 from benchmarks.raw_load import json_post, run_load
+from lure_client.client import encode_image, encode_npz
 from lure_engine.data import load_digits_dataset
-from service.client import encode_image, encode_npz
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 MODEL = {"name": "digits", "architecture": "small_cnn", "num_classes": 10, "image_size": 8,

@@ -25,9 +25,9 @@ import torch
 
 from benchmarks.load_test import start_embedded_server
 from benchmarks.markdown import table
+from lure_client.client import encode_image, encode_npz
 from lure_engine.data import to_tensor
 from lure_engine.models import ModelSpec, build_model
-from service.client import encode_image, encode_npz
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 RNG = np.random.default_rng(0)

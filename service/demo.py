@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import httpx
 
+from lure_client.client import LureClient, LureError
 from lure_engine.data import load_digits_dataset
-from service.client import LureClient, LureError
 
 DEMO_MODEL = {
     "name": "digits-demo",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.client import encode_image, encode_npz
+from lure_client.client import encode_image, encode_npz
 from service.demo import DEMO_MODEL
 
 # the demo's digits model (small_cnn on 8x8 digits), with fewer epochs so tests train in seconds

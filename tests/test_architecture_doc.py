@@ -1,5 +1,5 @@
 """docs/ARCHITECTURE.md cannot go stale (issue 24): every ``path:function`` it names exists, and
-every module of the four packages is named there."""
+every module of the five packages is named there."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-PACKAGES = ("lure_engine", "lure_core", "service", "worker")
-REFERENCE = re.compile(r"`((?:lure_engine|lure_core|service|worker)/[\w/]+\.py):([\w.]+)`")
+PACKAGES = ("lure_engine", "lure_core", "service", "worker", "client/lure_client")
+REFERENCE = re.compile(
+    r"`((?:lure_engine|lure_core|service|worker|client/lure_client)/[\w/]+\.py):([\w.]+)`"
+)
 
 
 def _defined(path: Path) -> set[str]:

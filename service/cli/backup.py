@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from lure_client.errors import fail
 from lure_core.backup import (
     BackupError,
     backup,
@@ -15,7 +16,6 @@ from lure_core.backup import (
     require_empty,
     restore,
 )
-from service.cli.errors import fail
 from service.settings import ServerSettings
 
 PG_ADVICE = (

@@ -22,8 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from lure_client.errors import fail
 from lure_engine.configs import TrainConfig, UpdateConfig
-from service.cli.errors import fail
 
 if TYPE_CHECKING:  # the engine (torch, torchmetrics: ~5 s) loads only when a benchmark runs
     from lure_engine.alma import AlmaConfig

@@ -9,10 +9,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from lure_client.errors import fail
 from lure_core.api_keys import SCOPES, create_key, revoke_key
 from lure_core.database import make_engine, make_session_factory, upgrade_database
 from lure_core.records import ApiKeyRow
-from service.cli.errors import fail
 from service.settings import ServerSettings
 
 app = typer.Typer(

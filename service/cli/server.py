@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from service.cli.errors import fail
+from lure_client.errors import fail
 from service.operations.supervisor import WorkerSupervisor
 from service.settings import ServerSettings
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.client import encode_image, load_image_folder, load_npz_arrays
+from lure_client.client import encode_image, load_image_folder, load_npz_arrays
 
 
 def test_image_folder_labels_follow_subfolders(tmp_path):
@@ -66,7 +66,7 @@ def test_a_pickle_holding_code_is_refused_with_what_to_do_instead(tmp_path):
     import pytest
     import torch
 
-    from service.client import state_dict_file
+    from lure_client.client import state_dict_file
 
     class Payload:
         def __reduce__(self):

@@ -163,8 +163,16 @@ def test_the_image_holds_every_command_the_compose_file_runs():
     scripts = project["project"]["scripts"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\S+) \S+$", dockerfile, re.MULTILINE))
-    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
-    missing = [p for p in [*packages, "migrations"] if p not in copied]
+    found = project["tool"]["setuptools"]["packages"]["find"]
+    packages = [p.rstrip("*") for p in found["include"]]
+    folders = [w for w in found.get("where", ["."]) if w != "."]  # e.g. client/lure_client
+
+    def is_copied(package: str) -> bool:
+        return package in copied or any(
+            folder in copied and (ROOT / folder / package).is_dir() for folder in folders
+        )
+
+    missing = [p for p in [*packages, "migrations"] if not is_copied(p)]
     assert not missing, f"the Dockerfile does not copy {missing}"
     assert re.search(r"RUN pip install (-e )?\.", dockerfile)
     for name, service in SERVICES.items():

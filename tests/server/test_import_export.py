@@ -19,9 +19,9 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from sqlalchemy import func, select
 
+from lure_client.client import state_dict_file
 from lure_core.records import VersionRow
 from service.api.schemas import PredictResponse
-from service.client import state_dict_file
 from tests.helpers import NPZ, npz_body, png_images
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from service.client import encode_image
+from lure_client.client import encode_image
 from tests.helpers import NPZ, npz_body
 
 

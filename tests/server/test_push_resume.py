@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from lure_client.client import LureClient, PushRefused
 from lure_core.records import ChunkRow
-from service.client import LureClient, PushRefused
 
 
 @pytest.fixture()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.cli.remote import _version_detail
-from service.client import LureClient, LureError
+from lure_client.client import LureClient, LureError
+from lure_client.remote import _version_detail
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -1,4 +1,4 @@
-"""CLI commands that drive a running server through :class:`service.client.LureClient`:
+"""CLI commands that drive a running server through :class:`lure_client.client.LureClient`:
 ``lure create``, ``push``, ``predict``, ``versions``, ``watch``, ``promote``.
 """
 
@@ -14,14 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from service.cli.errors import fail
-from service.client import (
+from lure_client.client import (
     LureClient,
     LureError,
     load_image_folder,
     load_npz_arrays,
     state_dict_file,
 )
+from lure_client.errors import fail
 
 URL = typer.Option(
     "http://127.0.0.1:8000", "--url", envvar="LURE_URL", help="Server URL (LURE_URL)."
@@ -94,8 +94,13 @@ def create(
 
 def _load(data: str, split: str):
     if data == "digits":
-        from lure_engine.data import load_digits_dataset
-
+        try:  # the bundled demo data comes with the server's package, not the light client
+            from lure_engine.data import load_digits_dataset
+        except ImportError:
+            raise ValueError(
+                "'digits' comes with the server's package (pip install -e . in its checkout); "
+                "the light client pushes an .npz file or an image folder"
+            ) from None
         dataset = load_digits_dataset()
         arrays = dataset.train if split == "train" else dataset.test
         return arrays.x, arrays.y

@@ -360,9 +360,14 @@ def state_dict_file(path: Path) -> bytes:
         return path.read_bytes()
     if path.suffix not in (".pt", ".pth"):
         raise ValueError(f"{path}: expected a .safetensors, .pt or .pth file")
-    import torch
-    from safetensors.torch import save
-
+    try:  # a pickle-based file needs torch to read; the light client does not bring it
+        import torch
+        from safetensors.torch import save
+    except ImportError:
+        raise ValueError(
+            f"{path}: reading a .pt/.pth file needs torch and safetensors on this machine; "
+            "install them, or convert the weights to .safetensors where the model was trained"
+        ) from None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

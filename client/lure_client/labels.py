@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from service.cli.errors import fail
-from service.cli.remote import API_KEY, MODEL, URL, _client
-from service.client import LureError
+from lure_client.client import LureError
+from lure_client.errors import fail
+from lure_client.remote import API_KEY, MODEL, URL, _client
 
 FIELDS = ["prediction_id", "image", "predicted", "confidence", "label"]
 
