@@ -39,6 +39,7 @@ BLOBS = "blobs"
 BLOB_COLUMNS = (
     ("versions", "checkpoint_key", "checkpoint_sha256", "pruned_at IS NULL"),
     ("versions", "mask_key", "mask_sha256", "pruned_at IS NULL"),
+    ("versions", "momentum_key", "momentum_sha256", "pruned_at IS NULL"),
     ("chunks", "blob_key", "sha256", "1 = 1"),
     ("exports", "blob_key", "sha256", "1 = 1"),
     # logged /predict images: a label may still arrive for them by prediction id

@@ -32,6 +32,7 @@ def _named(session: Session) -> set[tuple[str, str]]:
     queries = (
         select(VersionRow.checkpoint_key, VersionRow.checkpoint_sha256).where(kept),
         select(VersionRow.mask_key, VersionRow.mask_sha256).where(kept),
+        select(VersionRow.momentum_key, VersionRow.momentum_sha256).where(kept),
         select(ChunkRow.blob_key, ChunkRow.sha256),
         select(ExportRow.blob_key, ExportRow.sha256),
         select(PredictionRow.image_key, PredictionRow.image_sha256),

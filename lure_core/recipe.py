@@ -71,6 +71,8 @@ class Recipe:
     strategy_options: dict | None = None  # strategy → its rule's keyword options
     # BatchNorm statistics recomputed after each update's training; None: the engine's default
     recalibrate_norm: bool | None = None
+    # start each update from the parent's SGD momentum buffers; None: the engine's default
+    carry_momentum: bool | None = None
     # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
     lineages: bool | None = None
     # the level at which the live pointer moves to another lineage; None: the engine's default
@@ -186,6 +188,8 @@ class Recipe:
         )
         if self.recalibrate_norm is not None:
             train = replace(train, recalibrate_norm=self.recalibrate_norm)
+        if self.carry_momentum is not None:
+            train = replace(train, carry_momentum=self.carry_momentum)
         config = UpdateConfig(
             strategy=strategy,
             importance=self.importance,

@@ -218,6 +218,9 @@ class VersionRow(Base):
     checkpoint_sha256: Mapped[str] = mapped_column(String(64))
     mask_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     mask_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # SGD's momentum buffers at the end of its training, kept when its recipe carries momentum
+    momentum_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    momentum_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     replay_state: Mapped[dict] = mapped_column(JSON)
     release: Mapped[str] = mapped_column(
         String(16), default=Release.LIVE, server_default="live"

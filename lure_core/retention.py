@@ -64,7 +64,9 @@ def apply_retention(sessions: sessionmaker[Session], blobs: BlobStore, model_id:
         if model is None or keep is None:
             return []
         doomed = versions_to_prune(session, model, keep)
-        keys = [key for v in doomed for key in (v.checkpoint_key, v.mask_key) if key]
+        keys = [
+            key for v in doomed for key in (v.checkpoint_key, v.mask_key, v.momentum_key) if key
+        ]
         exports = session.scalars(
             select(ExportRow).where(ExportRow.version_id.in_([v.id for v in doomed]))
         ).all()

@@ -34,22 +34,26 @@ from lure_engine.update import UpdateConfig, UpdateSeeds
 
 @dataclass
 class StartingPoint:
-    """The version an update starts from: its weights and forget-mask (None: the first update)."""
+    """The version an update starts from: its weights and forget-mask (None: the first update),
+    and its SGD momentum when its recipe carried momentum."""
 
     version: VersionRow | None
     state: dict[str, torch.Tensor] | None
     mask: dict[str, torch.Tensor] | None
+    momentum: dict[str, torch.Tensor] | None = None
 
 
 def read_starting_point(blobs: BlobStore, version: VersionRow) -> StartingPoint:
-    """Weights and mask of ``version``; ChecksumMismatch when a file fails its sha256."""
+    """Weights, mask and momentum of ``version``; ChecksumMismatch when a file fails its sha256."""
     state = load_state(blobs, version.checkpoint_key, version.checkpoint_sha256)
-    mask = None
+    mask = momentum = None
     if version.mask_key and version.mask_sha256:
         mask = {
             k: v.bool() for k, v in load_state(blobs, version.mask_key, version.mask_sha256).items()
         }
-    return StartingPoint(version, state, mask)
+    if version.momentum_key and version.momentum_sha256:
+        momentum = load_state(blobs, version.momentum_key, version.momentum_sha256)
+    return StartingPoint(version, state, mask, momentum)
 
 
 def replay_source(
@@ -210,6 +214,7 @@ def train_candidate(
     ``seeds`` and ``config`` the version recorded; otherwise they come from the recipe."""
     recipe, start = inputs.recipe, inputs.start
     mask = {k: v.to(device) for k, v in start.mask.items()} if start.mask is not None else None
+    momentum = {k: v.to(device) for k, v in (start.momentum or {}).items()} or None
     return update_on_megabatch(
         starting_model(inputs).to(device),
         recipe.model_spec,
@@ -222,4 +227,5 @@ def train_candidate(
         device=device,
         preprocessing=recipe.preprocessing,
         progress=progress,
+        momentum=momentum,
     )

@@ -57,6 +57,10 @@ def _version_row(
         mask_sha = save_state(
             blobs, mask_key, {k: v.to(torch.uint8) for k, v in update.next_mask.items()}
         )
+    momentum_key = momentum_sha = None
+    if update.result.train.momentum:  # the recipe carries SGD momentum to the next update
+        momentum_key = f"{prefix}/momentum.safetensors"
+        momentum_sha = save_state(blobs, momentum_key, update.result.train.momentum)
     recipe, seeds, parent = inputs.recipe, inputs.seeds, inputs.start.version
     return VersionRow(
         model_id=inputs.model_id,
@@ -79,6 +83,8 @@ def _version_row(
         checkpoint_sha256=checkpoint_sha,
         mask_key=mask_key,
         mask_sha256=mask_sha,
+        momentum_key=momentum_key,
+        momentum_sha256=momentum_sha,
         replay_state=replay_state,
         gate=gate,
         inputs=inputs.record(),

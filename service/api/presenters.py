@@ -122,6 +122,7 @@ def versions_out(
             seeds=row.seeds,
             sha256=row.checkpoint_sha256,
             mask_sha256=row.mask_sha256,
+            momentum_sha256=row.momentum_sha256,
             replay_size=len(row.replay_state.get("ids", [])),
             release=row.release,
             release_note=row.release_note,

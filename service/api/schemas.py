@@ -286,6 +286,11 @@ class ModelCreate(_Candidates):
         "the final weights on the training rows (an imported model's first update keeps its "
         "calibration)",
     )
+    carry_momentum: bool = Field(
+        _TRAIN.carry_momentum,
+        description="start each update from its parent's SGD momentum buffers (stored with each "
+        "version, as the paper's code keeps one optimiser for the whole stream) instead of zero",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     resize: Literal["squash", "resize_crop"] = Field(
         "squash", description="squash to size × size, or resize the short side and crop the centre"
@@ -498,6 +503,7 @@ class VersionOut(BaseModel):
     seeds: dict
     sha256: str
     mask_sha256: str | None
+    momentum_sha256: str | None = None
     replay_size: int
     release: str = Field(
         description="live: went live when published; superseded: a promotion made during "

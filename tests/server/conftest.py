@@ -110,9 +110,9 @@ def stored(settings, worker_ctx):
     return snapshot
 
 
-def post_train(client, x, y):
+def post_train(client, x, y, model: str = "digits"):
     answer = client.post(
-        "/v1/models/digits/chunks?split=train", content=npz_body(x, y), headers=NPZ
+        f"/v1/models/{model}/chunks?split=train", content=npz_body(x, y), headers=NPZ
     )
     assert answer.status_code == 201, answer.text
     return answer.json()

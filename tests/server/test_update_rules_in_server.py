@@ -120,3 +120,27 @@ def test_a_rule_option_out_of_range_or_unknown_is_refused_naming_it(client):
     timing = client.post("/v1/models", json={**DIGITS_MODEL, "importance_timing": "later"})
     assert timing.status_code == 422 and "importance_timing" in timing.text
     assert client.get("/v1/models/digits").status_code == 404  # nothing half-stored
+
+
+def test_carried_momentum_is_stored_with_each_version_and_starts_the_next(client, digits, run_jobs):
+    # issue 24: carry_momentum reached benchmarks but not server models; the buffers live with
+    # each version (safetensors, sha256) so the next update, and its audit, start from them
+    for name, carry in (("digits", True), ("plain", False)):
+        model = {**DIGITS_MODEL, "name": name, "strategy": "warm", "carry_momentum": carry}
+        assert client.post("/v1/models", json=model).status_code == 201
+    for index in range(2):
+        rows = slice(300 * index, 300 * (index + 1))
+        for name in ("digits", "plain"):
+            post_train(client, digits.train.x[rows], digits.train.y[rows], model=name)
+        assert sorted(run_jobs()) == ["published", "published"]
+    carried = client.get("/v1/models/digits/versions").json()
+    plain = client.get("/v1/models/plain/versions").json()
+    assert all(v["momentum_sha256"] for v in carried) and all(
+        v["config"]["train"]["carry_momentum"] for v in carried
+    )
+    assert not any(v["momentum_sha256"] for v in plain)
+    # the first update has no momentum to start from: the same weights; the second starts from it
+    assert carried[0]["sha256"] == plain[0]["sha256"]
+    assert carried[1]["sha256"] != plain[1]["sha256"]
+    audit = client.post("/v1/models/digits/versions/2/audit").json()
+    assert audit["result"] == "match", audit
