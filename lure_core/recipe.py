@@ -73,6 +73,9 @@ class Recipe:
     recalibrate_norm: bool | None = None
     # start each update from the parent's SGD momentum buffers; None: the engine's default
     carry_momentum: bool | None = None
+    # the learning-rate schedule: ×gamma at these fractions of the epochs; None: the engine's
+    lr_milestones: tuple[float, ...] | None = None
+    lr_gamma: float | None = None
     # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
     lineages: bool | None = None
     # the level at which the live pointer moves to another lineage; None: the engine's default
@@ -86,7 +89,15 @@ class Recipe:
     def from_config(cls, config: dict) -> Recipe:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in config.items() if key in known}
-        for key in ("mean", "std", "class_names", "later_blocks", "challengers", "shadow"):
+        for key in (
+            "mean",
+            "std",
+            "class_names",
+            "later_blocks",
+            "challengers",
+            "shadow",
+            "lr_milestones",
+        ):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -190,6 +201,10 @@ class Recipe:
             train = replace(train, recalibrate_norm=self.recalibrate_norm)
         if self.carry_momentum is not None:
             train = replace(train, carry_momentum=self.carry_momentum)
+        if self.lr_milestones is not None:
+            train = replace(train, milestones=self.lr_milestones)
+        if self.lr_gamma is not None:
+            train = replace(train, gamma=self.lr_gamma)
         config = UpdateConfig(
             strategy=strategy,
             importance=self.importance,

@@ -18,7 +18,7 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    milestones: tuple[float, float] = (0.4, 0.8)
+    milestones: tuple[float, ...] = (0.4, 0.8)
     gamma: float = 0.1
     hflip: bool = True
     crop_padding: int = 4

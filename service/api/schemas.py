@@ -286,6 +286,13 @@ class ModelCreate(_Candidates):
         "the final weights on the training rows (an imported model's first update keeps its "
         "calibration)",
     )
+    lr_milestones: list[float] = Field(
+        list(_TRAIN.milestones),
+        max_length=10,
+        description="fractions of each update's epochs at which the learning rate is multiplied "
+        "by lr_gamma (the paper's: 40 % and 80 %); [] keeps it constant",
+    )
+    lr_gamma: float = Field(_TRAIN.gamma, gt=0, le=1)
     carry_momentum: bool = Field(
         _TRAIN.carry_momentum,
         description="start each update from its parent's SGD momentum buffers (stored with each "
@@ -339,6 +346,13 @@ class ModelCreate(_Candidates):
                 make_strategy(strategy, **options)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"strategy_options.{strategy}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _milestones_in_order(self) -> ModelCreate:
+        milestones = self.lr_milestones
+        if any(not 0 < m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+            raise ValueError("lr_milestones must be distinct increasing fractions in (0, 1)")
         return self
 
     @model_validator(mode="after")

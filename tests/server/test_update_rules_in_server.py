@@ -144,3 +144,18 @@ def test_carried_momentum_is_stored_with_each_version_and_starts_the_next(client
     assert carried[1]["sha256"] != plain[1]["sha256"]
     audit = client.post("/v1/models/digits/versions/2/audit").json()
     assert audit["result"] == "match", audit
+
+
+def test_the_learning_rate_schedule_is_a_recipe_option(client, digits, run_jobs):
+    model = {**DIGITS_MODEL, "strategy": "warm", "lr_milestones": [0.5], "lr_gamma": 0.5}
+    assert client.post("/v1/models", json=model).status_code == 201
+    (version,) = _stream(client, digits, run_jobs, 1)
+    assert (version["config"]["train"]["milestones"], version["config"]["train"]["gamma"]) == (
+        [0.5],
+        0.5,
+    )
+    audit = client.post("/v1/models/digits/versions/1/audit").json()
+    assert audit["result"] == "match", audit
+    for bad in ([0.8, 0.4], [1.5]):
+        refused = client.post("/v1/models", json={**model, "name": "bad", "lr_milestones": bad})
+        assert refused.status_code == 422 and "lr_milestones" in refused.text
