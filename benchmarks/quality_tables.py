@@ -29,7 +29,7 @@ from benchmarks.markdown import row
 from benchmarks.plotting import pyplot, save
 from benchmarks.quality_paper import PAPER
 from lure_engine.alma.report import summarise
-from service.cli.bench import BenchOptions
+from lure_engine.bench_cli import BenchOptions
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 # Finished jobs are committed here (small JSON files; saved weights stay untracked): a machine
@@ -171,7 +171,7 @@ def jobs_for(scale: Scale, tables: set[str] | None) -> list[Job]:
 def run_job(job: Job, dataset: str, scale: Scale, runs_dir: Path) -> tuple[Job, float, float]:
     """One strategy × seed of one variant; its results file is written atomically."""
     from lure_engine.alma import run_alma
-    from service.cli.bench import build_config
+    from lure_engine.bench_cli import build_config
 
     options = dict(job.variant.options)
     epoch_curve = options.pop("epoch_curve", False)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import typer
 
 from lure_client.cli import add_remote_commands, run
-from service.cli import backup, bench, keys, server
+from lure_engine.bench_cli import app as bench_app
+from service.cli import backup, keys, server
 
 app = typer.Typer(help="LURE: keep a deployed image classifier fresh.", no_args_is_help=True)
-app.add_typer(bench.app, name="bench")
+app.add_typer(bench_app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.command("up")(server.up)
 app.command("api")(server.api)

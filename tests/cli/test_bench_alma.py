@@ -4,7 +4,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from service.cli.bench import BenchOptions, build_config
+from lure_engine.bench_cli import BenchOptions, build_config
 from service.cli.main import app
 
 REQUIRED = {

@@ -1,4 +1,5 @@
 """``lure bench alma``: run strategies through an ALMA stream and write results, table and plot.
+Engine tooling, beside the simulator it drives; the server's ``lure`` mounts it as ``bench``.
 
 Every argument is checked (and the dataset loaded) before any training starts, so a typo costs a
 second, not an hour.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +23,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from lure_client.errors import fail
 from lure_engine.configs import TrainConfig, UpdateConfig
 
 if TYPE_CHECKING:  # the engine (torch, torchmetrics: ~5 s) loads only when a benchmark runs
@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # the engine (torch, torchmetrics: ~5 s) loads only when a be
 app = typer.Typer(help="Benchmarks of the LURE method.", no_args_is_help=True)
 # the engine's defaults (torch-free to read: lure_engine/configs.py), not a copy of them
 _TRAIN = TrainConfig()
-_UPDATE = {f.name: f.default for f in fields(UpdateConfig)}
+# read from the fields: building an UpdateConfig checks its strategy, which loads torch
+_UPDATE: dict[str, Any] = {f.name: f.default for f in fields(UpdateConfig)}
 AUGMENTS = ("auto", "flip+crop", "crop", "none")
 
 
@@ -348,8 +349,9 @@ def alma(
     given = locals()
     try:
         args = build_config(BenchOptions(**{f.name: given[f.name] for f in fields(BenchOptions)}))
-    except ValueError as error:
-        raise fail(str(error)) from None
+    except ValueError as error:  # one line, as every lure command reports bad input
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     results = _run_with_progress(args, device)
     paths = write_outputs(results, out)
     typer.echo(markdown_table(results))
