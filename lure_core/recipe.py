@@ -197,14 +197,13 @@ class Recipe:
             crop_padding=default_crop_padding(self.image_size),
             until_train_accuracy=until.get("train_accuracy"),
         )
-        if self.recalibrate_norm is not None:
-            train = replace(train, recalibrate_norm=self.recalibrate_norm)
-        if self.carry_momentum is not None:
-            train = replace(train, carry_momentum=self.carry_momentum)
-        if self.lr_milestones is not None:
-            train = replace(train, milestones=self.lr_milestones)
-        if self.lr_gamma is not None:
-            train = replace(train, gamma=self.lr_gamma)
+        optional = {
+            "recalibrate_norm": self.recalibrate_norm,
+            "carry_momentum": self.carry_momentum,
+            "milestones": self.lr_milestones,
+            "gamma": self.lr_gamma,
+        }
+        train = replace(train, **_or_engine_default(optional, train))
         config = UpdateConfig(
             strategy=strategy,
             importance=self.importance,
@@ -212,12 +211,7 @@ class Recipe:
             train=train,
             always_estimate_mask=len(self.candidates) > 1,
         )
-        return replace(config, **self._unlearn_options(strategy, config))
-
-    def _unlearn_options(self, strategy: str, engine: UpdateConfig) -> dict:
-        """The recipe's unlearn-step options, each the engine's default where the stored config
-        predates it (None)."""
-        chosen = {
+        unlearn = {
             "scope": self.scope,
             "reset_source": self.reset_source,
             "importance_timing": self.importance_timing,
@@ -225,7 +219,7 @@ class Recipe:
             "importance_sample_size": self.importance_sample_size,
             "strategy_options": (self.strategy_options or {}).get(strategy),
         }
-        return {k: getattr(engine, k) if v is None else v for k, v in chosen.items()}
+        return replace(config, **_or_engine_default(unlearn, config))
 
     @property
     def replay_spec(self) -> str:
@@ -242,3 +236,9 @@ class Recipe:
 
     def split_seed(self, megabatch_index: int) -> int:
         return megabatch_split_seed(self.seed, megabatch_index)
+
+
+def _or_engine_default(chosen: dict, engine: object) -> dict:
+    """Each recipe option as chosen, or the engine's default where the stored config predates
+    the option (None)."""
+    return {k: getattr(engine, k) if v is None else v for k, v in chosen.items()}
