@@ -27,9 +27,7 @@ from lure_engine.lineage_evidence import Discordance, LineageChoice
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
 from lure_engine.update import (
-    UpdateConfig,
     trains_alike_without_parent,
-    update_config_from_dict,
     update_config_to_dict,
 )
 from worker.lineup import Lineup, offered, prequential_pairs
@@ -157,7 +155,7 @@ def _train_one(
     inputs = lineup.inputs[strategy]
     recipe, gate = inputs.recipe, context.gate
     config = plan.configs[strategy]
-    sibling = _alike_sibling(inputs, config, trained)
+    sibling = _alike_sibling(plan, strategy, trained)
     device = context.device
     update = (
         sibling.update
@@ -203,16 +201,16 @@ def _lineage_verdict(
     return record
 
 
-def _alike_sibling(
-    inputs: UpdateInputs, config: UpdateConfig, trained: list[Candidate]
-) -> Candidate | None:
+def _alike_sibling(plan: UpdatePlan, strategy: str, trained: list[Candidate]) -> Candidate | None:
     """On a model's first mega-batch (no parent) lure, warm, dash … train the same weights: the
     first such sibling's update is published again under this strategy instead of retraining it
     (same sha256; the gate records the tie)."""
-    if inputs.start.version is not None or not trains_alike_without_parent(config):
+    if plan.lineup.inputs[strategy].start.version is not None:
+        return None
+    if not trains_alike_without_parent(plan.configs[strategy]):
         return None
     for sibling in trained:
-        alike = trains_alike_without_parent(update_config_from_dict(sibling.config))
+        alike = trains_alike_without_parent(plan.configs[sibling.strategy])
         if alike and sibling.inputs.start.version is None:
             return sibling
     return None
