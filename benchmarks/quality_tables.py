@@ -30,6 +30,7 @@ from benchmarks.plotting import pyplot, save
 from benchmarks.quality_paper import PAPER
 from lure_engine.alma.report import summarise
 from lure_engine.bench_cli import BenchOptions
+from lure_engine.trainer import Progress
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 # Finished jobs are committed here (small JSON files; saved weights stay untracked): a machine
@@ -202,6 +203,7 @@ def run_job(job: Job, dataset: str, scale: Scale, runs_dir: Path) -> tuple[Job, 
         args.dataset,
         replace(args.config, epoch_curve=epoch_curve),
         device="cpu",
+        on_step=_EpochReporter(job),
         on_model=lambda index, model: final.update(model=model),
     )
     results["job"] = {"table": job.variant.table, "variant": job.variant.label}
@@ -217,6 +219,25 @@ def run_job(job: Job, dataset: str, scale: Scale, runs_dir: Path) -> tuple[Job, 
         time.perf_counter() - started,
         results["runs"][0]["megabatches"][-1]["test_accuracy"],
     )
+
+
+class _EpochReporter:
+    """One line per finished epoch (a job runs for up to an hour, and its results file is written
+    only at its end): which job, mega-batch and epoch, its last loss and the minutes so far."""
+
+    def __init__(self, job: Job) -> None:
+        self.name = f"{job.variant.table} {job.variant.label} {job.strategy} seed {job.seed}"
+        self.started = time.perf_counter()
+
+    def __call__(self, strategy: str, seed: int, index: int, progress: Progress) -> None:
+        if progress.step != progress.steps:  # the trainer also reports inside an epoch
+            return
+        minutes = (time.perf_counter() - self.started) / 60
+        print(
+            f"  {self.name}: mega-batch {index}, epoch {progress.epoch} of at most "
+            f"{progress.epochs}, loss {progress.loss:.3f} ({minutes:.1f} min)",
+            flush=True,
+        )
 
 
 def _profile_final_model(model, dataset, job: Job, path: Path) -> dict:

@@ -73,10 +73,16 @@ def test_every_table_has_three_seeds_and_the_paper_methods():
     assert len({j.path(Path("r")) for j in jobs}) == len(jobs)
 
 
-def test_a_job_runs_its_variant_options_and_is_written_once(tmp_path):
+def test_a_job_runs_its_variant_options_and_is_written_once(tmp_path, capsys):
     scale = Scale(megabatches=2, epochs=1, longer_epochs=(2,), seeds=(0,))
     longer = next(j for j in jobs_for(scale, {"t1_longer_training"}) if j.strategy == "lure")
     job, _, accuracy = run_job(longer, "digits", scale, tmp_path)
+    progress = [
+        line.split(": ", 1)[1].split(", loss")[0]
+        for line in capsys.readouterr().out.split("\n")
+        if line
+    ]
+    assert progress == [f"mega-batch {i}, epoch {e} of at most 2" for i in (1, 2) for e in (1, 2)]
     written = json.loads(job.path(tmp_path).read_text())
     assert written["config"]["update"]["train"]["epochs"] == 2  # the variant's, not the scale's 1
     assert written["job"] == {"table": "t1_longer_training", "variant": "2 epochs"}
