@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2_contingency, ks_2samp
 
 TESTS = 2  # the Bonferroni divisor: confidence and classes
 
@@ -87,6 +86,8 @@ def compare(reference: Answers, window: Answers, p_value: float) -> DriftResult:
     """Test the window against the reference; both need at least one row."""
     if not len(reference) or not len(window):
         raise ValueError("drift needs rows in both the reference and the window")
+    from scipy.stats import ks_2samp  # here: scipy.stats costs a second of every API's start
+
     ks = ks_2samp(reference.confidence, window.confidence)
     classes = class_p_value(reference.predicted, window.predicted)
     smaller = min(float(ks.pvalue), classes)
@@ -98,6 +99,8 @@ def class_p_value(reference: np.ndarray, window: np.ndarray) -> float:
     5 times in either sample are pooled into one column (the usual rule for the chi-square
     approximation, which small gate splits would otherwise break); 1.0 when fewer than two
     columns remain (nothing to compare)."""
+    from scipy.stats import chi2_contingency
+
     classes = np.union1d(reference, window)
     table = np.stack(
         [

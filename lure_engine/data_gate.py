@@ -15,7 +15,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.stats import chisquare, norm
 
 MODES = ("off", "warn", "quarantine")
 
@@ -86,6 +85,8 @@ class DataVerdict:
 
 def accuracy_drop_p_value(new: Scored, recent: Scored, tolerance: float) -> float:
     """H0: recent accuracy − new accuracy ≤ ``tolerance`` (one-sided two-proportion z-test)."""
+    from scipy.stats import norm  # here: scipy.stats costs a second of every process's start
+
     p_new, p_recent = new.accuracy, recent.accuracy
     variance = p_new * (1 - p_new) / new.rows + p_recent * (1 - p_recent) / recent.rows
     drop = p_recent - p_new
@@ -96,6 +97,8 @@ def accuracy_drop_p_value(new: Scored, recent: Scored, tolerance: float) -> floa
 
 def label_skew_p_value(new_labels: np.ndarray, stream_labels: np.ndarray, classes: int) -> float:
     """Chi-square of the new labels against the stream's distribution (add-one smoothed)."""
+    from scipy.stats import chisquare
+
     observed = np.bincount(new_labels, minlength=classes).astype(np.float64)
     stream = np.bincount(stream_labels, minlength=classes).astype(np.float64) + 1
     expected = stream / stream.sum() * observed.sum()

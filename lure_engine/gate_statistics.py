@@ -15,8 +15,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from scipy.stats import binom
-from scipy.stats import t as student_t
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,8 @@ def paired_accuracy_test(
 
 
 def _shifted_mcnemar(rows: int, discordant: int, only_candidate: int, min_delta: float) -> float:
+    from scipy.stats import binom  # here: scipy.stats costs a second of every process's start
+
     if discordant == 0:  # the same rows right: the delta is 0
         return 0.0 if min_delta > 0 else 1.0
     p0 = 0.5 + rows * min_delta / (2 * discordant)
@@ -65,6 +65,8 @@ def _shifted_mcnemar(rows: int, discordant: int, only_candidate: int, min_delta:
 
 def proportion_above_test(events: int, rows: int, max_rate: float) -> TestResult:
     """H0: the rate of an event (a flipped label) is at most ``max_rate``; exact binomial."""
+    from scipy.stats import binom
+
     if rows == 0:
         return TestResult("binomial_exact", 1.0, 0)
     return TestResult("binomial_exact", float(binom.sf(events - 1, rows, max_rate)), rows)
@@ -72,6 +74,8 @@ def proportion_above_test(events: int, rows: int, max_rate: float) -> TestResult
 
 def proportion_below_test(successes: int, rows: int, min_rate: float) -> TestResult:
     """H0: a rate (a class's recall) is at least ``min_rate``; exact binomial."""
+    from scipy.stats import binom
+
     if rows == 0:
         return TestResult("binomial_exact", 1.0, 0)
     return TestResult("binomial_exact", float(binom.cdf(successes, rows, min_rate)), rows)
@@ -82,6 +86,8 @@ def paired_mean_increase_test(
 ) -> TestResult:
     """H0: mean(candidate − live) ≤ ``max_increase`` (per-row negative log-likelihoods);
     one-sided paired t-test."""
+    from scipy.stats import t as student_t
+
     rows = len(candidate)
     differences = (candidate.double() - live.double()).cpu()
     if rows < 2:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scipy.stats import binom
-
 from lure_engine.gate import GateEvaluation
 from lure_engine.gate_statistics import TestResult
 
@@ -58,6 +56,8 @@ def discordance(this: GateEvaluation, other: GateEvaluation) -> Discordance:
 def ahead_test(evidence: Discordance) -> TestResult:
     """H0: this lineage is no more accurate than the other; one-sided exact McNemar test,
     p = P(X ≥ only_this), X ~ Binomial(discordant rows, 1/2)."""
+    from scipy.stats import binom  # here: scipy.stats costs a second of every process's start
+
     discordant = evidence.only_this + evidence.only_other
     if discordant == 0:
         return TestResult("mcnemar_exact_pooled", 1.0, 0)

@@ -50,7 +50,15 @@ _EXIT_CODES = {
     Outcome.QUARANTINED: 27,
 }
 _OUTCOMES = {code: outcome for outcome, code in _EXIT_CODES.items()}
-_CHILD_MODULES = ["worker.update_job"]  # preloaded by the fork server: torch and the engine with it
+# preloaded once by the fork server, so no update pays for them: torch and the engine with the
+# job, and what the engine imports only where it is used (so that an API process never does):
+# torchvision's ResNet blocks, scipy's tests (the gates) and torchmetrics' ECE
+_CHILD_MODULES = [
+    "worker.update_job",
+    "lure_engine.models.resnet",
+    "scipy.stats",
+    "torchmetrics.functional.classification",
+]
 
 
 @dataclass(frozen=True)

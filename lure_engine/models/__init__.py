@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from lure_engine.models import sources
-from lure_engine.models.resnet import resnet18, resnet50, wide_resnet50_2
 from lure_engine.models.small import mlp, small_cnn
 from lure_engine.models.vgg import vgg16_bn
 
@@ -49,10 +48,23 @@ def _builtin(factory: Builder, later_blocks: tuple[str, ...]) -> Architecture:
     return Architecture(build, later_blocks)
 
 
+def _resnet(name: str) -> Builder:
+    """A CIFAR ResNet whose module (torchvision's blocks) loads at the first build: importing
+    torchvision also imports ``torch._dynamo`` (about 2 s), which a process serving or testing
+    another architecture never needs. The worker's fork server preloads it once."""
+
+    def factory(**options: object) -> nn.Module:
+        from lure_engine.models import resnet
+
+        return getattr(resnet, name)(**options)
+
+    return factory
+
+
 ARCHITECTURES: dict[str, Architecture] = {
-    "resnet18": _builtin(resnet18, ("layer3", "layer4")),
-    "resnet50": _builtin(resnet50, ("layer3", "layer4")),
-    "wide_resnet50_2": _builtin(wide_resnet50_2, ("layer3", "layer4")),
+    "resnet18": _builtin(_resnet("resnet18"), ("layer3", "layer4")),
+    "resnet50": _builtin(_resnet("resnet50"), ("layer3", "layer4")),
+    "wide_resnet50_2": _builtin(_resnet("wide_resnet50_2"), ("layer3", "layer4")),
     "vgg16_bn": _builtin(vgg16_bn, ("stage5", "classifier")),
     "small_cnn": _builtin(small_cnn, ("block3", "head")),
     "mlp": _builtin(mlp, ("hidden2", "head")),
