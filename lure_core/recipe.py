@@ -21,7 +21,10 @@ if TYPE_CHECKING:  # the engine's torch modules load only where a model is built
 
 
 AUTO = "auto"  # train several strategies per mega-batch, retire the ones that keep losing
-AUTO_DEFAULT = ("lure", "warm")
+AUTO_DEFAULT = ("lure", "warm")  # fixed epochs a mega-batch: warm the better on 6 of 6 seeds (#26)
+# each update trained until a training accuracy (``train_until``): DASH beat warm and cold with
+# and without augmentation (docs/BENCHMARKS.md, "Warm-start penalty"); warm stays as the fallback
+AUTO_DEFAULT_TRAINED_UNTIL = ("dash", "warm")
 DEFAULT_RETIRE_AFTER = 3
 
 
@@ -141,10 +144,11 @@ class Recipe:
 
     @property
     def candidates(self) -> tuple[str, ...]:
-        """Every strategy trained on each mega-batch, primary first (``auto``: lure, then warm,
-        unless challengers name others)."""
+        """Every strategy trained on each mega-batch, primary first (``auto``: lure, then warm, or
+        dash, then warm with ``train_until``, unless challengers name others)."""
         if self.strategy == AUTO:
-            return self.challengers or AUTO_DEFAULT
+            default = AUTO_DEFAULT_TRAINED_UNTIL if self.train_until else AUTO_DEFAULT
+            return self.challengers or default
         return (self.strategy, *(s for s in self.challengers if s != self.strategy))
 
     @property

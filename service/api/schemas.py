@@ -147,7 +147,11 @@ class _Candidates(BaseModel):
     """Fields shared by creation and PATCH: which strategies train and when one goes live."""
 
     strategy: StrategyOrAuto = Field(
-        "lure", description="auto: train the challengers (default lure and warm), retire losers"
+        "lure",
+        description=(
+            "auto: train the challengers (default lure and warm; dash and warm with train_until), "
+            "retire losers"
+        ),
     )
     challengers: list[Strategy] = Field(
         default_factory=list,
@@ -210,7 +214,9 @@ class _Candidates(BaseModel):
         if self.retire_after is not None and self.strategy != "auto":
             raise ValueError("retire_after applies only to strategy 'auto'")
         if self.strategy == "auto" and len(self.challengers) == 1:
-            raise ValueError("strategy 'auto' needs two or more challengers (or none: lure, warm)")
+            raise ValueError(
+                "strategy 'auto' needs two or more challengers (or none: the defaults)"
+            )
         if self.shadow and not self.log_predictions:
             raise ValueError(
                 "shadow versions answer logged requests: set log_predictions to use them"

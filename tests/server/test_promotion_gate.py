@@ -374,3 +374,17 @@ def test_an_audit_reports_a_replaced_checkpoint_although_the_rebuild_matches_the
     assert report["rebuilt_sha256"] == report["recorded_sha256"]  # the records are intact ...
     assert report["result"] == "mismatch"  # ... the file served is not
     assert "stored checkpoint fails its recorded sha256" in report["reason"]
+
+
+def test_auto_trained_until_an_accuracy_defaults_to_dash_and_warm(client, digits, run_jobs):
+    # issue 25: trained to a training accuracy, DASH beat warm and cold with and without
+    # augmentation; at a fixed number of epochs the defaults stay lure and warm (issue 26)
+    _create(client, strategy="auto", train_until={"train_accuracy": 0.5, "max_epochs": 2})
+    _post_test_set(client, digits)
+    post_train(client, digits.train.x[:300], digits.train.y[:300])
+    assert run_jobs() == ["published"]
+    assert [v["strategy"] for v in _versions(client)] == ["dash", "warm"]
+    client.patch("/v1/models/digits", json={"challengers": ["lure", "warm"]}).raise_for_status()
+    post_train(client, digits.train.x[300:600], digits.train.y[300:600])
+    assert run_jobs() == ["published"]
+    assert [v["strategy"] for v in _versions(client) if v["megabatch"] == 2] == ["lure", "warm"]
