@@ -42,3 +42,24 @@ def test_rows_put_cold_first_and_measure_each_rule_against_it(tmp_path):
     dash_row = dict(zip(["rule", "seeds", "acc", "cold", "warm", "closed"], rows[2], strict=False))
     assert dash_row["closed"] == "70 ± 10 %"
     assert rows[2][8] == "0.25"  # a quarter of cold's steps on the last update
+
+
+def test_a_table_without_per_epoch_curves_gets_no_figure(tmp_path):
+    from benchmarks.warm_start_report import report
+
+    curves = tmp_path / "runs" / "t25_penalty" / "no augmentation"
+    stream = tmp_path / "runs" / "t25_stream" / "5 mega-batches"
+    for folder in (curves, stream):
+        folder.mkdir(parents=True)
+        _job(folder, "cold", 0, 0.5, 400)
+    record = json.loads((stream / "cold-seed0.json").read_text())
+    for megabatch in record["runs"][0]["megabatches"]:
+        megabatch["epoch_test_accuracy"] = []
+    (stream / "cold-seed0.json").write_text(json.dumps(record))
+    report(tmp_path / "runs", tmp_path / "out")
+    markdown = (tmp_path / "out" / "warm_start_penalty.md").read_text()
+    stream_section = markdown.split("## 3.")[1].split("## 4.")[0]
+    assert "![curves]" in markdown.split("## 2.")[0] and "![curves]" not in stream_section
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "warm_start_penalty_t25_penalty_no_augmentation.png"
+    ]
