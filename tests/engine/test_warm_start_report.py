@@ -63,3 +63,29 @@ def test_a_table_without_per_epoch_curves_gets_no_figure(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
         "warm_start_penalty_t25_penalty_no_augmentation.png"
     ]
+
+
+def test_a_table_run_with_and_without_recalibration_compares_the_last_epochs(tmp_path):
+    folder = tmp_path / "t25_penalty" / "no augmentation"
+    folder.mkdir(parents=True)
+    _job(folder, "cold", 0, 0.50, 400)  # a record from before the step: no recalibrate_norm key
+    _job(folder, "warm", 0, 0.40, 200)
+    path = folder / "warm-seed0.json"
+    record = json.loads(path.read_text())
+    record["config"] = {"update": {"train": {"recalibrate_norm": True}}}
+    record["runs"][0]["megabatches"][-1]["test_accuracy"] = 0.47  # after recalibration
+    path.write_text(json.dumps(record))
+    _, data = summary_rows(load_runs(tmp_path, "t25_penalty", "no augmentation"))
+    assert data["warm"]["minus_cold"] == pytest.approx([-0.10])  # 0.40 at its last epoch
+
+    path.unlink()
+    _job(folder, "warm", 0, 0.40, 200)
+    (folder / "cold-seed0.json").unlink()
+    _job(folder, "cold", 0, 0.50, 400)
+    for job in folder.glob("*.json"):  # every job recalibrated: the final values stand
+        record = json.loads(job.read_text())
+        record["config"] = {"update": {"train": {"recalibrate_norm": True}}}
+        record["runs"][0]["megabatches"][-1]["test_accuracy"] += 0.01
+        job.write_text(json.dumps(record))
+    _, data = summary_rows(load_runs(tmp_path, "t25_penalty", "no augmentation"))
+    assert data["warm"]["test_accuracy"] == pytest.approx([0.41])
