@@ -7,8 +7,9 @@
 Every update trains to convergence: until an epoch's running training accuracy reaches 99 %
 (Ash & Adams 2020; DASH, Shin et al. 2024), with the epoch cap as a safety net. What was scaled
 down to fit two CPU cores (about 3 hours a table): a class-balanced 5,000 of the subset's 10,000
-training images, ResNet-18 at width 0.25, SGD at a constant learning rate of 0.01 with batch 128
-and no weight decay (the papers' choices: constant rate, no decay). Jobs run through
+training images (2,500 for the stream and the label-noise tables), ResNet-18 at width 0.25, SGD at
+a constant learning rate of 0.01 with batch 128 and no weight decay (the papers' choices: constant
+rate, no decay). Jobs run through
 ``benchmarks.quality_tables`` (one single-threaded process per job, results written atomically and
 committed under ``docs/benchmarks/quality_runs``, a rerun resumes).
 """
