@@ -51,9 +51,6 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
 def test_the_cli_and_the_worker_supervisor_start_without_loading_torch():
     """Every `lure` command and every Celery supervisor start in a second, not the five that torch
     and the engine take; update processes load torch in their fork server."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, service.cli.main, worker.celery_app, worker.isolation\n"
         "heavy = sorted(m for m in ('torch', 'torchvision', 'torchmetrics') if m in sys.modules)\n"
