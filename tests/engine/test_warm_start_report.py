@@ -44,7 +44,7 @@ def test_rows_put_cold_first_and_measure_each_rule_against_it(tmp_path):
     assert rows[2][8] == "0.25"  # a quarter of cold's steps on the last update
 
 
-def test_a_table_without_per_epoch_curves_gets_no_figure(tmp_path):
+def test_a_table_without_per_epoch_curves_gets_no_figure_and_no_budget_read(tmp_path):
     from benchmarks.warm_start_report import report
 
     curves = tmp_path / "runs" / "t25_penalty" / "no augmentation"
@@ -52,14 +52,18 @@ def test_a_table_without_per_epoch_curves_gets_no_figure(tmp_path):
     for folder in (curves, stream):
         folder.mkdir(parents=True)
         _job(folder, "cold", 0, 0.5, 400)
+        _job(folder, "warm", 0, 0.4, 200)
     record = json.loads((stream / "cold-seed0.json").read_text())
     for megabatch in record["runs"][0]["megabatches"]:
         megabatch["epoch_test_accuracy"] = []
     (stream / "cold-seed0.json").write_text(json.dumps(record))
+    (stream / "warm-seed0.json").write_text(json.dumps(record).replace('"cold"', '"warm"'))
     report(tmp_path / "runs", tmp_path / "out")
     markdown = (tmp_path / "out" / "warm_start_penalty.md").read_text()
     stream_section = markdown.split("## 3.")[1].split("## 4.")[0]
     assert "![curves]" in markdown.split("## 2.")[0] and "![curves]" not in stream_section
+    assert "At half of cold's" in markdown.split("## 2.")[0]
+    assert "At half of cold's" not in stream_section
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
         "warm_start_penalty_t25_penalty_no_augmentation.png"
     ]
