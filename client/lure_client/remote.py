@@ -217,40 +217,51 @@ def versions(
     except LureError as error:
         raise fail(str(error.detail)) from None
     table = Table(title=f"versions of {model}")
-    for column in (
-        "version",
-        "mega-batch",
-        "parent",
-        "strategy",
-        "test acc.",
-        "CER",
-        "gen. gap",
-        "ECE",
-        "train s",
-        "gate",
-        "sha256",
-        "live",
-        "shadow",
-    ):
+    for column in VERSION_COLUMNS:
         table.add_column(column)
     for v in rows:
-        m = v["metrics"]
-        table.add_row(
-            str(v["number"]),
-            "import" if v["megabatch"] is None else str(v["megabatch"]),
-            "–" if v["parent"] is None else str(v["parent"]),
-            v["strategy"],
-            _pct(m.get("test_accuracy")),
-            "–" if m.get("cer") is None else str(m["cer"]),
-            _pct(m.get("generalization_gap")),
-            "–" if m.get("ece") is None else f"{m['ece']:.4f}",
-            f"{m.get('train_seconds', 0):.1f}",
-            _gate_cell(v),
-            v["sha256"][:12] + (" (pruned)" if v.get("pruned") else ""),
-            "●" if v["live"] else "",
-            _shadow_cell(shadows.get(v["number"])),
-        )
+        table.add_row(*_version_row(v, shadows.get(v["number"])))
     console.print(table)
+
+
+VERSION_COLUMNS = (
+    "version",
+    "mega-batch",
+    "parent",
+    "strategy",
+    "test acc.",
+    "CER",
+    "gen. gap",
+    "ECE",
+    "train s",
+    "steps",
+    "gate",
+    "sha256",
+    "live",
+    "shadow",
+)
+
+
+def _version_row(v: dict, shadow: dict | None) -> list[str]:
+    """One version's cells in ``VERSION_COLUMNS`` order; its compute (optimiser steps; epochs
+    with ``--version N``) sits beside its accuracy, as on the dashboard."""
+    m = v["metrics"]
+    return [
+        str(v["number"]),
+        "import" if v["megabatch"] is None else str(v["megabatch"]),
+        "–" if v["parent"] is None else str(v["parent"]),
+        v["strategy"],
+        _pct(m.get("test_accuracy")),
+        "–" if m.get("cer") is None else str(m["cer"]),
+        _pct(m.get("generalization_gap")),
+        "–" if m.get("ece") is None else f"{m['ece']:.4f}",
+        f"{m.get('train_seconds', 0):.1f}",
+        "–" if m.get("optimizer_steps") is None else str(m["optimizer_steps"]),
+        _gate_cell(v),
+        v["sha256"][:12] + (" (pruned)" if v.get("pruned") else ""),
+        "●" if v["live"] else "",
+        _shadow_cell(shadow),
+    ]
 
 
 def _shadow_cell(record: dict | None) -> str:
@@ -292,6 +303,12 @@ def _release(version: dict) -> str:
 def _version_detail(v: dict) -> str:
     """One version in full: what it is, what became of it and why (its gate record)."""
     lines = [_version_line(v)]
+    metrics = v["metrics"]
+    if metrics.get("optimizer_steps") is not None:
+        lines.append(
+            f"compute: {metrics.get('epochs_trained')} epochs, {metrics['optimizer_steps']} "
+            f"optimiser steps, {metrics.get('train_seconds', 0):.1f} s of training"
+        )
     gate = v.get("gate") or {}
     if gate:
         lines.append(f"gate: {gate.get('verdict')}" + (" (winner)" if gate.get("winner") else ""))

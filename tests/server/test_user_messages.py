@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lure_client.client import LureClient, LureError
-from lure_client.remote import _version_detail
+from lure_client.remote import VERSION_COLUMNS, _version_detail, _version_row
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -66,3 +66,20 @@ def test_one_version_shows_its_gate_record():
     text = _version_detail(version)
     assert "gate: held (winner)" in text
     assert "reason: accuracy changed by -0.0250" in text and "accuracy_delta: -0.025" in text
+
+
+def test_the_versions_table_puts_each_versions_steps_beside_its_accuracy(client, two_versions):
+    """Compute-to-accuracy in the CLI as on the dashboard (issue 25 §1): each trained version's
+    optimiser steps as the worker recorded them, and its epochs in the one-version view."""
+    versions = client.get("/v1/models/digits/versions").json()
+    column = VERSION_COLUMNS.index("steps")
+    for version in versions:
+        metrics = version["metrics"]
+        assert metrics["optimizer_steps"] > 0 and metrics["epochs_trained"] > 0
+        cells = _version_row(version, None)
+        assert len(cells) == len(VERSION_COLUMNS)
+        assert cells[column] == str(metrics["optimizer_steps"])
+        compute = f"compute: {metrics['epochs_trained']} epochs, {metrics['optimizer_steps']} "
+        assert compute + "optimiser steps" in _version_detail(version)
+    imported = {**versions[0], "megabatch": None, "metrics": {"test_accuracy": 0.9}}
+    assert _version_row(imported, None)[column] == "–"  # an import trained nothing here
