@@ -28,7 +28,7 @@ URL = typer.Option(
 )
 API_KEY = typer.Option(None, "--api-key", envvar="LURE_API_KEY", help="API key (LURE_API_KEY).")
 MODEL = typer.Option(..., "--model", "-m", help="Model name.")
-console = Console(width=None if sys.stdout.isatty() else 150)  # full tables when piped
+console = Console(width=None if sys.stdout.isatty() else 200)  # full tables when piped
 
 
 def _client(url: str, api_key: str | None) -> LureClient:
