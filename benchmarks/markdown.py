@@ -5,6 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
+
+def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    """``mean ± std`` of the values times ``scale`` (population std over seeds); "–" for none."""
+    if len(values) == 0:
+        return "–"
+    array = np.asarray(values, dtype=float) * scale
+    return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
+
 
 def row(*cells: object) -> str:
     """One table row: ``| a | b | c |``."""

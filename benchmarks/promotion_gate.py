@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.markdown import row
+from benchmarks.markdown import mean_std, row
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 MEGABATCHES, MEGABATCH_SIZE, POISONED = 8, 1250, 5
@@ -237,11 +237,6 @@ def run(
             )
 
 
-def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    array = np.asarray(values, dtype=float) * scale
-    return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
-
-
 def report(runs_dir: Path) -> str:
     results: dict[str, list[dict]] = {}
     for path in sorted(runs_dir.glob("*.json")):
@@ -264,11 +259,11 @@ def report(runs_dir: Path) -> str:
             row(
                 scenario,
                 len(docs),
-                _mean_std([d["final"]["test_accuracy"] for d in docs], 100),
-                _mean_std([d["final"]["cer"] for d in docs], digits=0),
-                _mean_std([d["held"] for d in docs], digits=1),
-                _mean_std([d["candidates_trained"] for d in docs], digits=1),
-                _mean_std([d["compute_seconds"] for d in docs], digits=0),
+                mean_std([d["final"]["test_accuracy"] for d in docs], 100),
+                mean_std([d["final"]["cer"] for d in docs], digits=0),
+                mean_std([d["held"] for d in docs], digits=1),
+                mean_std([d["candidates_trained"] for d in docs], digits=1),
+                mean_std([d["compute_seconds"] for d in docs], digits=0),
                 ", ".join(f"{s} {n}" for s, n in wins.items()),
             )
         )

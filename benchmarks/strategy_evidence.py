@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.markdown import mean_std
 from benchmarks.plotting import pyplot, save
 from benchmarks.quality_tables import DOCS, METHOD_ORDER, RUNS, load_groups
 
@@ -40,11 +41,6 @@ PAPER_MCA = {"warm": 68.0, "llf": 72.0, "shrink_perturb": 71.0, "lure": 74.0}
 
 def _ordered(strategies) -> list[str]:
     return sorted(strategies, key=lambda s: METHOD_ORDER.index(s) if s in METHOD_ORDER else 99)
-
-
-def _mean_std(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
-    array = np.asarray(values, dtype=float) * scale
-    return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
 
 
 def final_metrics(doc: dict) -> dict[str, dict[str, list[float]]]:
@@ -98,9 +94,9 @@ def stream_table(metrics: dict[str, dict[str, list[float]]], title: str) -> list
         m = metrics[strategy]
         lines.append(
             f"| {NAMES.get(strategy, strategy)} | {len(m['seed'])} "
-            f"({', '.join(map(str, m['seed']))}) | {_mean_std(m['test_accuracy'])} "
-            f"| {np.mean(m['cer']):,.0f} | {_mean_std(m['generalization_gap'], digits=1)} "
-            f"| {_mean_std(m['ece'])} | {np.mean(m['train_seconds']):,.0f} |"
+            f"({', '.join(map(str, m['seed']))}) | {mean_std(m['test_accuracy'], 100)} "
+            f"| {np.mean(m['cer']):,.0f} | {mean_std(m['generalization_gap'], 100, digits=1)} "
+            f"| {mean_std(m['ece'], 100)} | {np.mean(m['train_seconds']):,.0f} |"
         )
     return lines
 
@@ -198,10 +194,10 @@ def robustness_tables(summary: dict[str, dict]) -> list[str]:
         paper = PAPER_MCA.get(strategy)
         paper_cell = f"{paper:.0f}, {paper - PAPER_MCA['warm']:+.0f}" if paper else "–"
         lines.append(
-            f"| {NAMES.get(strategy, strategy)} | {s['seeds']} | {_mean_std(s['clean'])} "
-            f"| {_mean_std(s['mca'])} | {versus} | {paper_cell} "
+            f"| {NAMES.get(strategy, strategy)} | {s['seeds']} | {mean_std(s['clean'], 100)} "
+            f"| {mean_std(s['mca'], 100)} | {versus} | {paper_cell} "
             f"| {severity[:, 0].mean():.1f} / {severity[:, 2].mean():.1f} / "
-            f"{severity[:, 4].mean():.1f} | {pgd} | {_mean_std(s['ece'])} "
+            f"{severity[:, 4].mean():.1f} | {pgd} | {mean_std(s['ece'], 100)} "
             f"| {np.mean(np.asarray(s['mca']) / np.asarray(s['clean'])):.3f} |"
         )
     types = list(next(iter(summary.values()))["by_type"])

@@ -11,7 +11,7 @@ references share one protocol whatever their job files recorded.
 
 from __future__ import annotations
 
-import numpy as np
+from benchmarks.markdown import mean_std
 
 BUDGET_HEADER = [
     "rule",
@@ -68,12 +68,6 @@ def budget_seeds(runs: dict, strategy: str, fraction: float = 0.5) -> list[dict]
     return out
 
 
-def _mean_std(values: list[float], scale: float, digits: int) -> str:
-    if not values:
-        return "–"
-    return f"{np.mean(values) * scale:.{digits}f} ± {np.std(values) * scale:.{digits}f}"
-
-
 def budget_rows(runs: dict, order: tuple[str, ...]) -> tuple[list[list[str]], dict]:
     """One row per rule except cold (the budget's owner): its values at half of cold's steps."""
     rows, data = [], {}
@@ -87,10 +81,10 @@ def budget_rows(runs: dict, order: tuple[str, ...]) -> tuple[list[list[str]], di
             [
                 strategy,
                 str(len(seeds)),
-                _mean_std([s["epochs"] for s in seeds], 1, 1),
-                _mean_std([s["accuracy"] for s in seeds], 100, 2),
-                _mean_std([s["minus_cold"] for s in seeds], 100, 2),
-                _mean_std(closed, 100, 0) + " %" if closed else "–",
+                mean_std([s["epochs"] for s in seeds], 1, 1),
+                mean_std([s["accuracy"] for s in seeds], 100, 2),
+                mean_std([s["minus_cold"] for s in seeds], 100, 2),
+                mean_std(closed, 100, 0) + " %" if closed else "–",
                 f"{sum(c >= 0.5 for c in closed)} of {len(closed)}" if closed else "–",
             ]
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.markdown import publish, table
+from benchmarks.markdown import mean_std, publish, table
 from benchmarks.plotting import pyplot, save
 from benchmarks.quality_tables import DOCS, RUNS
 from benchmarks.warm_start_budget import BUDGET_HEADER, budget_rows
@@ -65,12 +65,6 @@ def _compare_before_recalibration(runs: dict) -> None:
                 last["recalibrated_test_accuracy"] = last["test_accuracy"]
                 last["test_accuracy"] = last["epoch_test_accuracy"][-1]
                 last["compared_before_recalibration"] = True
-
-
-def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
-    if not values:
-        return "–"
-    return f"{np.mean(values) * scale:.{digits}f} ± {np.std(values) * scale:.{digits}f}"
 
 
 def _paired(runs: dict, strategy: str, reference: str, key: str = "test_accuracy") -> list[float]:
@@ -125,18 +119,18 @@ def summary_rows(runs: dict) -> tuple[list[list[str]], dict]:
             [
                 strategy,
                 str(len(seeds)),
-                _mean_std(item["test_accuracy"], 100),
-                _mean_std(item["minus_cold"], 100) if strategy != "cold" else "(reference)",
-                _mean_std(item["minus_warm"], 100) if strategy != "warm" else "–",
-                _mean_std(item["closed"], 100, 0) + " %" if item["closed"] else "–",
-                _mean_std(item["epochs_last"], 1, 1),
-                _mean_std(steps_last, 1, 0),
+                mean_std(item["test_accuracy"], 100),
+                mean_std(item["minus_cold"], 100) if strategy != "cold" else "(reference)",
+                mean_std(item["minus_warm"], 100) if strategy != "warm" else "–",
+                mean_std(item["closed"], 100, 0) + " %" if item["closed"] else "–",
+                mean_std(item["epochs_last"], 1, 1),
+                mean_std(steps_last, 1, 0),
                 share,
-                _mean_std(steps_all, 1, 0),
-                _mean_std(item["train_accuracy"], 100, 1),
-                _mean_std(item["cer"], 1, 0),
-                _mean_std(item["gap"], 100),
-                _mean_std(item["ece"], 100),
+                mean_std(steps_all, 1, 0),
+                mean_std(item["train_accuracy"], 100, 1),
+                mean_std(item["cer"], 1, 0),
+                mean_std(item["gap"], 100),
+                mean_std(item["ece"], 100),
             ]
         )
     return rows, data
