@@ -131,6 +131,16 @@ def training(job: dict, epoch: int = 2) -> bool:
     )
 
 
+def shorten_later_updates(client: httpx.Client, model: str = "digits") -> None:
+    """Once a deliberately slow update has been acted on (killed, stopped, cut off), later
+    attempts train at most 8 epochs: the recipe's PATCH applies to the next attempt, and these
+    tests are about what happens to the job, not about the epochs."""
+    answer = client.patch(
+        f"/v1/models/{model}", json={"train_until": {"train_accuracy": 1.0, "max_epochs": 8}}
+    )
+    assert answer.status_code == 200, answer.text
+
+
 def runner_pid(job: dict) -> int:
     return int(job["runner"].rsplit(":", 1)[1])
 

@@ -11,7 +11,13 @@ import pytest
 
 from lure_engine.data import load_digits_dataset
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
-from tests.integration.deployments import Deployment, environment, training, wait_job
+from tests.integration.deployments import (
+    Deployment,
+    environment,
+    shorten_later_updates,
+    training,
+    wait_job,
+)
 from tests.integration.private_postgres import PrivatePostgres
 from tests.integration.processes import create_admin_key, free_port
 from tests.integration.scenario import wait_for_versions
@@ -49,9 +55,7 @@ def test_a_postgres_restart_loses_no_queued_job_and_costs_no_attempt(tmp_path, r
             first = client.get("/v1/models/digits/jobs").json()[0]["id"]
             # the first trains while three more wait in Redis
             wait_job(client, first, lambda job: training(job, 1), timeout=120)
-            # the three waiting updates need not be long: they train 8 epochs, not 40
-            shorter = {"train_until": {"train_accuracy": 1.0, "max_epochs": 8}}
-            client.patch("/v1/models/digits", json=shorter).raise_for_status()
+            shorten_later_updates(client)  # the three waiting ones: 8 epochs, not 40
             postgres.stop()
             time.sleep(10)
             postgres.start()

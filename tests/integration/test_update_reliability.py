@@ -17,6 +17,7 @@ from tests.integration.deployments import (
     WITH_OBJECT_STORE,
     make_deployment,
     runner_pid,
+    shorten_later_updates,
     training,
     wait_for,
     wait_job,
@@ -51,15 +52,6 @@ def _model(client, **overrides) -> None:
     ).raise_for_status()
 
 
-def _shorten_later_updates(client) -> None:
-    """Once the slow update has been acted on, later attempts train 8 epochs, not 150: the test
-    is about what happens to the job, and the recipe's PATCH applies to the next attempt."""
-    answer = client.patch(
-        "/v1/models/digits", json={"train_until": {"train_accuracy": 1.0, "max_epochs": 8}}
-    )
-    assert answer.status_code == 200, answer.text
-
-
 @pytest.mark.parametrize("kind", WITH_OBJECT_STORE)
 def test_crashed_updates_are_recorded_retried_then_failed_clearly_and_later_megabatches_go_on(
     kind, request, tmp_path
@@ -86,7 +78,7 @@ def test_crashed_updates_are_recorded_retried_then_failed_clearly_and_later_mega
             # attempt 2 dies as the OOM killer kills: the job has used its attempts and fails
             # clearly
             os.kill(runner_pid(job), signal.SIGKILL)
-            _shorten_later_updates(client)
+            shorten_later_updates(client)
             job = wait_job(client, first, lambda j: j["state"] == "failed")
             assert job["error"].startswith("gave up after 2 attempts")
             assert "SIGKILL" in job["error"] and "out of memory" in job["error"]
@@ -143,7 +135,7 @@ def test_a_worker_killed_mid_update_is_taken_over_on_either_database(kind, reque
             wait_job(client, job_id, lambda j: training(j, 3))
             deployment.kill_worker(first)
             assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "running"
-            _shorten_later_updates(client)
+            shorten_later_updates(client)
             deployment.start_worker()
             versions = wait_for_versions(client, "digits", 1, timeout=240)
             time.sleep(4)  # room for a duplicate delivery to (wrongly) publish again
@@ -182,7 +174,7 @@ def test_stopping_a_worker_mid_update_hands_the_attempt_back(kind, request, tmp_
             assert (job["state"], job["attempts"], job["runner"]) == ("queued", 0, None), job
             [stopped] = job["failures"]
             assert stopped["kind"] == "interrupted" and "SIGTERM" in stopped["error"]
-            _shorten_later_updates(client)
+            shorten_later_updates(client)
             deployment.start_worker()
             wait_for_versions(client, "digits", 1, timeout=300)
             job = client.get(f"/v1/jobs/{job_id}").json()
