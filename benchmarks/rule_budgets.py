@@ -1,0 +1,85 @@
+"""Issue 43 §1: every update rule where users start, at the server's training defaults.
+
+    python -m benchmarks.rule_budgets run --dataset npz:../shared/data/cifar10_small.npz
+    python -m benchmarks.rule_budgets run ... --tables t43_short --strategies fire --seeds 0
+
+The stream: the shared CIFAR-10 subset in 8 mega-batches of 1,250, ResNet-18 at width 0.125, the
+server's update exactly (``lure bench alma``'s engine: flip + crop, SGD 0.1 with momentum 0.9 and
+weight decay 1e-4, ×0.1 at 40 % and 80 % of the epochs, batch 64, BatchNorm recalibrated after
+training). Budgets: short (6 epochs an update) and long (30; the server's default of 50 would
+need 14 core-hours per rule and seed... see BENCHMARKS), full replay, and the short budget with a
+bounded, class-balanced buffer of one mega-batch (1,250 images).
+
+Every job also records each model's predicted class on every training-pool and test row after
+each mega-batch (``row_predictions``), so ``auto``'s race and the data gate can be replayed on
+these runs with the server's own decision code (``benchmarks.rule_race``). Jobs run through
+``benchmarks.quality_tables`` (one single-threaded process per job, results written atomically
+and committed under ``docs/benchmarks/quality_runs``, a rerun resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmarks.quality_tables import RUNS, Job, Variant
+from benchmarks.warm_start_penalty import run
+
+RULES = ("warm", "lure", "dash", "shrink_perturb", "cold", "fire")
+SHORT_EPOCHS, LONG_EPOCHS = 6, 30
+BUFFER = "buffer:1250:class_balanced"
+# the server's defaults are the engine's (lure_engine/configs.py); only the budget and the
+# augmentation (flip + crop, as the server trains CIFAR-sized colour images) are named here
+SERVER = {"augment": "flip+crop", "epoch_curve": True, "row_predictions": True}
+
+
+def variants() -> list[Variant]:
+    """The cells of §1's table, cheapest first (a seed of every rule at the short budget lands
+    within the first hours)."""
+    return [
+        Variant("t43_short", f"{SHORT_EPOCHS} epochs", RULES, {**SERVER, "epochs": SHORT_EPOCHS}),
+        Variant(
+            "t43_short_buffer",
+            f"{SHORT_EPOCHS} epochs, buffer 1250",
+            RULES,
+            {**SERVER, "epochs": SHORT_EPOCHS, "replay": BUFFER},
+        ),
+        Variant("t43_long", f"{LONG_EPOCHS} epochs", RULES, {**SERVER, "epochs": LONG_EPOCHS}),
+    ]
+
+
+def jobs(
+    tables: set[str] | None, seeds: tuple[int, ...], strategies: set[str] | None
+) -> list[Job]:
+    """Every (variant, seed, rule) asked for, variant-major then seed-major."""
+    return [
+        Job(variant, strategy, seed)
+        for variant in variants()
+        if tables is None or variant.table in tables
+        for seed in seeds
+        for strategy in variant.strategies
+        if strategies is None or strategy in strategies
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run")
+    run_parser.add_argument("--dataset", required=True, help="npz:PATH of the CIFAR-10 subset")
+    run_parser.add_argument("--workers", type=int, default=2)
+    run_parser.add_argument("--tables", default=None, help="comma-separated (default: all)")
+    run_parser.add_argument("--seeds", default="0,1,2")
+    run_parser.add_argument("--strategies", default=None, help="comma-separated rules")
+    run_parser.add_argument("--runs-dir", type=Path, default=RUNS)
+    args = parser.parse_args()
+    tables = set(args.tables.split(",")) if args.tables else None
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    strategies = set(args.strategies.split(",")) if args.strategies else None
+    run(args.dataset, args.runs_dir, args.workers, jobs(tables, seeds, strategies))
+
+
+if __name__ == "__main__":
+    main()
