@@ -48,9 +48,7 @@ def variants() -> list[Variant]:
     ]
 
 
-def jobs(
-    tables: set[str] | None, seeds: tuple[int, ...], strategies: set[str] | None
-) -> list[Job]:
+def jobs(tables: set[str] | None, seeds: tuple[int, ...], strategies: set[str] | None) -> list[Job]:
     """Every (variant, seed, rule) asked for, variant-major then seed-major."""
     return [
         Job(variant, strategy, seed)

@@ -249,7 +249,7 @@ _WIDTH = typer.Option(
 
 _STRATEGIES = typer.Option(
     _DEFAULT.strategies,
-    help="Comma-separated: warm, lure, shrink_perturb, llf, cold, dash, l2_init.",
+    help="Comma-separated: warm, lure, shrink_perturb, llf, cold, dash, l2_init, fire.",
 )
 
 _LABEL_NOISE = typer.Option(

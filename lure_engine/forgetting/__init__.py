@@ -12,6 +12,7 @@ from lure_engine.forgetting.base import (
 )
 from lure_engine.forgetting.baselines import ColdStart, WarmStart
 from lure_engine.forgetting.dash import DirectionAwareShrinking
+from lure_engine.forgetting.fire import FrobeniusIsometryReinit
 from lure_engine.forgetting.l2_init import L2Init
 from lure_engine.forgetting.llf import LaterLayerForgetting
 from lure_engine.forgetting.lure import LureForgetting
@@ -25,6 +26,7 @@ STRATEGIES: dict[str, Callable[..., ForgettingStrategy]] = {
     "cold": ColdStart,
     "dash": DirectionAwareShrinking,
     "l2_init": L2Init,
+    "fire": FrobeniusIsometryReinit,
 }
 
 __all__ = [
