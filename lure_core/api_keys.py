@@ -22,7 +22,7 @@ from lure_core.records import ApiKeyRow
 
 SCOPES = ("ingest", "predict", "admin")
 # a model name (service/api/schemas.py's NAME_PATTERN), or a prefix of one followed by '*'
-MODEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\*?|\*")
+MODEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\*?")
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,19 @@ class Principal:
         )
 
 
+EVERY_MODEL_BY_PATTERN = (
+    "model pattern '*' matches every model: a key for every model is made by naming no model "
+    '(`lure keys create` with --all-models, or no "models" over HTTP); a pattern this wide is '
+    'usually an empty shell variable (--model "$TEAM*")'
+)
+
+
 def check_model_patterns(models: list[str]) -> list[str]:
-    """The patterns, each a model name or a prefix ending in '*'; ValueError naming a bad one."""
+    """The patterns, each a model name or a prefix ending in '*'; ValueError naming a bad one.
+    A lone '*' is refused: a key for every model must be asked for as such."""
     for pattern in models:
+        if pattern == "*":
+            raise ValueError(EVERY_MODEL_BY_PATTERN)
         if not MODEL_PATTERN.fullmatch(pattern):
             raise ValueError(
                 f"model pattern {pattern!r}: use a model name (lowercase letters, digits, '-', "

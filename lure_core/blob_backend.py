@@ -14,5 +14,7 @@ def open_blob_store(settings: SharedSettings) -> BlobStore:
     from lure_core.object_store import S3BlobStore, make_s3_client
 
     client = make_s3_client(settings.s3_endpoint_url, settings.s3_timeout_seconds)
+    # health checks ask once and briefly: "down" must be said within /readyz's bound
+    checks = make_s3_client(settings.s3_endpoint_url, min(settings.s3_timeout_seconds, 1.0), 1)
     cache = ReadCache(settings.blob_cache_dir, settings.blob_cache_bytes)
-    return S3BlobStore(settings.blob_url, client, cache)
+    return S3BlobStore(settings.blob_url, client, cache, checks)

@@ -86,6 +86,15 @@ class ReadCache:
             self._set(sha256, len(data))
         self._evict()
 
+    def discard(self, sha256: str) -> None:
+        """Drop an entry whose stored original turned out damaged: every later read then asks
+        the store, and fails the same way on every host."""
+        if not _SHA.match(sha256):
+            return
+        with self._lock:
+            self._total -= self._sizes.pop(sha256, 0)
+        (self.folder / sha256).unlink(missing_ok=True)
+
     def _set(self, sha256: str, size: int) -> None:
         """Record ``sha256`` as the most recently used entry (caller holds the lock or is
         still constructing)."""

@@ -114,6 +114,15 @@ class BlobStore(abc.ABC):
     def bytes_under(self, prefix: str) -> int:
         return sum(entry.size for entry in self.entries(prefix))
 
+    def for_checks(self) -> BlobStore:
+        """This store as health checks use it (object storage: one try, a short timeout)."""
+        return self
+
+    def verify_stored(self, key: str, expected_sha256: str) -> None:
+        """ChecksumMismatch unless the *stored* bytes match, whatever a cache holds: for a
+        decision that trusts them again (a promotion). The folder has no cache: a read is that."""
+        self.read(key, expected_sha256)
+
     def probe(self) -> None:
         """Raise unless the store can be reached and written now (``/readyz``)."""
         key = f"readiness/{uuid.uuid4().hex}"

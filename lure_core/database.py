@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import weakref
 from contextlib import closing
 from pathlib import Path
 from typing import cast
@@ -28,6 +31,7 @@ def make_engine(url: str) -> Engine:
             pool_size=SQLITE_POOL_SIZE,
             max_overflow=10,
         )
+        _guard_file(engine, url)
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection, _record) -> None:
@@ -40,6 +44,28 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+_GUARDS: weakref.WeakKeyDictionary[Engine, SqliteFileGuard] = weakref.WeakKeyDictionary()
+
+
+def _guard_file(engine: Engine, url: str) -> None:
+    """Check the file before every commit: a connection keeps the pages it has read, so a file
+    truncated or replaced under a running server went on accepting (and acknowledging) writes
+    that no new connection could ever read back."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return
+    guard = SqliteFileGuard(url)
+    _GUARDS[engine] = guard
+
+    @event.listens_for(engine, "commit")
+    def _before_commit(_connection) -> None:
+        guard.check()
+
+
+def file_guard(engine: Engine) -> SqliteFileGuard | None:
+    """The SQLite file's guard (None on PostgreSQL)."""
+    return _GUARDS.get(engine)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -90,6 +116,73 @@ def check_sqlite_intact(url: str) -> None:
     if rows != [("ok",)]:
         problem = "; ".join(str(r[0]) for r in rows[:3])
         raise DatabaseDamaged(damaged_database_message(url, problem))
+
+
+_MAGIC = b"SQLite format 3\x00"
+
+
+class SqliteFileGuard:
+    """A cheap check that the embedded database file is still whole: it exists, it is the file
+    the server opened (same inode), its header is intact and the file holds every page the header
+    counts. One ``stat`` and a 100-byte read (tens of microseconds), so it runs before every
+    commit; SQLite's own ``quick_check`` confirms a short file (a checkpoint may be extending it
+    right now) before it is called damaged."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = Path(url.removeprefix("sqlite:///"))
+        self._inode: int | None = None
+
+    def problem(self) -> str | None:
+        """What is wrong with the file, in words; None when it looks whole."""
+        try:
+            inode, size = _identity(self.path)
+            with open(self.path, "rb") as handle:
+                header = handle.read(100)
+        except FileNotFoundError:
+            return "the file was removed under the running server" if self._inode else None
+        if self._inode is None:
+            if len(header) < 100:
+                return None  # a new database SQLite has not written yet
+            self._inode = inode
+        if inode != self._inode:
+            return "the file was replaced under the running server"
+        if len(header) < 100 or not header.startswith(_MAGIC):
+            return f"its header is gone (the file holds {size} bytes)"
+        expected = _header_size(header)
+        if expected is not None and size < expected and not _quick_check_passes(self.path):
+            return f"the file holds {size} bytes, its header counts {expected}"
+        return None
+
+    def check(self) -> None:
+        problem = self.problem()
+        if problem is not None:
+            raise DatabaseDamaged(damaged_database_message(self.url, problem))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size
+
+
+def _header_size(header: bytes) -> int | None:
+    """Bytes the header says the file holds; None when the header's count is not current."""
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    pages, counter, valid_for = (
+        struct.unpack(">I", header[offset : offset + 4])[0] for offset in (28, 24, 92)
+    )
+    return pages * page_size if pages and counter == valid_for else None
+
+
+def _quick_check_passes(path: Path) -> bool:
+    import sqlite3
+
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+            return db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    except sqlite3.DatabaseError:
+        return False
 
 
 def is_damaged_database_error(error: BaseException) -> bool:

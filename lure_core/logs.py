@@ -16,7 +16,13 @@ import os
 
 LOG_FORMATS = ("text", "json")
 # libraries whose INFO records are noise on a console (each still logs warnings and errors)
-CHATTY_LOGGERS = ("alembic", "httpx", "celery", "kombu", "uvicorn", "uvicorn.error")
+CHATTY_LOGGERS = (
+    "alembic", "httpx", "celery", "kombu", "uvicorn", "uvicorn.error", "botocore", "boto3"
+)  # fmt: skip
+# records that repeat without saying anything, kept at WARNING in either format: botocore says
+# "Found credentials in environment variables." once per client, and every update process (one
+# every 2 s while a job waits for an earlier mega-batch) makes its own
+REPEATING_LOGGERS = ("botocore.credentials",)
 
 
 def log_format() -> str:
@@ -47,6 +53,7 @@ def configure_logging(process: str, level: str | None = None) -> None:
     loggers: dict[str, dict] = {
         name: {"level": library_level} for name in CHATTY_LOGGERS if name != "uvicorn.error"
     }
+    loggers |= {name: {"level": "WARNING"} for name in REPEATING_LOGGERS}
     loggers |= {
         "uvicorn": {"handlers": ["stderr"], "level": library_level, "propagate": False},
         "uvicorn.error": {"handlers": ["stderr"], "level": library_level, "propagate": False},

@@ -75,9 +75,17 @@ def _missing(error: Exception) -> bool:
 
 
 class S3BlobStore(BlobStore):
-    def __init__(self, url: str, client: Any, cache: ReadCache) -> None:
+    def __init__(self, url: str, client: Any, cache: ReadCache, check_client: Any = None) -> None:
         self.url, self.client, self.cache = url, client, cache
         self.bucket, self.prefix = parse_blob_url(url)
+        self.check_client = check_client
+
+    def for_checks(self) -> BlobStore:
+        """The same store through a client that tries once with a short timeout: a health check
+        must say "down" within its bound, not wait out the retries a write deserves."""
+        if self.check_client is None:
+            return self
+        return S3BlobStore(self.url, self.check_client, self.cache)
 
     def describe(self) -> str:
         endpoint = getattr(self.client.meta, "endpoint_url", "")
@@ -117,6 +125,18 @@ class S3BlobStore(BlobStore):
         cached = self.cache.get(expected_sha256)
         if cached is not None:
             return cached
+        return self._fetch(key, expected_sha256)
+
+    def verify_stored(self, key: str, expected_sha256: str) -> None:
+        """The object itself, not the cache; a damaged object's cached copy is dropped, so
+        this host no longer serves what no other host can read."""
+        try:
+            self._fetch(key, expected_sha256)
+        except ChecksumMismatch:
+            self.cache.discard(expected_sha256)
+            raise
+
+    def _fetch(self, key: str, expected_sha256: str) -> bytes:
         name = self._object(key, expected_sha256)
         try:
             answer = self._call(
@@ -209,7 +229,7 @@ class S3BlobStore(BlobStore):
         self.client.delete_objects(Bucket=self.bucket, Delete=objects)
 
 
-def make_s3_client(endpoint_url: str | None, timeout: float) -> Any:
+def make_s3_client(endpoint_url: str | None, timeout: float, attempts: int = 3) -> Any:
     """A boto3 client with short timeouts: a dead store must fail fast enough for ingest to answer
     503 and for ``/predict`` to fall back on what it has, not hang a request thread."""
     import boto3
@@ -218,7 +238,7 @@ def make_s3_client(endpoint_url: str | None, timeout: float) -> Any:
     config = Config(
         connect_timeout=timeout,
         read_timeout=timeout,
-        retries={"max_attempts": 3, "mode": "standard"},
+        retries={"max_attempts": attempts, "mode": "standard"},
         s3={"addressing_style": "path"},
     )
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from contextlib import asynccontextmanager
 
 import torch
@@ -12,10 +11,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lure_core.blob_backend import open_blob_store
-from lure_core.blob_sweep import sweep_unnamed_blobs
-from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory, upgrade_database
-from lure_core.model_removal import remove_orphan_blobs
 from lure_core.queue import make_producer
 from lure_engine.devices import choose_device
 from service.api.auth import READ, reaches_every_model, require
@@ -40,10 +36,12 @@ from service.api.routes import (
 from service.dashboard import routes as dashboard
 from service.ingest.chunks import Ingestor
 from service.observability.metrics import ApiMetrics, MetricsMiddleware
+from service.operations.blob_maintenance import BlobMaintenance
 from service.operations.disk_use import DiskUse
 from service.operations.dispatcher import Dispatcher
 from service.operations.health import FileVerifier
 from service.operations.instance_lock import hold_data_dir
+from service.operations.readiness import Readiness
 from service.serving.batching import MicroBatcher
 from service.serving.drift_monitor import DriftMonitor
 from service.serving.engines import warm_up_onnx_export
@@ -57,19 +55,6 @@ from service.settings import ServerSettings
 log = logging.getLogger("lure.api")
 
 
-def _sweep_in_background(sessions, blobs: BlobStore, grace_seconds: float) -> None:
-    """Blobs a crashed write left without a record: listing a bucket may take a while, so it
-    never holds up the start."""
-
-    def sweep() -> None:
-        try:
-            sweep_unnamed_blobs(sessions, blobs, grace_seconds)
-        except Exception:  # the store or database away: the next start sweeps again
-            log.warning("sweeping unnamed blobs failed; the next start tries again", exc_info=True)
-
-    threading.Thread(target=sweep, name="blob-sweep", daemon=True).start()
-
-
 def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     settings.ensure_dirs()
     if settings.torch_threads:  # LURE_TORCH_THREADS: the cores /predict's forward passes may use
@@ -78,9 +63,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         hold_data_dir(settings.data_dir)
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
-    blobs = open_blob_store(settings)
-    remove_orphan_blobs(sessions, blobs)  # a model delete that crashed before removing its blobs
-    _sweep_in_background(sessions, blobs, settings.orphan_blob_grace_seconds)
+    blobs = open_blob_store(settings)  # nothing is read from it here: it may be down
     if settings.serve_engine != "eager":
         warm_up_onnx_export()  # before serving: its one-time cost holds the GIL for a second
     celery = make_producer(settings)
@@ -107,7 +90,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         metrics.predictions_logged.labels(model).inc(count)
         drift.logged(model, count)
 
-    return Resources(
+    resources = Resources(
         settings,
         sessions,
         blobs,
@@ -117,7 +100,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         models,
         metrics,
         MicroBatcher(settings.predict_max_batch_images, settings.predict_max_wait_ms / 1000),
-        FileVerifier(blobs),
+        FileVerifier(blobs.for_checks()),
         KeyCache(settings.key_cache_seconds),
         SingleFlightCache(settings.live_cache_seconds),
         DiskUse(blobs),
@@ -129,7 +112,11 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
             on_logged=logged,
             on_stored=ShadowRunner(sessions, models).answer,
         ),
+        readiness=None,  # type: ignore[arg-type]  # it reads the resources: set just below
+        maintenance=BlobMaintenance(sessions, blobs, settings.orphan_blob_grace_seconds),
     )
+    resources.readiness = Readiness(resources, settings.readiness_timeout_seconds)
+    return resources
 
 
 # /predict first: routes are matched in order, and it is the one called per image
@@ -147,6 +134,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         metrics.watch_database(resources.sessions, resources.verifier, resources.disk, settings)
         app.state.resources = resources
         resources.dispatcher.start()
+        resources.maintenance.start()
         resources.warmer.start()
         resources.prediction_log.start()
         if not settings.auth:
@@ -164,6 +152,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         resources.warmer.stop()
         resources.prediction_log.stop()
         resources.dispatcher.stop()
+        resources.maintenance.stop()
 
     app = FastAPI(
         title="LURE update server",

@@ -49,6 +49,9 @@ class ServerSettings(SharedSettings):
     predict_max_wait_ms: float = (
         0.0  # extra wait to gather a batch; 0: batch only what queued meanwhile
     )
+    # /readyz answers within this: a check still running then (a store that hangs) is reported as
+    # unanswered while the others report what they found
+    readiness_timeout_seconds: float = 2.0
     worker_timeout_seconds: float = (
         30.0  # readiness reports a problem when no worker reported for this long
     )

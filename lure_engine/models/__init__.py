@@ -180,16 +180,24 @@ def probe_model(spec: ModelSpec, max_parameters: int | None = None) -> nn.Module
     """Build ``spec`` and run a forward pass on a blank batch, so a model that cannot take these
     images (size, channels) or a failing entry point is refused when the model is created, with
     the reason, and not in its first update. A model over ``max_parameters`` is refused before
-    anything is allocated."""
-    shape = f"{spec.channels}x{spec.image_size}x{spec.image_size}"
+    anything is allocated (its parameters are counted on the meta device). The forward pass runs
+    on real weights: on the meta device it imports ``torch._dynamo`` (+160 MB, a second), more
+    than a small model's weights cost; a large one is probed in a child process by the server
+    (``service/operations/model_probe.py``)."""
     count = parameter_count(spec) if max_parameters is not None else None
     if count is not None and max_parameters is not None and count > max_parameters:
         raise ValueError(
             f"{spec.architecture} at width {spec.width} has {count:,} parameters, more than this "
             f"server's limit of {max_parameters:,} (LURE_MAX_MODEL_PARAMETERS)"
         )
+    return _forward_blank(spec, seed=0)
+
+
+def _forward_blank(spec: ModelSpec, seed: int | None) -> nn.Module:
+    """``spec`` built and run on two blank images of its size; ValueError naming what failed."""
+    shape = f"{spec.channels}x{spec.image_size}x{spec.image_size}"
     try:
-        model = build_model(spec, seed=0).eval()
+        model = build_model(spec, seed=seed).eval()
         with torch.no_grad():
             logits = model(torch.zeros(2, spec.channels, spec.image_size, spec.image_size))
     except Exception as error:  # noqa: BLE001 - any failure here is the configuration's
@@ -200,6 +208,15 @@ def probe_model(spec: ModelSpec, max_parameters: int | None = None) -> nn.Module
             f"{shape} images, not (2, {spec.num_classes}) logits"
         )
     return model
+
+
+def default_normalization(name: str) -> str:
+    """The pixel statistics ``name``'s weights expect (``cifar`` or ``imagenet``), without
+    importing a registry: ``torchvision:``/``timm:`` models are ImageNet models by their prefix
+    (whether the name exists is checked when the model is probed)."""
+    if name.startswith((sources.TORCHVISION, sources.TIMM)):
+        return IMAGENET
+    return resolve_architecture(name).normalization
 
 
 def available_models() -> list[str]:

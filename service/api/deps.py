@@ -17,9 +17,11 @@ from lure_core.records import ModelRow, VersionRow
 from service.api.key_cache import KeyCache
 from service.ingest.chunks import Ingestor
 from service.observability.metrics import ApiMetrics
+from service.operations.blob_maintenance import BlobMaintenance
 from service.operations.disk_use import DiskUse
 from service.operations.dispatcher import Dispatcher
 from service.operations.health import FileVerifier
+from service.operations.readiness import Readiness
 from service.serving.batching import MicroBatcher
 from service.serving.inference import ModelCache
 from service.serving.live_warmer import LiveWarmer
@@ -53,6 +55,8 @@ class Resources:
     disk: DiskUse
     warmer: LiveWarmer
     prediction_log: PredictionLog
+    readiness: Readiness
+    maintenance: BlobMaintenance
 
 
 async def resources(request: Request) -> Resources:

@@ -319,14 +319,18 @@ class ModelCreate(_Candidates):
 
     @model_validator(mode="after")
     def _architecture_and_preprocessing(self) -> ModelCreate:
-        """Resolve the architecture (close matches on a typo) and fill the pixel statistics."""
-        from lure_engine.models import ModelSpec
+        """Resolve the architecture (close matches on a typo) and fill the pixel statistics.
+        A registry name is only read here; the probe at creation checks it exists
+        (``service/operations/model_probe.py``), so this imports no registry into the API."""
+        from lure_engine.models import ModelSpec, available_models, default_normalization
         from lure_engine.preprocess import default_statistics
 
-        spec = ModelSpec(
-            self.architecture, self.num_classes, self.channels, self.image_size, self.width
-        )
-        mean, std = default_statistics(spec.architecture_source.normalization, self.channels)
+        if self.architecture in available_models():
+            ModelSpec(
+                self.architecture, self.num_classes, self.channels, self.image_size, self.width
+            )
+        normalization = default_normalization(self.architecture)
+        mean, std = default_statistics(normalization, self.channels)
         self.mean, self.std = self.mean or list(mean), self.std or list(std)
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"mean and std need {self.channels} values, one per channel")

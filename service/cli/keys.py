@@ -41,11 +41,16 @@ def create(
         None,
         "--model",
         help="Limit the key to this model, or to names starting with a prefix ending in '*' "
-        "(team-a-*); repeat for several. Default: every model.",
+        "(team-a-*); repeat for several. Without it (or with --all-models): every model.",
+    ),
+    all_models: bool = typer.Option(
+        False, "--all-models", help="Say it outright: the key reaches every model."
     ),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Create a key; it is printed once (stdout) and only its hash is stored."""
+    if all_models and model:
+        raise fail("--all-models and --model contradict each other: give one")
     try:
         with _sessions(data_dir).begin() as session:
             key, row = create_key(session, name, scope, list(model) if model else None)

@@ -8,6 +8,7 @@ from it. Each such condition is a *problem* with a sentence saying what is wrong
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from lure_core.blobs import BlobStore, ChecksumMismatch
+from lure_core.blobs import BlobStore, ChecksumMismatch, ObjectStoreUnavailable
 from lure_core.records import (
     ChunkRow,
     JobRow,
@@ -30,14 +31,32 @@ from lure_core.records import (
 
 class FileVerifier:
     """sha256 checks of stored blobs, re-hashed only when a blob's signature (size, inode and
-    mtime in a folder; size and ETag in object storage) changes."""
+    mtime in a folder; size and ETag in object storage) changes.
+
+    An object store that cannot be reached makes the answer unknown (None), never "damaged":
+    an outage is not damage, and it is the blob store's own check that reports it.
+    """
+
+    # after the store failed to answer, files are not asked about for this long: each request
+    # to a store that is down waits out its timeouts, and a health pass asks about every model
+    UNREACHABLE_BACKOFF_SECONDS = 10.0
 
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
         self._known: dict[tuple[str, str], tuple[Hashable, bool]] = {}
         self._lock = threading.Lock()
+        self._unreachable_until = 0.0
 
-    def intact(self, key: str, expected_sha256: str) -> bool:
+    def intact(self, key: str, expected_sha256: str) -> bool | None:
+        if time.monotonic() < self._unreachable_until:
+            return None
+        try:
+            return self._intact(key, expected_sha256)
+        except ObjectStoreUnavailable:
+            self._unreachable_until = time.monotonic() + self.UNREACHABLE_BACKOFF_SECONDS
+            return None
+
+    def _intact(self, key: str, expected_sha256: str) -> bool:
         signature = self.blobs.signature(key, expected_sha256)
         if signature is None:
             return False
@@ -151,8 +170,8 @@ def _damaged_live(session: Session, verifier: FileVerifier) -> dict[str, str]:
         )
     ).all()
     for name, version in rows:
-        if version.damaged or not verifier.intact(
-            version.checkpoint_key, version.checkpoint_sha256
+        if version.damaged or (
+            verifier.intact(version.checkpoint_key, version.checkpoint_sha256) is False
         ):
             damaged[name] = (
                 f"model {name}: the live version {version.number}'s checkpoint fails its sha256 "

@@ -50,6 +50,12 @@ class ModelCache:
             for key in [k for k in self._models if k[0] == model_id]:
                 del self._models[key]
 
+    def drop(self, version: VersionRow) -> None:
+        """Forget a loaded version whose stored file turned out damaged: it is read (and
+        refused) again before it is served."""
+        with self._lock:
+            self._models.pop((version.model_id, version.number, version.checkpoint_sha256), None)
+
     def loaded(self, version: VersionRow) -> Engine | None:
         """The version's network if it is already loaded: cheap enough for the event loop."""
         key = (version.model_id, version.number, version.checkpoint_sha256)

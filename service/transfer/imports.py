@@ -1,15 +1,19 @@
 """A team's own trained weights become version 0 of a model: checked, measured, stored, live.
 
 The body must be a safetensors file (the server never unpickles; ``lure import`` converts a
-``.pt``/``.pth`` on the client). Its header is read first: tensor names, dtypes and shapes are
-matched strictly against the model the recipe builds, and every missing, unexpected or misshapen
-tensor is named in one 422. Nothing is stored unless all of it is right.
+``.pt``/``.pth`` on the client). Its header is read first, as it streams in
+(``service/transfer/import_stream.py``): tensor names, dtypes and shapes are matched strictly
+against the model the recipe builds, and every missing, unexpected or misshapen tensor is named in
+one 422 before the tensors are read. Nothing is stored unless all of it is right.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
-from safetensors.torch import load as load_safetensors
+from safetensors.torch import load_file
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -22,8 +26,7 @@ from lure_core.samples import SampleReader
 from lure_engine.metrics import measure_model
 from lure_engine.models import build_model
 from lure_engine.replay import make_replay
-from service.transfer.safetensors_header import HeaderRefused, TensorEntry
-from service.transfer.safetensors_header import read_header as read_safetensors_header
+from service.transfer.safetensors_header import TensorEntry
 
 SAFETENSORS_DTYPES = {
     torch.float32: "F32",
@@ -43,14 +46,6 @@ class ImportRefused(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
-
-
-def read_header(body: bytes) -> dict[str, TensorEntry]:
-    """The upload's tensor entries, the header checked in full (``service/safetensors_header``)."""
-    try:
-        return read_safetensors_header(body)
-    except HeaderRefused as error:
-        raise ImportRefused(str(error)) from None
 
 
 def mismatches(expected: dict[str, torch.Tensor], given: dict[str, TensorEntry]) -> list[str]:
@@ -97,32 +92,50 @@ def _check_outputs(model: torch.nn.Module, probe: torch.Tensor) -> None:
         )
 
 
-def import_weights(sessions: sessionmaker, blobs: BlobStore, model_id: int, body: bytes) -> int:
-    """Check, measure and store ``body`` as version 0 of the model; returns 0."""
+def refuse_if_versions(sessions: sessionmaker, model_id: int) -> None:
+    """409 before a byte of the body is read: weights are imported into a new model only."""
     with sessions() as session:
-        model_row = session.get(ModelRow, model_id)
+        name = session.scalar(select(ModelRow.name).where(ModelRow.id == model_id))
         if session.scalar(
             select(func.count()).select_from(VersionRow).where(VersionRow.model_id == model_id)
         ):
             raise ImportRefused(
-                f"model {model_row.name!r} already has versions; weights are imported into a "
-                "new model, as its version 0",
+                f"model {name!r} already has versions; weights are imported into a new model, "
+                "as its version 0",
                 409,
             )
-        recipe = model_row.recipe
+
+
+def fit_problems(recipe) -> Callable[[dict[str, TensorEntry]], list[str]]:
+    """How an uploaded header differs from the recipe's model, read from a build on the meta
+    device (shapes and dtypes, no weights)."""
+    with torch.device("meta"):
+        expected = build_model(recipe.model_spec).state_dict()
+    return lambda given: mismatches(expected, given)
+
+
+def not_fitting(architecture: str, problems: list[str]) -> ImportRefused:
+    return ImportRefused(
+        f"the weights do not fit {architecture}: "
+        + "; ".join(problems[:20])
+        + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
+    )
+
+
+def import_weights(sessions: sessionmaker, blobs: BlobStore, model_id: int, path: Path) -> int:
+    """Check, measure and store the weights file at ``path`` (received and matched against the
+    model by ``import_stream``) as version 0 of the model; returns 0."""
+    refuse_if_versions(sessions, model_id)
+    with sessions() as session:
+        recipe = session.get(ModelRow, model_id).recipe
         test = SampleReader(session, blobs, model_id).test_set()
     model = build_model(recipe.model_spec)
-    problems = mismatches(model.state_dict(), read_header(body))
-    state = load_safetensors(body) if not problems else {}
-    problems += non_finite(state)
+    state = load_file(str(path))
+    problems = non_finite(state)
     if problems:
-        raise ImportRefused(
-            f"the weights do not fit {recipe.architecture}: "
-            + "; ".join(problems[:20])
-            + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
-        )
+        raise not_fitting(recipe.architecture, problems)
     model.load_state_dict(state, strict=True)
-    del state, body  # the caller's copy is the only one left
+    del state
     tensors = None
     if test is not None:
         tensors = (recipe.preprocessing.to_tensor(test.x), torch.from_numpy(test.y))

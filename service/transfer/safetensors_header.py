@@ -53,16 +53,23 @@ def _pickle_hint(body: bytes) -> str:
     )
 
 
-def _header_json(body: bytes) -> tuple[dict, int]:
-    if len(body) < 8:
+def header_length(prefix: bytes, body_size: int | None = None) -> int:
+    """The JSON header's length from the body's first 8 bytes (``body_size``: the whole body's,
+    when known, so a length pointing past it is refused at once)."""
+    if len(prefix) < 8:
         raise HeaderRefused("body is not a safetensors file: too short to hold a header")
-    length = struct.unpack("<Q", body[:8])[0]
-    if length > min(HEADER_LIMIT, len(body) - 8):
+    length = struct.unpack("<Q", prefix[:8])[0]
+    room = HEADER_LIMIT if body_size is None else min(HEADER_LIMIT, body_size - 8)
+    if length > room:
         raise HeaderRefused(
-            "body is not a safetensors file: its header length is not valid" + _pickle_hint(body)
+            "body is not a safetensors file: its header length is not valid" + _pickle_hint(prefix)
         )
+    return length
+
+
+def _header_json(text: bytes) -> dict:
     try:
-        header = json.loads(body[8 : 8 + length])
+        header = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         raise HeaderRefused("body is not a safetensors file: its header is not JSON") from None
     if not isinstance(header, dict):
@@ -70,7 +77,7 @@ def _header_json(body: bytes) -> tuple[dict, int]:
             f"body is not a valid safetensors file: its header is a JSON {type(header).__name__}, "
             "not an object"
         )
-    return header, length
+    return header
 
 
 def _is_count(value: object) -> bool:
@@ -97,9 +104,10 @@ def _entry(name: str, info: object) -> TensorEntry:
     return TensorEntry(dtype, tuple(shape), begin, end)
 
 
-def read_header(body: bytes) -> dict[str, TensorEntry]:
-    """Tensor name → its entry, after checking that the entries tile the byte buffer exactly."""
-    header, length = _header_json(body)
+def parse_entries(text: bytes) -> tuple[dict[str, TensorEntry], int]:
+    """Tensor name → its entry from the JSON header ``text``, after checking that the entries
+    tile one byte buffer exactly; and that buffer's size."""
+    header = _header_json(text)
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise HeaderRefused("body is not a valid safetensors file: __metadata__ must map to text")
@@ -110,14 +118,25 @@ def read_header(body: bytes) -> dict[str, TensorEntry]:
             problem = "overlaps the tensor before it" if entry.begin < position else "leaves a gap"
             raise HeaderRefused(f"body is not a valid safetensors file: entry {name!r} {problem}")
         position = entry.end
-    if 8 + length + position > len(body):
+    return entries, position
+
+
+def check_size(promised: int, received: int) -> None:
+    """HeaderRefused unless the body holds exactly the bytes its header promises."""
+    if promised > received:
         raise HeaderRefused(
-            f"the file is truncated: its header promises {8 + length + position} bytes, "
-            f"the body has {len(body)}"
+            f"the file is truncated: its header promises {promised} bytes, the body has {received}"
         )
-    if 8 + length + position < len(body):
+    if promised < received:
         raise HeaderRefused(
-            f"body is not a valid safetensors file: {len(body) - 8 - length - position} bytes "
-            "follow the last tensor"
+            f"body is not a valid safetensors file: {received - promised} bytes follow the last "
+            "tensor"
         )
+
+
+def read_header(body: bytes) -> dict[str, TensorEntry]:
+    """The entries of a whole body in memory (see :func:`parse_entries`)."""
+    length = header_length(body[:8], len(body))
+    entries, data_size = parse_entries(body[8 : 8 + length])
+    check_size(8 + length + data_size, len(body))
     return entries

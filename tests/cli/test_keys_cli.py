@@ -69,3 +69,19 @@ def test_keys_create_limits_a_key_to_models_and_every_command_has_help(tmp_path)
     for command in ("create", "list", "revoke"):
         shown = runner.invoke(app, ["keys", command, "--help"])
         assert shown.exit_code == 0 and len(shown.stdout.split("Options")[0].split()) > 6, command
+
+
+def test_a_pattern_matching_every_model_is_refused_unless_asked_for_outright(tmp_path):
+    """An empty shell variable in ``--model "$TEAM*"`` became '*', a key for every model
+    (issue 42 §5): only --all-models (or no --model) makes one."""
+    runner, data = CliRunner(), str(tmp_path / "data")
+    base = ["keys", "create", "--name", "team", "--scope", "admin", "--data-dir", data]
+    star = runner.invoke(app, [*base, "--model", "*"])
+    assert star.exit_code == 2 and "matches every model" in star.stderr
+    assert "lure_" not in star.stdout  # no key was made
+    both = runner.invoke(app, [*base, "--all-models", "--model", "team-a-*"])
+    assert both.exit_code == 2 and "contradict" in both.stderr
+    outright = runner.invoke(app, [*base, "--all-models"])
+    assert outright.exit_code == 0 and "for every model" in outright.stderr
+    listed = runner.invoke(app, ["keys", "list", "--data-dir", data])
+    assert listed.stdout.count("team") == 1  # the refused ones stored nothing

@@ -207,3 +207,98 @@ def test_a_refused_large_import_leaves_no_memory_behind(api):
             assert answer.status_code == 422 and "do not fit" in answer.json()["detail"]
         time.sleep(0.5)
         assert _resident(pid) - before < 40 * MB
+
+
+def test_a_large_import_is_judged_by_its_header_before_its_tensors_are_read(api):
+    """A 300 MB import whose header does not fit the model raised the API's peak memory by
+    ~570 MB while it was read (issue 42 §6): it is now refused from its header, and the peak
+    hardly moves."""
+    import json
+    import struct
+
+    size = 300 * MB
+    header = json.dumps({"x": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    head = struct.pack("<Q", len(header)) + header
+
+    def chunks():
+        yield head
+        for _ in range(size // MB):
+            yield bytes(MB)
+
+    pid = api.api.popen.pid
+    before = _peak_rss(pid)
+    status = _raw_post(
+        api.port,
+        "/v1/models/digits/versions/import",
+        {
+            "Authorization": f"Bearer {api.key}",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(len(head) + size),
+        },
+        chunks(),
+    )
+    grown = _peak_rss(pid) - before
+    assert status == 422
+    assert grown < 48 * MB, f"peak memory grew by {grown / MB:.0f} MB"
+
+
+def test_sizing_a_registry_model_costs_the_api_no_memory_and_no_pause(api):
+    """The first ``torchvision:`` model created in an API process blocked ``/healthz`` for 5.6 s
+    and kept +165 MB (a ResNet-50 at 224 px: 7.5 s, +291 MB) (issue 42 §5): it is now probed in
+    a child process."""
+    pid, pauses, done = api.api.popen.pid, [], threading.Event()
+
+    def poll_health() -> None:
+        with httpx.Client(base_url=api.url, timeout=30) as client:
+            while not done.is_set():
+                began = time.monotonic()
+                client.get("/healthz").raise_for_status()
+                pauses.append(time.monotonic() - began)
+                time.sleep(0.05)
+
+    before = _peak_rss(pid)
+    poller = threading.Thread(target=poll_health, daemon=True)
+    poller.start()
+    try:
+        with api.client() as client:
+            created = client.post(
+                "/v1/models",
+                json={
+                    **DIGITS_MODEL,
+                    "name": "big",
+                    "architecture": "torchvision:resnet50",
+                    "channels": 3,
+                    "image_size": 224,
+                    "width": 1.0,
+                },
+            )
+    finally:
+        done.set()
+        poller.join(30)
+    assert created.status_code == 201, created.text
+    grown = _peak_rss(pid) - before
+    assert grown < 24 * MB, f"peak memory grew by {grown / MB:.0f} MB"
+    assert max(pauses) < 1.0, f"/healthz waited {max(pauses):.1f} s"
+
+
+def test_a_client_that_hangs_up_mid_body_is_an_info_line_not_a_traceback(api):
+    """A load generator ending its run left 24 "Exception in ASGI application" tracebacks in
+    8 s (``ClientDisconnect``) (issue 42 §5)."""
+    log = api.api.log
+    start = len(log.read_bytes())
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", api.port))
+        sock.sendall(
+            b"POST /v1/models/digits/chunks?split=train HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {api.key}\r\n".encode()
+            + b"Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+            + bytes(1000)
+        )
+        time.sleep(0.2)
+        sock.close()
+    with api.client() as client:  # the server goes on answering
+        assert client.get("/v1/models/digits").status_code == 200
+    time.sleep(0.5)
+    added = log.read_bytes()[start:].decode(errors="replace")
+    assert "Traceback" not in added and "Exception in ASGI" not in added, added
+    assert added.count("client disconnected during POST /v1/models/digits/chunks") == 5, added

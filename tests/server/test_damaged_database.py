@@ -83,3 +83,39 @@ def test_a_database_damaged_under_a_running_server_is_a_503_that_says_so(setting
         assert "damaged" in ready.json()["checks"]["database"]
         chunks = client.get("/v1/models/digits/chunks/1")
         assert chunks.status_code == 503 and "lure restore" in chunks.json()["detail"]
+
+
+@pytest.mark.parametrize("cut", ["half", "empty"])
+def test_no_chunk_is_acknowledged_into_a_file_truncated_under_the_server(settings, digits, cut):
+    """Issue 42 §4: the server's connections keep the pages they read, so a file cut under it
+    went on answering 201 (three times) and ``database: ok``, and those chunks could never be
+    read back. Every write now checks the file before it commits."""
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {new_key(client, 'admin', ['admin'])}"
+        client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
+        for start in range(0, 200, 50):
+            client.post(
+                "/v1/models/digits/chunks?split=train",
+                content=npz_body(
+                    digits.train.x[start : start + 50], digits.train.y[start : start + 50]
+                ),
+                headers=NPZ,
+            ).raise_for_status()
+        with client.app.state.resources.sessions() as session:  # the pages into the main file
+            session.connection().exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        database = settings.data_dir / "lure.db"
+        data = database.read_bytes()
+        database.write_bytes(data[: len(data) // 2] if cut == "half" else b"")
+        for start in (200, 250, 300):  # the reporter's three posts, on the same connections
+            refused = client.post(
+                "/v1/models/digits/chunks?split=train",
+                content=npz_body(
+                    digits.train.x[start : start + 50], digits.train.y[start : start + 50]
+                ),
+                headers=NPZ,
+            )
+            assert refused.status_code == 503, refused.text
+            assert "is damaged" in refused.json()["detail"]
+            assert "lure restore" in refused.json()["detail"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "damaged" in ready.json()["checks"]["database"]

@@ -132,3 +132,27 @@ def test_an_unknown_log_format_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("LURE_LOG_FORMAT", "yaml")
     with pytest.raises(ValueError, match="LURE_LOG_FORMAT must be one of text, json"):
         configure_logging("api")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_making_an_object_store_client_logs_nothing_in_either_format(
+    capsys, monkeypatch, log_format
+):
+    """Every update process makes its own S3 client, one every 2 s while a job waits, and each
+    logged "Found credentials in environment variables." (issue 42 §5)."""
+    from lure_core.object_store import make_s3_client
+
+    monkeypatch.setenv("LURE_LOG_FORMAT", log_format)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    configure_logging("worker")
+    try:
+        for _ in range(3):
+            make_s3_client("http://127.0.0.1:1", 1.0)._request_signer._credentials  # noqa: B018
+        logging.getLogger("lure.worker").info("after the clients")
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert not any("credentials" in line.lower() for line in lines), lines
+        assert "after the clients" in lines[-1]
+    finally:
+        logging.getLogger().handlers.clear()

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from lure_core.blobs import ObjectStoreUnavailable
 from lure_core.candidates import strategy_summary
 from lure_core.model_removal import (
     ModelBusy,
@@ -30,18 +31,22 @@ log = logging.getLogger("lure.api")
 
 
 def _probe(body: ModelCreate, max_parameters: int) -> None:
-    """Build the model once and run it on a blank batch (and find LLF's blocks): a model that
-    cannot work is refused now, naming why, instead of failing its first update."""
+    """Build the model's shapes once and run them on a blank batch (and find LLF's blocks): a
+    model that cannot work is refused now, naming why, instead of failing its first update."""
     from lure_core.recipe import Recipe
-    from lure_engine.forgetting.llf import later_blocks_for
-    from lure_engine.models import probe_model
+    from service.operations.model_probe import probe
 
     recipe = Recipe.from_config(body.model_dump())
-    spec = recipe.model_spec
+    spec = {
+        "architecture": recipe.architecture,
+        "num_classes": recipe.num_classes,
+        "channels": recipe.channels,
+        "image_size": recipe.image_size,
+        "width": recipe.width,
+        "later_blocks_override": list(recipe.later_blocks or ()),
+    }
     try:
-        model = probe_model(spec, max_parameters)
-        if "llf" in recipe.candidates:
-            later_blocks_for(model, spec)
+        probe(spec, max_parameters, later_blocks="llf" in recipe.candidates)
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
 
@@ -84,7 +89,8 @@ async def change_model(
         merged = ModelCreate(name=name, **{**config, **changes})
     except ValidationError as error:
         raise HTTPException(422, _first_errors(error)) from None
-    await run_in_threadpool(_probe, merged, res.settings.max_model_parameters)
+    if {"strategy", "challengers"} & set(changes):  # LLF may need blocks it did not
+        await run_in_threadpool(_probe, merged, res.settings.max_model_parameters)
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
         _shadows_servable(session, model, changes.get("shadow"))
@@ -150,13 +156,22 @@ def delete_model(name: str, res: Resources = Depends(resources)) -> Response:
             delete_model_rows(session, model)
     except ModelBusy as error:
         raise HTTPException(409, str(error)) from None
-    finally:
-        remove_orphan_blobs(res.sessions, res.blobs)
+    finally:  # this model's folder, or one a crashed delete left
+        _remove_orphan_blobs(res)
     res.models.forget(model_id)
     res.live.forget(name)
     res.disk.forget(model_id)
     log.info("model %s deleted", name, extra={"model": name})
     return Response(status_code=204)
+
+
+def _remove_orphan_blobs(res: Resources) -> None:
+    """Now, or once the object store answers again: the rows are what the delete promised."""
+    try:
+        remove_orphan_blobs(res.sessions, res.blobs)
+    except ObjectStoreUnavailable as error:
+        log.warning("blobs of deleted models are removed once the store answers: %s", error)
+        res.maintenance.deleted()
 
 
 @router.get("/{name}/strategies", dependencies=[require(READ)])

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ChecksumMismatch
+from lure_core.lineage import clear_damage, record_damage
 from lure_core.live_pointer import promote as promote_version
-from lure_core.records import ExportRow, GateVerdict
+from lure_core.records import ExportRow, GateVerdict, ModelRow, VersionRow
 from service.api.auth import READ, require
 from service.api.deps import (
     Resources,
@@ -27,7 +28,14 @@ from service.api.presenters import version_out, versions_out
 from service.api.schemas import VersionOut
 from service.operations.memory import release_freed_memory
 from service.transfer.exports import FORMATS, ExportFailed, build_export, find_export
-from service.transfer.imports import ImportRefused, import_weights
+from service.transfer.import_stream import HeaderRefused, WeightsDoNotFit, receive_weights
+from service.transfer.imports import (
+    ImportRefused,
+    fit_problems,
+    import_weights,
+    not_fitting,
+    refuse_if_versions,
+)
 
 router = APIRouter(prefix="/v1/models/{name}/versions", tags=["versions"])
 
@@ -59,6 +67,9 @@ def promote(
     them live (``release: superseded``). Promoting a version the gate held is recorded on it as
     ``forced``, with the admin key's name.
     """
+    with res.sessions() as session:
+        model = model_or_404(session, name)
+        _verify_stored_files(res, model, version_or_404(session, model, number))
     with res.sessions.begin() as session:
         model = model_or_404(session, name)
         version = version_or_404(session, model, number)
@@ -66,8 +77,6 @@ def promote(
             raise HTTPException(
                 409, f"version {number} is damaged and cannot be served: {version.damaged}"
             )
-        if version.pruned_at is not None:
-            raise HTTPException(409, pruned_message(version, model))
         promote_version(session, model.id, number)  # one UPDATE: concurrent ones each count
         if version.gate and version.gate.get("verdict") == GateVerdict.HELD:
             principal = getattr(request.state, "principal", None)
@@ -83,18 +92,32 @@ def promote(
         return version_out(session, model, version_or_404(session, model, number))
 
 
-CLOSE = {"Connection": "close"}
-
-
-def _import_upload(res: Resources, model_id: int, upload: list[bytes]) -> ImportRefused | None:
-    """Import the body in ``upload``, taking it out of the list; a refusal is returned, not
-    raised: an exception crossing the thread pool carried frames holding the body, and a refused
-    300 MB import stayed resident after its request."""
+def _verify_stored_files(res: Resources, model: ModelRow, version: VersionRow) -> None:
+    """A 409 unless the version's stored files match their sha256 now: a promotion trusts them
+    again, and a copy this process holds in memory proves nothing about the bytes on disk or in
+    the bucket, which the next update and every other replica read. A failure is recorded on
+    the version (as ``/predict`` and updates record it) and its loaded copy dropped."""
+    if version.pruned_at is not None:
+        raise HTTPException(409, pruned_message(version, model))
+    files = (
+        (version.checkpoint_key, version.checkpoint_sha256),
+        (version.mask_key, version.mask_sha256),
+        (version.momentum_key, version.momentum_sha256),
+    )
     try:
-        import_weights(res.sessions, res.blobs, model_id, upload.pop())
-    except ImportRefused as error:
-        return ImportRefused(str(error), error.status)  # a fresh one: no traceback, no frames
-    return None
+        for key, sha256 in files:
+            if key and sha256:
+                res.blobs.verify_stored(key, sha256)
+    except ChecksumMismatch as error:
+        record_damage(res.sessions, version, str(error))
+        res.models.drop(version)
+        raise HTTPException(
+            409, f"version {version.number} is damaged and cannot be served: {error}"
+        ) from None
+    clear_damage(res.sessions, version)  # restored from a backup: usable again
+
+
+CLOSE = {"Connection": "close"}
 
 
 @router.post(
@@ -120,19 +143,34 @@ async def import_version(
     """Import a team's trained weights (safetensors) as version 0 of a model with no versions
     yet; it goes live at once and updates start from it. ``lure import`` converts a .pt/.pth.
 
-    The connection is closed after the answer: the server keeps a keep-alive connection's last
-    request, and a refused 300 MB import stayed resident for as long as its client kept the
-    connection open."""
+    The body's header is checked against the model as it streams in, and only a body that fits
+    is received (into a file, not memory: ``service/transfer/import_stream.py``). The connection
+    is closed after a refusal, whose unread rest is not waited for."""
     with res.sessions() as session:
         model = model_or_404(session, name)
-    # at most LURE_MAX_IMPORT_BYTES (service/api/guard.py); handed over in a list the worker
-    # thread empties, so no frame keeps hundreds of megabytes alive after the request
-    upload = [await request.body()]
-    refused = await run_in_threadpool(_import_upload, res, model.id, upload)
-    upload.clear()
-    release_freed_memory()  # a large upload's buffers go back to the system, not the heap
-    if refused is not None:
-        raise HTTPException(refused.status, str(refused), headers=CLOSE)
+        model_id, recipe = model.id, model.recipe
+    path = None
+    try:
+        await run_in_threadpool(refuse_if_versions, res.sessions, model_id)
+        problems_of = await run_in_threadpool(fit_problems, recipe)
+        declared = request.headers.get("content-length")
+        path = await receive_weights(
+            request.stream(),
+            problems_of,
+            res.settings.data_dir / "incoming",
+            int(declared) if declared and declared.isdigit() else None,
+        )
+        await run_in_threadpool(import_weights, res.sessions, res.blobs, model_id, path)
+    except WeightsDoNotFit as error:
+        refused = not_fitting(recipe.architecture, error.problems)
+        raise HTTPException(refused.status, str(refused), headers=CLOSE) from None
+    except (ImportRefused, HeaderRefused) as error:
+        status = error.status if isinstance(error, ImportRefused) else 422
+        raise HTTPException(status, str(error), headers=CLOSE) from None
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+            release_freed_memory()  # the weights it loaded go back to the system, not the heap
     response.headers.update(CLOSE)
     res.live.forget(name)
     with res.sessions() as session:
