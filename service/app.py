@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lure_core.blob_backend import open_blob_store
+from lure_core.blobs import BlobStore
 from lure_core.database import make_engine, make_session_factory, upgrade_database
 from lure_core.queue import make_producer
 from lure_engine.devices import choose_device
@@ -55,6 +56,18 @@ from service.settings import ServerSettings
 log = logging.getLogger("lure.api")
 
 
+def _model_cache(settings: ServerSettings, blobs: BlobStore, metrics: ApiMetrics) -> ModelCache:
+    return ModelCache(
+        blobs,
+        settings.model_cache_size,
+        on_refused=lambda v, _: metrics.refused_checkpoints.labels(
+            str(v.model_id), str(v.number)
+        ).inc(),
+        device=choose_device(settings.serve_device),
+        engine=settings.serve_engine,
+    )
+
+
 def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
     settings.ensure_dirs()
     if settings.torch_threads:  # LURE_TORCH_THREADS: the cores /predict's forward passes may use
@@ -74,15 +87,7 @@ def build_resources(settings: ServerSettings, metrics: ApiMetrics) -> Resources:
         stale_after=settings.stale_job_seconds,
         resend_after=settings.resend_queued_after_seconds,
     )
-    models = ModelCache(
-        blobs,
-        settings.model_cache_size,
-        on_refused=lambda v, _: metrics.refused_checkpoints.labels(
-            str(v.model_id), str(v.number)
-        ).inc(),
-        device=choose_device(settings.serve_device),
-        engine=settings.serve_engine,
-    )
+    models = _model_cache(settings, blobs, metrics)
     ingestor = Ingestor(sessions, blobs, on_sealed=dispatcher.wake)
     drift = DriftMonitor(sessions, ingestor)
 

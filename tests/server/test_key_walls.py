@@ -118,3 +118,11 @@ def test_a_limited_admin_creates_only_its_own_models_and_cannot_widen_itself(cli
 def test_a_bad_model_pattern_is_refused_naming_it(client):
     answer = client.post("/v1/keys", json={"name": "x", "scopes": ["predict"], "models": ["A*b"]})
     assert answer.status_code == 422 and "'A*b'" in answer.json()["detail"]
+
+
+def test_a_pattern_matching_every_model_is_refused_and_stores_no_key(client):
+    """'*' (an empty "$TEAM*") made a key for every model (issue 42 §5)."""
+    before = client.get("/v1/keys").json()
+    answer = client.post("/v1/keys", json={"name": "x", "scopes": ["admin"], "models": ["*"]})
+    assert answer.status_code == 422 and "matches every model" in answer.json()["detail"]
+    assert client.get("/v1/keys").json() == before
