@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import weakref
 from contextlib import closing
 from pathlib import Path
@@ -126,27 +127,36 @@ class SqliteFileGuard:
     the server opened (same inode), its header is intact and the file holds every page the header
     counts. One ``stat`` and a 100-byte read (tens of microseconds), so it runs before every
     commit; SQLite's own ``quick_check`` confirms a short file (a checkpoint may be extending it
-    right now) before it is called damaged."""
+    right now) before it is called damaged.
+
+    The header is read through one descriptor per file that is never closed
+    (:func:`_reader`): closing *any* descriptor of a file drops every POSIX lock this process
+    holds on it, SQLite's included, and then two writers corrupt the database ("How To Corrupt
+    An SQLite Database File", 2.2). Opening and closing the file on each check did exactly that
+    to the test suite's databases.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = Path(url.removeprefix("sqlite:///"))
-        self._inode: int | None = None
+        self._inode: tuple[int, int] | None = None
 
     def problem(self) -> str | None:
         """What is wrong with the file, in words; None when it looks whole."""
         try:
-            inode, size = _identity(self.path)
-            with open(self.path, "rb") as handle:
-                header = handle.read(100)
+            identity, size = _identity(self.path)
         except FileNotFoundError:
             return "the file was removed under the running server" if self._inode else None
+        if self._inode is not None and identity != self._inode:
+            return "the file was replaced under the running server"  # never opened here
+        reader = _reader(self.path, identity)
+        if reader is None:
+            return "the file was replaced under the running server"
+        header = os.pread(reader, 100, 0)
         if self._inode is None:
             if len(header) < 100:
                 return None  # a new database SQLite has not written yet
-            self._inode = inode
-        if inode != self._inode:
-            return "the file was replaced under the running server"
+            self._inode = identity
         if len(header) < 100 or not header.startswith(_MAGIC):
             return f"its header is gone (the file holds {size} bytes)"
         expected = _header_size(header)
@@ -160,9 +170,25 @@ class SqliteFileGuard:
             raise DatabaseDamaged(damaged_database_message(self.url, problem))
 
 
-def _identity(path: Path) -> tuple[int, int]:
+def _identity(path: Path) -> tuple[tuple[int, int], int]:
     stat = os.stat(path)
-    return stat.st_ino, stat.st_size
+    return (stat.st_dev, stat.st_ino), stat.st_size
+
+
+_READERS: dict[tuple[int, int], int] = {}  # (device, inode) → a descriptor kept open for good
+_READERS_LOCK = threading.Lock()
+
+
+def _reader(path: Path, identity: tuple[int, int]) -> int | None:
+    """This process's one read-only descriptor of the file ``identity`` names, opened once and
+    never closed (see :class:`SqliteFileGuard`: a close would drop SQLite's locks); None when the
+    path names another file by the time it is opened."""
+    with _READERS_LOCK:
+        if identity not in _READERS:
+            descriptor = os.open(path, os.O_RDONLY)
+            opened = os.fstat(descriptor)
+            _READERS[(opened.st_dev, opened.st_ino)] = descriptor  # kept whatever it is
+        return _READERS.get(identity)
 
 
 def _header_size(header: bytes) -> int | None:

@@ -17,6 +17,7 @@ prints ``{"error": null}`` or ``{"error": "<why the model cannot work>"}``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -36,11 +37,15 @@ def probe(spec: dict, max_parameters: int, later_blocks: bool) -> None:
             _probe_here(built_in, max_parameters, later_blocks)
             return
     request = {"spec": spec, "max_parameters": max_parameters, "llf": later_blocks}
+    # the child imports what this process would: its path (an entry point installed next to
+    # the API, a package a test put on the path) comes along
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     result = subprocess.run(
         [sys.executable, "-m", "service.operations.model_probe", json.dumps(request)],
         capture_output=True,
         text=True,
         timeout=PROBE_TIMEOUT_SECONDS,
+        env=env,
     )
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
