@@ -28,6 +28,7 @@ from benchmarks.warm_start_penalty import run
 RULES = ("warm", "lure", "dash", "shrink_perturb", "cold", "fire")
 SHORT_EPOCHS, LONG_EPOCHS = 6, 30
 BUFFER = "buffer:1250:class_balanced"
+WEAK = {"epochs": 1, "lr": 0.01}  # a live model a few points above chance (issue 43 §3)
 # the server's defaults are the engine's (lure_engine/configs.py); only the budget and the
 # augmentation (flip + crop, as the server trains CIFAR-sized colour images) are named here
 SERVER = {"augment": "flip+crop", "epoch_curve": True, "row_predictions": True}
@@ -45,6 +46,8 @@ def variants() -> list[Variant]:
             {**SERVER, "epochs": SHORT_EPOCHS, "replay": BUFFER},
         ),
         Variant("t43_long", f"{LONG_EPOCHS} epochs", RULES, {**SERVER, "epochs": LONG_EPOCHS}),
+        # §3: a weak live model (about 20 % on the test set) for the data gate's replay
+        Variant("t43_gate_weak", "1 epoch, lr 0.01", ("warm",), {**SERVER, **WEAK}),
     ]
 
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.lineages import lineage_summary, retired_on_evidence
+from lure_core.lineages import lineage_summary, raced_out, retired_on_evidence
 from lure_core.recipe import Recipe
 from lure_core.records import MegaBatchRow, ModelRow, VersionRow
 
@@ -50,12 +50,15 @@ def losses_in_a_row(results: dict[int, dict[str, bool]], strategy: str) -> int:
 def retired_strategies(session: Session, model_id: int, recipe: Recipe) -> set[str]:
     """Strategies ``auto`` no longer trains; never all of them. With lineages: those whose
     lineage is significantly behind the live one (``lure_core.lineages``); without: those that
-    lost ``retire_after`` mega-batches in a row."""
+    lost ``retire_after`` mega-batches in a row. Racing by halving: those the newest mega-batch's
+    race left out."""
+    model = session.get(ModelRow, model_id)
+    if recipe.races:
+        return raced_out(session, model, recipe) if model else set()
     limit = recipe.retire_losers_after
     if limit is None:
         return set()
     if recipe.own_lineages:
-        model = session.get(ModelRow, model_id)
         retired = retired_on_evidence(session, model, recipe) if model else set()
         return retired if retired != set(recipe.candidates) else set()
     results = results_by_megabatch(session, model_id, ties_win=True)

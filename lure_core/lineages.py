@@ -112,6 +112,19 @@ def retired_on_evidence(session: Session, model: ModelRow, recipe: Recipe) -> se
     }
 
 
+def raced_out(session: Session, model: ModelRow, recipe: Recipe) -> set[str]:
+    """The lineages ``auto``'s race has left behind: every candidate not alive after the newest
+    mega-batch of the epoch that recorded a race (``worker/lineup.py:race_round``)."""
+    alive: list[str] | None = None
+    for version in epoch_versions(session, model):  # oldest first: the newest record stays
+        race = lineage_record(version).get("race")
+        if race:
+            alive = race["alive"]
+    if alive is None:
+        return set()
+    return {s for s in recipe.candidates if s not in alive}
+
+
 def lineage_summary(session: Session, model: ModelRow, recipe: Recipe) -> dict:
     """What the dashboard and ``GET /v1/models/{name}/strategies`` show of the lineages: the
     live one, each head, and each challenger's pooled evidence against the live one."""
@@ -137,6 +150,10 @@ def lineage_summary(session: Session, model: ModelRow, recipe: Recipe) -> dict:
     heads = lineage_heads(session, model, strategies)
     return {
         "on": True,
+        "race": "halving" if recipe.races else "evidence",
+        "racing": [s for s in strategies if s not in raced_out(session, model, recipe)]
+        if recipe.races
+        else None,
         "live_lineage": live,
         "heads": {s: v.number for s, v in heads.items()},
         "evidence_against_live": evidence,

@@ -21,11 +21,13 @@ if TYPE_CHECKING:  # the engine's torch modules load only where a model is built
 
 
 AUTO = "auto"  # train several strategies per mega-batch, retire the ones that keep losing
-AUTO_DEFAULT = ("lure", "warm")  # fixed epochs a mega-batch: warm the better on 6 of 6 seeds (#26)
-# each update trained until a training accuracy (``train_until``): DASH beat warm and cold with
-# and without augmentation (docs/BENCHMARKS.md, "Warm-start penalty"); warm stays as the fallback
-AUTO_DEFAULT_TRAINED_UNTIL = ("dash", "warm")
+# every warm-family rule races (lure_engine/lineage_race.py): which one wins flips with the
+# training budget (DASH 7 points behind warm at 6 epochs an update, 6-9 ahead at long budgets;
+# docs/BENCHMARKS.md), so the race finds it; warm first: the first update and ties go to it
+AUTO_DEFAULT = ("warm", "dash", "lure", "shrink_perturb", "fire")
+AUTO_DEFAULT_TRAINED_UNTIL = AUTO_DEFAULT
 DEFAULT_RETIRE_AFTER = 3
+RACES = ("halving", "evidence")  # auto's retirement: successive halving, or retire_after
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class Recipe:
     log_predictions: dict | None = None
     # versions that also answer logged requests, off the request path (service/serving/shadow.py)
     shadow: tuple[int, ...] = ()
+    # auto's race: "halving" (None) keeps the better half after each mega-batch until one is
+    # left; "evidence" retires a lineage behind the live one ``retire_after`` times in a row
+    race: str | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
@@ -144,8 +149,8 @@ class Recipe:
 
     @property
     def candidates(self) -> tuple[str, ...]:
-        """Every strategy trained on each mega-batch, primary first (``auto``: lure, then warm, or
-        dash, then warm with ``train_until``, unless challengers name others)."""
+        """Every strategy trained on each mega-batch, primary first (``auto``: every warm-family
+        rule, warm first, unless challengers name others)."""
         if self.strategy == AUTO:
             default = AUTO_DEFAULT_TRAINED_UNTIL if self.train_until else AUTO_DEFAULT
             return self.challengers or default
@@ -173,9 +178,14 @@ class Recipe:
         return self.switch_significance or DEFAULT_SWITCH_SIGNIFICANCE
 
     @property
+    def races(self) -> bool:
+        """Does ``auto`` race its lineages by successive halving (``lure_engine.lineage_race``)?"""
+        return self.strategy == AUTO and self.own_lineages and self.race != "evidence"
+
+    @property
     def retire_losers_after(self) -> int | None:
         """Losses in a row after which ``auto`` stops training a strategy (never otherwise)."""
-        if self.strategy != AUTO:
+        if self.strategy != AUTO or self.races:
             return None
         return self.retire_after or DEFAULT_RETIRE_AFTER
 

@@ -3,9 +3,12 @@
 Comparing a candidate with live cannot see a poisoned mega-batch when replay carries the model
 through it. The live model can: it scores the new mega-batch (its prequential accuracy) and the
 recent mega-batches it scored the same way; a mega-batch whose labels disagree with the model far
-more than usual, beyond noise (a one-sided two-proportion test), is out of line. Also flagged: a
-label distribution far from the stream's (chi-square) and images already in the stream under
-another label (a hash of the pixels).
+more than usual, beyond noise (a one-sided two-proportion test), is out of line. So is one the
+live model agrees with no better than chance, or only once its labels are systematically mapped
+to other classes, while it agrees beyond chance with the recent mega-batches
+(``lure_engine/label_agreement.py``: the test that works for a weak model). Also flagged: a label
+distribution far from the stream's (chi-square) and images already in the stream under another
+label (a hash of the pixels).
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from lure_engine.label_agreement import (
+    Agreement,
+    LabelMapping,
+    above_chance_p,
+    kappa_drop_p,
+    mapping_p,
+)
 
 MODES = ("off", "warn", "quarantine")
 
@@ -45,6 +56,12 @@ class DataGatePolicy:
     significance: float = 0.001
     max_conflict_rate: float = 0.05
     label_skew_significance: float = 0.001
+    # agreement beyond chance: the live model must be above chance on the recent mega-batches at
+    # ``skill_significance``; a new one whose kappa is below theirs at ``significance`` is out of
+    # line when it is consistent with chance (above chance only at p >= ``chance_level``) or a
+    # label mapping brings it back (mapped kappa not below the recent at ``chance_level``)
+    skill_significance: float = 0.001
+    chance_level: float = 0.01
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -120,12 +137,56 @@ def conflicting_labels(
     )
 
 
+@dataclass(frozen=True)
+class AgreementEvidence:
+    """The live model's predictions against the new mega-batch's labels and the recent ones',
+    and the most agreeing label mapping on the new one (None: the identity)."""
+
+    new: Agreement
+    recent: Agreement | None
+    mapping: LabelMapping | None
+
+
+def _chance_or_mixup(evidence: AgreementEvidence, policy: DataGatePolicy) -> tuple[list, dict]:
+    """A reason when the new labels agree with the live model only by chance or through a
+    mapping, while the recent ones agree beyond chance; and the numbers behind it."""
+    new, recent = evidence.new, evidence.recent
+    numbers: dict = {"agreement": new.to_dict()}
+    if recent is None:
+        return [], numbers
+    skill, drop = above_chance_p(recent), kappa_drop_p(new, recent)
+    numbers |= {"recent_agreement": recent.to_dict(), "recent_above_chance_p": skill}
+    numbers |= {"kappa_drop_p": drop, "above_chance_p": above_chance_p(new)}
+    if skill >= policy.skill_significance or drop >= policy.significance:
+        return [], numbers
+    mapping = evidence.mapping
+    if mapping is not None:
+        mapped_drop, gain_p = kappa_drop_p(mapping.agreement, recent), mapping_p(mapping)
+        numbers["mapping"] = mapping.to_dict() | {"kappa_drop_p": mapped_drop, "p": gain_p}
+        if mapped_drop >= policy.chance_level and gain_p < policy.significance:
+            return [
+                f"its labels look systematically mixed up: read with {mapping.describe()}, "
+                f"the live model agrees with them as with the recent mega-batches (kappa "
+                f"{mapping.agreement.kappa:.3f} against {recent.kappa:.3f}; as labelled "
+                f"{new.kappa:.3f}, p = {drop:.2g}): a class-index mix-up?"
+            ], numbers
+    if numbers["above_chance_p"] >= policy.chance_level:
+        return [
+            f"the live model agrees with its labels no more than chance would (kappa "
+            f"{new.kappa:.3f} on {new.rows} rows) while it agrees beyond chance with the recent "
+            f"mega-batches (kappa {recent.kappa:.3f}, p = {skill:.2g}; a drop with p = "
+            f"{drop:.2g}): its labels look shuffled"
+        ], numbers
+    return [], numbers
+
+
 def judge_data(
     new: Scored,
     recent: Scored | None,
     label_skew_p: float | None,
     conflicts: int,
     policy: DataGatePolicy,
+    agreement: AgreementEvidence | None = None,
 ) -> DataVerdict:
     """The verdict on one mega-batch from what the live model and the stream say about it."""
     verdict = DataVerdict(numbers={"new": asdict(new), "conflicts": conflicts})
@@ -140,6 +201,10 @@ def judge_data(
                 f"than {policy.max_accuracy_drop:.0%}; p = {p:.2g}): its labels disagree with "
                 "what the model learnt far more than usual"
             )
+    if agreement is not None:
+        reasons, numbers = _chance_or_mixup(agreement, policy)
+        verdict.reasons += reasons
+        verdict.numbers |= numbers
     if new.rows and conflicts / new.rows > policy.max_conflict_rate:
         verdict.reasons.append(
             f"{conflicts} of {new.rows} images are already in the stream under another label"

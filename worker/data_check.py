@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from lure_core.lineage import model_name
 from lure_core.megabatch_store import quarantine
-from lure_core.records import MegaBatchRow, MetricsRow, VersionRow
+from lure_core.records import MegaBatchRow, MegaBatchState, MetricsRow, VersionRow
 from lure_core.update_inputs import UpdateInputs, starting_model
 from lure_engine.data_gate import (
+    AgreementEvidence,
     DataVerdict,
     Scored,
     conflicting_labels,
@@ -27,7 +28,8 @@ from lure_engine.data_gate import (
     label_skew_p_value,
     pixel_hashes,
 )
-from lure_engine.metrics import evaluate
+from lure_engine.label_agreement import Agreement, best_mapping
+from lure_engine.metrics import predict_logits
 from lure_engine.pipeline import as_tensors
 from worker.attempts import WorkerContext
 
@@ -60,6 +62,31 @@ def recent_scores(session: Session, inputs: UpdateInputs) -> Scored | None:
     return Scored(round(sum(c for c, _ in recent.values())), sum(n for _, n in recent.values()))
 
 
+def recent_agreement(session: Session, inputs: UpdateInputs) -> Agreement | None:
+    """The live model's agreement with the last mega-batches it judged (each by the model live
+    then), pooled; a quarantined or discarded one is not "recent data". None before any judged
+    mega-batch recorded its counts (they are kept since this release)."""
+    judged = session.scalars(
+        select(MegaBatchRow)
+        .where(
+            MegaBatchRow.model_id == inputs.model_id,
+            MegaBatchRow.index < inputs.megabatch_index,
+            MegaBatchRow.data_gate.is_not(None),
+            MegaBatchRow.state.not_in((MegaBatchState.QUARANTINED, MegaBatchState.DISCARDED)),
+        )
+        .order_by(MegaBatchRow.index.desc())
+    )
+    pooled, count = None, 0
+    for megabatch in judged:
+        agreement = Agreement.from_dict((megabatch.data_gate.get("numbers") or {}).get("agreement"))
+        if agreement is None:
+            continue
+        pooled, count = agreement if pooled is None else pooled + agreement, count + 1
+        if count == RECENT:
+            break
+    return pooled
+
+
 def _stream_seen(inputs: UpdateInputs) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels the stream already holds: the replay memory and earlier validation."""
     data = inputs.data
@@ -70,21 +97,27 @@ def _stream_seen(inputs: UpdateInputs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def judge_megabatch(
-    recent: Scored | None, inputs: UpdateInputs, device: torch.device
+    recent: tuple[Scored | None, Agreement | None], inputs: UpdateInputs, device: torch.device
 ) -> DataVerdict | None:
-    """None: nothing to judge with (no live model yet)."""
+    """None: nothing to judge with (no live model yet). ``recent``: the recent mega-batches'
+    prequential scores and agreement counts."""
     if inputs.start.version is None or inputs.start.state is None:
         return None
     data, recipe = inputs.data, inputs.recipe
-    scored = evaluate(
-        starting_model(inputs).to(device), *as_tensors(data.megabatch, device, recipe.preprocessing)
+    x, _ = as_tensors(data.megabatch, device, recipe.preprocessing)
+    predicted = predict_logits(starting_model(inputs).to(device), x).argmax(1).cpu().numpy()
+    labels = data.megabatch.y
+    new = Scored(int((predicted == labels).sum()), len(labels))
+    agreement = AgreementEvidence(
+        Agreement.of(predicted, labels, recipe.num_classes),
+        recent[1],
+        best_mapping(predicted, labels, recipe.num_classes),
     )
-    new = Scored(scored.count - scored.errors, scored.count)
-    images, labels = _stream_seen(inputs)
-    skew = label_skew_p_value(data.megabatch.y, labels, recipe.num_classes) if len(labels) else None
-    stream = dict(zip(pixel_hashes(images), labels.tolist(), strict=True))
-    conflicts = conflicting_labels(data.megabatch.x, data.megabatch.y, stream)
-    return judge_data(new, recent, skew, conflicts, recipe.data_policy)
+    images, seen = _stream_seen(inputs)
+    skew = label_skew_p_value(labels, seen, recipe.num_classes) if len(seen) else None
+    stream = dict(zip(pixel_hashes(images), seen.tolist(), strict=True))
+    conflicts = conflicting_labels(data.megabatch.x, labels, stream)
+    return judge_data(new, recent[0], skew, conflicts, recipe.data_policy, agreement)
 
 
 def _megabatch(session: Session, inputs: UpdateInputs) -> MegaBatchRow:
@@ -104,7 +137,7 @@ def check_data(ctx: WorkerContext, job_id: int, inputs: UpdateInputs, device) ->
     policy = inputs.recipe.data_policy
     with ctx.sessions() as session:
         released = (_megabatch(session, inputs).data_gate or {}).get("released_at")
-        recent = recent_scores(session, inputs)
+        recent = (recent_scores(session, inputs), recent_agreement(session, inputs))
     if policy.mode == "off" or released:
         return False  # an admin released it: trained as it is
     verdict = judge_megabatch(recent, inputs, device)

@@ -11,7 +11,7 @@ before training on them (``lure_engine.lineage_evidence``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -29,6 +29,7 @@ from lure_core.update_inputs import (
 )
 from lure_engine.gate import GateEvaluation, evaluate_on_gate
 from lure_engine.lineage_evidence import Discordance, LineageChoice, choose_lineage, discordance
+from lure_engine.lineage_race import Standing, cut
 from lure_engine.pipeline import as_tensors
 from worker.attempts import WorkerContext
 
@@ -82,7 +83,7 @@ def pairs(evaluations: dict[str, GateEvaluation]) -> dict[str, dict[str, Discord
     }
 
 
-def prequential_pairs(lineup: Lineup, device: torch.device) -> dict[str, dict[str, Discordance]]:
+def score_heads(lineup: Lineup, device: torch.device) -> dict[str, GateEvaluation]:
     """The lineages' heads scored on the new mega-batch's rows before anything trains on them:
     fresh rows every mega-batch, so the evidence summed over a stream counts each row once (the
     gate rows are reused from one mega-batch to the next). Heads that are one version (after an
@@ -100,7 +101,59 @@ def prequential_pairs(lineup: Lineup, device: torch.device) -> dict[str, dict[st
         if version.number not in scored:
             model = starting_model(lineup.inputs[strategy]).to(device)
             scored[version.number] = evaluate_on_gate(model, x, y)
-    return pairs({s: scored[v.number] for s, v in starts.items() if v is not None})
+    return {s: scored[v.number] for s, v in starts.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RaceRound:
+    """``auto``'s race after one mega-batch (``lure_engine.lineage_race``): the lineages that go
+    on training, and the rows each got right of the rows all were scored on (the candidates on
+    the gate rows, their heads on the new mega-batch's rows)."""
+
+    alive: list[str]
+    right: dict[str, int]
+    rows: int
+
+    def to_dict(self) -> dict:
+        return {"alive": self.alive, "right": self.right, "rows": self.rows}
+
+
+def race_round(
+    lineup: Lineup, evaluations: dict[str, GateEvaluation], heads: dict[str, GateEvaluation]
+) -> RaceRound | None:
+    """None unless ``auto`` races its lineages by halving and more than one still trains."""
+    recipe = lineup.live.recipe
+    if not (lineup.own_lineages and recipe.races) or len(lineup.strategies) < 2:
+        return None
+    correct = {
+        s: torch.cat([evaluations[s].correct, heads[s].correct])
+        if heads
+        else evaluations[s].correct
+        for s in lineup.strategies
+    }
+    standings = {
+        s: Standing(
+            int(mine.sum()),
+            len(mine),
+            {
+                o: Discordance(int((mine & ~c).sum()), int((c & ~mine).sum()))
+                for o, c in correct.items()
+                if o != s
+            },
+        )
+        for s, mine in correct.items()
+    }
+    alive = cut(list(lineup.strategies), standings, lineup.incumbent, recipe.lineage_significance)
+    rows = len(next(iter(correct.values())))
+    return RaceRound(alive, {s: st.right for s, st in standings.items()}, rows)
+
+
+def _against(mine: torch.Tensor, correct: dict[str, torch.Tensor], this: str) -> dict:
+    return {
+        other: Discordance(int((mine & ~theirs).sum()), int((theirs & ~mine).sum()))
+        for other, theirs in correct.items()
+        if other != this
+    }
 
 
 def offered(
@@ -109,6 +162,7 @@ def offered(
     fresh: dict[str, dict[str, Discordance]],
     rank_by: str,
     significance: float,
+    race: RaceRound | None = None,
 ) -> tuple[str, LineageChoice | None]:
     """The strategy whose version is offered to go live (the gate still judges it against
     live), and, with lineages, the choice with its evidence: each challenger's discordant rows
@@ -128,4 +182,7 @@ def offered(
         if leader is not None and s != leader
     }
     choice = choose_lineage(leader, evidence, significance, fallback=best)
+    if race is not None and choice.leader not in race.alive:  # cut from the race: the best
+        survivor = max(race.alive, key=lambda s: (race.right[s], -order.index(s)))
+        choice = replace(choice, leader=survivor, switched=survivor != leader)
     return choice.leader, choice

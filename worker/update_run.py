@@ -30,7 +30,7 @@ from lure_engine.update import (
     trains_alike_without_parent,
     update_config_to_dict,
 )
-from worker.lineup import Lineup, offered, prequential_pairs
+from worker.lineup import Lineup, RaceRound, offered, pairs, race_round, score_heads
 from worker.update_plan import UpdatePlan
 
 
@@ -71,6 +71,7 @@ class UpdateResult:
     live: GateEvaluation | None
     fresh: dict[str, dict[str, Discordance]]  # the heads' discordant rows, before training
     choice: LineageChoice | None
+    race: RaceRound | None = None  # auto's race after this mega-batch
 
     @property
     def winner(self) -> Candidate:
@@ -79,11 +80,14 @@ class UpdateResult:
 
 def run_plan(plan: UpdatePlan, progress: ProgressSink) -> UpdateResult:
     """Train and judge every candidate; choose the one offered to go live."""
-    fresh = prequential_pairs(plan.lineup, plan.device)  # the heads, before anything trains
+    heads = score_heads(plan.lineup, plan.device)  # before anything trains
+    fresh = pairs(heads)
     candidates, live = _train_candidates(plan, progress)
     progress.candidate = {}
-    best, choice = _winner(plan.lineup, candidates, fresh, plan.inputs.recipe.policy)
-    return UpdateResult(plan, candidates, best, live, fresh, choice)
+    evaluations = {c.strategy: c.evaluation for c in candidates}
+    race = race_round(plan.lineup, evaluations, heads)
+    best, choice = _winner(plan.lineup, candidates, fresh, plan.inputs.recipe.policy, race)
+    return UpdateResult(plan, candidates, best, live, fresh, choice, race)
 
 
 @dataclass
@@ -221,10 +225,11 @@ def _winner(
     candidates: list[Candidate],
     fresh: dict[str, dict[str, Discordance]],
     policy: PromotionPolicy,
+    race: RaceRound | None,
 ) -> tuple[int, LineageChoice | None]:
     """The candidate offered to go live: the best by the policy's ranking metric (a tie goes to
     the primary strategy), or, with lineages, the live lineage's unless another is ahead."""
     evaluations = {c.strategy: c.evaluation for c in candidates}
     significance = lineup.live.recipe.lineage_switch_significance
-    strategy, choice = offered(lineup, evaluations, fresh, policy.rank_by, significance)
+    strategy, choice = offered(lineup, evaluations, fresh, policy.rank_by, significance, race)
     return [c.strategy for c in candidates].index(strategy), choice

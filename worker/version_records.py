@@ -26,6 +26,10 @@ def version_rows(blobs: BlobStore, result: UpdateResult) -> list[Published]:
     """Every candidate saved as a version, in the order trained (``result.best`` indexes it)."""
     policy = result.plan.inputs.recipe.policy
     lineages = _lineage_records(result.candidates, result.fresh, result.choice)
+    if result.race is not None:  # every sibling carries the race: the next plan reads one
+        for record in lineages.values():
+            if record is not None:
+                record["race"] = result.race.to_dict()
     replay_state = result.plan.lineup.live.replay_after()
     return [
         Published(

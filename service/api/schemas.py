@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lure_core.drift import DriftPolicy
+from lure_core.recipe import RACES
 from lure_engine.configs import IMPORTANCE_TIMINGS, UpdateConfig
 from lure_engine.data_gate import DataGatePolicy
 from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
@@ -22,6 +23,7 @@ Importance = Literal[tuple(ESTIMATORS)]  # type: ignore[valid-type]
 Scope = Literal[SCOPES]  # type: ignore[valid-type]
 ResetSource = Literal[RESET_SOURCES]  # type: ignore[valid-type]
 ImportanceTiming = Literal[IMPORTANCE_TIMINGS]  # type: ignore[valid-type]
+Race = Literal[RACES]  # type: ignore[valid-type]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _POLICY = PromotionPolicy()  # the engine holds every default of the gates
 _DATA_GATE = DataGatePolicy()
@@ -149,8 +151,8 @@ class _Candidates(BaseModel):
     strategy: StrategyOrAuto = Field(
         "lure",
         description=(
-            "auto: train the challengers (default lure and warm; dash and warm with train_until), "
-            "retire losers"
+            "auto: race every warm-family rule (warm, dash, lure, shrink_perturb, fire) or the "
+            "challengers, keeping the better half after each mega-batch (race)"
         ),
     )
     challengers: list[Strategy] = Field(
@@ -165,6 +167,13 @@ class _Candidates(BaseModel):
         description="auto: stop training a strategy whose lineage is significantly behind the "
         "live one on the newest evidence of K mega-batches in a row (default 3; without "
         "lineages: after K losses in a row)",
+    )
+    race: Race | None = Field(
+        None,
+        description="auto: halving (default) keeps the lineages whose candidates and heads got "
+        "the most rows right in the better half after each mega-batch until one is left (cost "
+        "bounded: 1.5x one rule's steps over 8 mega-batches with full replay); evidence retires "
+        "one only when it is significantly behind the live one retire_after times in a row",
     )
     lineages: bool = Field(
         True,
@@ -213,6 +222,8 @@ class _Candidates(BaseModel):
             raise ValueError("challengers must not repeat a strategy")
         if self.retire_after is not None and self.strategy != "auto":
             raise ValueError("retire_after applies only to strategy 'auto'")
+        if self.race is not None and self.strategy != "auto":
+            raise ValueError("race applies only to strategy 'auto'")
         if self.strategy == "auto" and len(self.challengers) == 1:
             raise ValueError(
                 "strategy 'auto' needs two or more challengers (or none: the defaults)"
@@ -378,6 +389,7 @@ MUTABLE_FIELDS = (
     "strategy",
     "challengers",
     "retire_after",
+    "race",
     "lineages",
     "switch_significance",
     "promotion",
@@ -400,6 +412,7 @@ class ModelPatch(BaseModel):
     strategy: StrategyOrAuto | None = None
     challengers: list[Strategy] | None = Field(None, max_length=5)
     retire_after: int | None = Field(None, ge=1, le=1000)
+    race: Race | None = None
     lineages: bool | None = None
     switch_significance: float | None = Field(None, gt=0, lt=1)
     promotion: PromotionPolicyIn | None = None

@@ -6,51 +6,25 @@ In-process APIs over the real stores: SQLite and a data folder, PostgreSQL + Red
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from lure_core.api_keys import create_key
-from lure_core.blob_backend import open_blob_store
-from lure_core.database import make_engine, make_session_factory
-from lure_core.records import JobRow, VersionRow
-from service.app import create_app
-from service.settings import ServerSettings
+from lure_core.records import VersionRow
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
-from tests.s3 import s3_client, s3_environment
-from worker.update_job import WorkerContext, execute_job
+from tests.integration.in_process import KINDS, InProcess, admin, in_process
+from tests.s3 import s3_client
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def deployment(request, tmp_path, monkeypatch):
-    """(settings, environment of the S3 prefix or None)."""
-    values: dict = {"data_dir": tmp_path / "data", "dispatch_interval_seconds": 3600}
-    env = None
-    if request.param == "postgres":
-        env = s3_environment()
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-            monkeypatch.setenv(name, env[name])
-        values |= {
-            "database_url": request.getfixturevalue("postgres_url"),
-            "broker_url": request.getfixturevalue("redis_url"),
-            "blob_url": env["LURE_BLOB_URL"],
-            "s3_endpoint_url": env["LURE_S3_ENDPOINT_URL"],
-        }
-    return ServerSettings(**values, warm_live_seconds=0), env
+@pytest.fixture(params=KINDS)
+def deployment(request, tmp_path, monkeypatch) -> InProcess:
+    return in_process(request, request.param, tmp_path, monkeypatch)
 
 
-def _train_two_versions(client, settings, digits) -> None:
-    context = WorkerContext(
-        settings,
-        make_session_factory(make_engine(settings.resolved_database_url)),
-        open_blob_store(settings),
-    )
+def _train_two_versions(client, deployment: InProcess, digits) -> None:
     for start in (0, 300):
         rows = slice(start, start + 300)
         body = npz_body(digits.train.x[rows], digits.train.y[rows])
         client.post("/v1/models/digits/chunks?split=train", content=body, headers=NPZ)
-        with context.sessions() as session:
-            job = session.scalar(select(JobRow.id).where(JobRow.state == "queued"))
-        assert execute_job(context, job).value == "published"
+        assert deployment.run_jobs() == ["published"]
 
 
 def _alter_stored_weights(client, settings, env) -> None:
@@ -72,14 +46,12 @@ def _alter_stored_weights(client, settings, env) -> None:
 
 
 def test_promotion_refuses_a_version_whose_stored_weights_fail_their_sha256(deployment, digits):
-    settings, env = deployment
+    settings, env = deployment.settings, deployment.s3_env
     images = png_images(digits.test.x[:4])
-    with TestClient(create_app(settings)) as client:
-        with client.app.state.resources.sessions.begin() as session:
-            key, _ = create_key(session, "admin", ["admin"])
-        client.headers["Authorization"] = f"Bearer {key}"
+    with deployment.client() as client:
+        admin(client)
         client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
-        _train_two_versions(client, settings, digits)
+        _train_two_versions(client, deployment, digits)
         client.post("/v1/models/digits/versions/1/promote").raise_for_status()
         pinned = client.post("/v1/models/digits/predict?version=2", json={"images": images})
         assert pinned.status_code == 200  # version 2 is now loaded in this process
