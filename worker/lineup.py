@@ -121,9 +121,12 @@ class RaceRound:
 def race_round(
     lineup: Lineup, evaluations: dict[str, GateEvaluation], heads: dict[str, GateEvaluation]
 ) -> RaceRound | None:
-    """None unless ``auto`` races its lineages by halving and more than one still trains."""
+    """None unless ``auto`` races its lineages by halving and more than one still trains; and
+    not on the first update (nothing to forget yet: every rule trained the same weights)."""
     recipe = lineup.live.recipe
     if not (lineup.own_lineages and recipe.races) or len(lineup.strategies) < 2:
+        return None
+    if all(lineup.inputs[s].start.version is None for s in lineup.strategies):
         return None
     correct = {
         s: torch.cat([evaluations[s].correct, heads[s].correct])

@@ -267,7 +267,8 @@ def test_the_switch_level_is_a_setting_of_its_own_looser_than_retirement(client)
 def test_auto_retires_a_lineage_significantly_behind_the_live_one(
     client, digits, run_jobs, worker_ctx
 ):
-    _create(client, strategy="auto", retire_after=1)
+    # the rule before issue 43's race, kept as race "evidence"
+    _create(client, strategy="auto", retire_after=1, race="evidence", challengers=["lure", "warm"])
     _post_test_set(client, digits)
     for start in (0, 300):
         post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
@@ -288,7 +289,14 @@ def test_auto_retires_a_lineage_significantly_behind_the_live_one(
 def test_auto_without_lineages_retires_a_strategy_after_k_losses_in_a_row(client, digits, run_jobs):
     # ranked by ECE, a continuous score: the second mega-batch has a loser (30 gate rows' accuracy
     # ties often)
-    _create(client, strategy="auto", retire_after=1, lineages=False, promotion={"rank_by": "ece"})
+    _create(
+        client,
+        strategy="auto",
+        challengers=["lure", "warm"],
+        retire_after=1,
+        lineages=False,
+        promotion={"rank_by": "ece"},
+    )
     _post_test_set(client, digits)
     for start in (0, 300, 600):
         post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
@@ -376,15 +384,28 @@ def test_an_audit_reports_a_replaced_checkpoint_although_the_rebuild_matches_the
     assert "stored checkpoint fails its recorded sha256" in report["reason"]
 
 
-def test_auto_trained_until_an_accuracy_defaults_to_dash_and_warm(client, digits, run_jobs):
-    # issue 25: trained to a training accuracy, DASH beat warm and cold with and without
-    # augmentation; at a fixed number of epochs the defaults stay lure and warm (issue 26)
-    _create(client, strategy="auto", train_until={"train_accuracy": 0.5, "max_epochs": 2})
+def test_auto_races_every_warm_family_rule_by_halving_at_a_bounded_cost(client, digits, run_jobs):
+    # issue 43: which rule wins flips with the budget, so auto starts every warm-family rule and
+    # keeps the better half after each mega-batch; the first update trains once for all of them
+    _create(client, strategy="auto")
     _post_test_set(client, digits)
-    post_train(client, digits.train.x[:300], digits.train.y[:300])
-    assert run_jobs() == ["published"]
-    assert [v["strategy"] for v in _versions(client)] == ["dash", "warm"]
-    client.patch("/v1/models/digits", json={"challengers": ["lure", "warm"]}).raise_for_status()
-    post_train(client, digits.train.x[300:600], digits.train.y[300:600])
-    assert run_jobs() == ["published"]
-    assert [v["strategy"] for v in _versions(client) if v["megabatch"] == 2] == ["lure", "warm"]
+    trained = []
+    for start in range(0, 1200, 300):
+        post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
+        assert run_jobs() == ["published"]
+        trained.append([v for v in _versions(client) if v["megabatch"] == start // 300 + 1])
+    first = trained[0]
+    assert [v["strategy"] for v in first] == ["warm", "dash", "lure", "shrink_perturb", "fire"]
+    assert len({v["sha256"] for v in first}) == 1  # one training: the same weights for all
+    assert [len(versions) for versions in trained] == [5, 5, 3, 2]
+    races = [v["gate"]["lineage"]["race"] for v in (trained[1][0], trained[2][0], trained[3][0])]
+    assert [len(race["alive"]) for race in races] == [3, 2, 1]
+    assert [v["strategy"] for v in trained[2]] == races[0]["alive"]  # who trained: who was kept
+    assert [v["strategy"] for v in trained[3]] == races[1]["alive"]
+    survivor = races[2]["alive"][0]
+    strategies = client.get("/v1/models/digits/strategies").json()
+    assert strategies["lineages"]["race"] == "halving"
+    assert strategies["lineages"]["racing"] == [survivor]
+    assert sorted(strategies["retired"]) == sorted({v["strategy"] for v in first} - {survivor})
+    live = client.get("/v1/models/digits").json()["live_version"]
+    assert next(v for v in _versions(client) if v["number"] == live)["strategy"] == survivor
