@@ -19,7 +19,15 @@ from tests.integration.scenario import wait_for_versions
 
 pytestmark = pytest.mark.slow
 
-MODEL = {**DIGITS_MODEL, "name": "gated", "strategy": "auto", "retire_after": 2}
+# two lineages under the retirement rule before issue 43's race (race "evidence")
+MODEL = {
+    **DIGITS_MODEL,
+    "name": "gated",
+    "strategy": "auto",
+    "challengers": ["lure", "warm"],
+    "race": "evidence",
+    "retire_after": 2,
+}
 
 
 def _post(client, x, y, split: str = "train") -> None:

@@ -382,30 +382,3 @@ def test_an_audit_reports_a_replaced_checkpoint_although_the_rebuild_matches_the
     assert report["rebuilt_sha256"] == report["recorded_sha256"]  # the records are intact ...
     assert report["result"] == "mismatch"  # ... the file served is not
     assert "stored checkpoint fails its recorded sha256" in report["reason"]
-
-
-def test_auto_races_every_warm_family_rule_by_halving_at_a_bounded_cost(client, digits, run_jobs):
-    # issue 43: which rule wins flips with the budget, so auto starts every warm-family rule and
-    # keeps the better half after each mega-batch; the first update trains once for all of them
-    _create(client, strategy="auto")
-    _post_test_set(client, digits)
-    trained = []
-    for start in range(0, 1200, 300):
-        post_train(client, digits.train.x[start : start + 300], digits.train.y[start : start + 300])
-        assert run_jobs() == ["published"]
-        trained.append([v for v in _versions(client) if v["megabatch"] == start // 300 + 1])
-    first = trained[0]
-    assert [v["strategy"] for v in first] == ["warm", "dash", "lure", "shrink_perturb", "fire"]
-    assert len({v["sha256"] for v in first}) == 1  # one training: the same weights for all
-    assert [len(versions) for versions in trained] == [5, 5, 3, 2]
-    races = [v["gate"]["lineage"]["race"] for v in (trained[1][0], trained[2][0], trained[3][0])]
-    assert [len(race["alive"]) for race in races] == [3, 2, 1]
-    assert [v["strategy"] for v in trained[2]] == races[0]["alive"]  # who trained: who was kept
-    assert [v["strategy"] for v in trained[3]] == races[1]["alive"]
-    survivor = races[2]["alive"][0]
-    strategies = client.get("/v1/models/digits/strategies").json()
-    assert strategies["lineages"]["race"] == "halving"
-    assert strategies["lineages"]["racing"] == [survivor]
-    assert sorted(strategies["retired"]) == sorted({v["strategy"] for v in first} - {survivor})
-    live = client.get("/v1/models/digits").json()["live_version"]
-    assert next(v for v in _versions(client) if v["number"] == live)["strategy"] == survivor
