@@ -56,9 +56,9 @@ class Loop:
         from lure_core.api_keys import create_key
         from lure_core.blob_backend import open_blob_store
         from lure_core.database import make_engine, make_session_factory
+        from lure_update.job import UpdateContext
         from service.app import create_app
         from service.settings import ServerSettings
-        from worker.update_job import WorkerContext
 
         settings = ServerSettings(
             data_dir=folder, dispatch_interval_seconds=3600, max_samples_per_chunk=5000
@@ -68,7 +68,7 @@ class Loop:
             key, _ = create_key(session, "bench", ["admin"])
         self.client.headers["Authorization"] = f"Bearer {key}"
         sessions = make_session_factory(make_engine(settings.resolved_database_url))
-        self.worker = WorkerContext(settings, sessions, open_blob_store(settings))
+        self.worker = UpdateContext(settings, sessions, open_blob_store(settings))
 
     def post(self, path: str, **kwargs) -> dict:
         answer = self.client.post(path, **kwargs)
@@ -79,7 +79,7 @@ class Loop:
         from sqlalchemy import select
 
         from lure_core.records import JobRow
-        from worker.update_job import execute_job
+        from lure_update.job import execute_job
 
         with self.worker.sessions() as session:
             ids = session.scalars(select(JobRow.id).where(JobRow.state == "queued")).all()

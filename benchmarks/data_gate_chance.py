@@ -9,7 +9,7 @@ Replayed on recorded runs (``benchmarks.rule_budgets``: every model's predicted 
 row after each mega-batch) with the server's own verdict (``lure_engine.data_gate.judge_data``)
 and the worker's evidence: the live model (the run's model after mega-batch i) on the new
 mega-batch i + 1, against its predecessors' prequential scores on the last three mega-batches
-(``worker/data_check.py``: RECENT = 3). The corruptions of mega-batch i + 1's labels: shuffled
+(``lure_update/data_check.py``: RECENT = 3). The corruptions of mega-batch i + 1's labels: shuffled
 (a random permutation of its labels), class-permuted (every label moved to another class by one
 random derangement: a class-index bug), 30 % flipped to random other classes, and class-skewed
 (the rows of half the classes dropped: flagged, never quarantined). Clean: every mega-batch of
@@ -39,7 +39,7 @@ from lure_engine.label_agreement import Agreement, best_mapping
 from lure_engine.seeding import derive_seed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
-RECENT = 3  # worker/data_check.py
+RECENT = 3  # lure_update/data_check.py
 CLASSES = 10
 CLEAN_TABLES = ("t43_short", "t43_short_buffer", "t43_long")
 

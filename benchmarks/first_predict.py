@@ -39,9 +39,9 @@ def first_predict_seconds(warm_live_seconds: float) -> float:
     from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
     from lure_core.records import JobRow
+    from lure_update.job import UpdateContext, execute_job
     from service.app import create_app
     from service.settings import ServerSettings
-    from worker.update_job import WorkerContext, execute_job
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
@@ -62,7 +62,7 @@ def first_predict_seconds(warm_live_seconds: float) -> float:
                 "/v1/models/m/chunks?split=train", content=encode_npz(x, y), headers=headers
             ).raise_for_status()
             sessions = make_session_factory(make_engine(settings.resolved_database_url))
-            ctx = WorkerContext(settings, sessions, open_blob_store(settings))
+            ctx = UpdateContext(settings, sessions, open_blob_store(settings))
             with sessions() as session:
                 job = session.scalar(select(JobRow.id))
             outcome = execute_job(ctx, job).value

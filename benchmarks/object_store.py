@@ -80,10 +80,10 @@ def _update(settings) -> float:
     from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
     from lure_core.records import JobRow
-    from worker.update_job import WorkerContext, execute_job
+    from lure_update.job import UpdateContext, execute_job
 
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
-    ctx = WorkerContext(settings, sessions, open_blob_store(settings))
+    ctx = UpdateContext(settings, sessions, open_blob_store(settings))
     with sessions() as session:
         job = session.scalar(select(JobRow.id))
     started = time.perf_counter()

@@ -6,7 +6,7 @@
 
 Each job is one (scenario, seed): an API (FastAPI in-process, a fresh SQLite folder) gets the
 test set and Table 1's stream (8 mega-batches of 1,250, ResNet18 width 0.125, 4 epochs, full
-replay) as ``.npz`` chunks, and every sealed mega-batch is updated by ``worker.update_job`` (the
+replay) as ``.npz`` chunks, and every sealed mega-batch is updated by ``lure_update.job`` (the
 function a Celery worker runs), single-threaded. Scenarios:
 
 - ``lure``, ``warm``: one strategy each, default gate;
@@ -85,9 +85,9 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
     from lure_core.database import make_engine, make_session_factory
     from lure_core.records import JobRow
     from lure_engine.data import load_dataset
+    from lure_update.job import UpdateContext, execute_job
     from service.app import create_app
     from service.settings import ServerSettings
-    from worker.update_job import WorkerContext, execute_job
 
     torch.set_num_threads(1)
     data = load_dataset(dataset)
@@ -110,7 +110,7 @@ def _run(dataset: str, scenario: str, seed: int, scale: dict) -> dict:
                 headers=npz,
             ).raise_for_status()
             sessions = make_session_factory(make_engine(settings.resolved_database_url))
-            ctx = WorkerContext(settings, sessions, open_blob_store(settings))
+            ctx = UpdateContext(settings, sessions, open_blob_store(settings))
             live_curve = []
             stream = min(scale.get("megabatches", MEGABATCHES), len(data.train.y) // size)
             for index in range(stream):

@@ -34,9 +34,9 @@ from lure_core.database import make_engine, make_session_factory, upgrade_databa
 from lure_core.records import JobRow, ModelRow
 from lure_engine.data import load_dataset, to_tensor
 from lure_engine.models import ModelSpec, build_model
+from lure_update.job import UpdateContext, execute_job
 from service.ingest.chunks import Ingestor
 from service.settings import ServerSettings
-from worker.update_job import WorkerContext, execute_job
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
@@ -50,16 +50,16 @@ def _data(source: str | None, n: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n), 10
 
 
-def _store(tmp: Path) -> tuple[WorkerContext, Ingestor]:
+def _store(tmp: Path) -> tuple[UpdateContext, Ingestor]:
     settings = ServerSettings(data_dir=tmp / "data")
     settings.ensure_dirs()
     upgrade_database(settings.resolved_database_url)
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
     blobs = open_blob_store(settings)
-    return WorkerContext(settings, sessions, blobs), Ingestor(sessions, blobs)
+    return UpdateContext(settings, sessions, blobs), Ingestor(sessions, blobs)
 
 
-def _model(ctx: WorkerContext, **config) -> int:
+def _model(ctx: UpdateContext, **config) -> int:
     base = {
         "architecture": "resnet18",
         "width": 0.25,
@@ -88,7 +88,7 @@ def _model(ctx: WorkerContext, **config) -> int:
 
 
 def _update(
-    ctx: WorkerContext, ingestor: Ingestor, model_id: int, x: np.ndarray, y: np.ndarray
+    ctx: UpdateContext, ingestor: Ingestor, model_id: int, x: np.ndarray, y: np.ndarray
 ) -> dict:
     """Post one mega-batch, run its job through the worker function, return the job's timings."""
     result = ingestor.add_chunk(model_id, "train", x, y)

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.database import rows_changed
-from lure_core.lineage import model_name
+from lure_core.model_store import model_name
 from lure_core.records import JobRow, ModelRow
 
 log = logging.getLogger("lure.lineage")

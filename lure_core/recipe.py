@@ -81,7 +81,7 @@ class Recipe:
     # the learning-rate schedule: ×gamma at these fractions of the epochs; None: the engine's
     lr_milestones: tuple[float, ...] | None = None
     lr_gamma: float | None = None
-    # each candidate strategy continues its own versions (lure_core/lineages.py); None: on
+    # each candidate strategy continues its own versions (lure_update/lineages.py); None: on
     lineages: bool | None = None
     # the level at which the live pointer moves to another lineage; None: the engine's default
     switch_significance: float | None = None

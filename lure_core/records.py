@@ -156,7 +156,7 @@ class ChunkRow(Base):
     kept_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
     compacted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # set by the update that found the blob missing or altered: its rows are left out of training
-    # from then on (lure_core/samples.py); cleared when the file is intact again
+    # from then on (lure_update/samples.py); cleared when the file is intact again
     lost_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     lost_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
@@ -236,7 +236,7 @@ class VersionRow(Base):
     # "margin", "rank_by"}, plus who forced it; None for versions published before gates
     gate: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # what an audit needs to rebuild it: parent, replay_from, mega-batch, digest of the sample
-    # references trained on, torch threads (lure_core/update_inputs.py)
+    # references trained on, torch threads (lure_update/inputs.py)
     inputs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # the resolved update configuration it was trained with (lure_engine.update's UpdateConfig as
     # data): an audit rebuilds from it, never from the model's current (PATCHable) recipe; None

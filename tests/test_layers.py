@@ -1,5 +1,5 @@
-"""The import rules of docs/ARCHITECTURE.md, checked on every module: engine ← core ← worker and
-engine ← core ← service, and worker and service never import each other."""
+"""The import rules of docs/ARCHITECTURE.md, checked on every module: engine ← core ← update ←
+worker and engine ← core ← update ← service, and worker and service never import each other."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {
     "lure_engine": {"lure_engine"},
     "lure_core": {"lure_engine", "lure_core"},
-    "worker": {"lure_engine", "lure_core", "worker"},
-    "service": {"lure_engine", "lure_core", "service", "lure_client"},
+    "lure_update": {"lure_engine", "lure_core", "lure_update"},
+    "worker": {"lure_engine", "lure_core", "lure_update", "worker"},
+    "service": {"lure_engine", "lure_core", "lure_update", "service", "lure_client"},
     # the light client (pip install ./client) imports nothing of the server; the one exception is
     # the bundled digits demo data, read lazily and refused clearly when the server is absent
     "lure_client": {"lure_client", "lure_engine"},

@@ -28,7 +28,7 @@ from lure_core.job_store import Outcome
 from lure_core.logs import configure_logging
 from lure_core.queue import UPDATE_TASK, celery_config
 from lure_core.settings import SharedSettings
-from worker.attempts import WorkerContext, runner_name
+from lure_update.context import UpdateContext, runner_name
 from worker.heartbeat import WorkerHeartbeat
 from worker.isolation import interrupt_running_updates, run_isolated, start_fork_server
 
@@ -60,9 +60,9 @@ def _lure_logs(**_) -> None:
 
 
 @lru_cache(maxsize=1)
-def worker_context() -> WorkerContext:
+def worker_context() -> UpdateContext:
     """Built once per worker process; updates themselves run in child processes."""
-    return WorkerContext(
+    return UpdateContext(
         settings,
         make_session_factory(make_engine(settings.resolved_database_url)),
         open_blob_store(settings),

@@ -33,7 +33,7 @@ from lure_core.job_store import (
     retry_delay,
 )
 from lure_core.settings import SharedSettings
-from worker.attempts import WorkerContext, runner_name
+from lure_update.context import UpdateContext, runner_name
 
 log = logging.getLogger("lure.worker")
 
@@ -54,7 +54,7 @@ _OUTCOMES = {code: outcome for outcome, code in _EXIT_CODES.items()}
 # job, and what the engine imports only where it is used (so that an API process never does):
 # torchvision's ResNet blocks, scipy's tests (the gates) and torchmetrics' ECE
 _CHILD_MODULES = [
-    "worker.update_job",
+    "lure_update.job",
     "lure_engine.models.resnet",
     "scipy.stats",
     "torchmetrics.functional.classification",
@@ -112,7 +112,7 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     from lure_core.database import make_engine, make_session_factory
     from lure_core.logs import configure_logging
     from lure_core.process_tree import die_with_parent
-    from worker.update_job import execute_job  # preloaded by the fork server
+    from lure_update.job import execute_job  # preloaded by the fork server
 
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
@@ -124,7 +124,7 @@ def _child_main(settings: SharedSettings, job_id: int, fault_path: str) -> None:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     engine = make_engine(settings.resolved_database_url)
-    context = WorkerContext(settings, make_session_factory(engine), open_blob_store(settings))
+    context = UpdateContext(settings, make_session_factory(engine), open_blob_store(settings))
     try:
         outcome = execute_job(context, job_id, runner_name())
     except UpdateInterrupted as stop:
@@ -163,7 +163,7 @@ def _fault_stack(path: Path, frames: int = 20) -> str:
     return "\n".join(head[:3] + stack[:frames])
 
 
-def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
+def _supervise(ctx: UpdateContext, job_id: int, child) -> bool:
     """Heartbeat the job while ``child`` lives; kill it past the update timeout. True if
     timed out.
     """
@@ -192,11 +192,11 @@ def _supervise(ctx: WorkerContext, job_id: int, child) -> bool:
     return False
 
 
-def _retry_delay(ctx: WorkerContext, job_id: int) -> float:
+def _retry_delay(ctx: UpdateContext, job_id: int) -> float:
     return ride_out(lambda: retry_delay(ctx.jobs, job_id), f"job {job_id}: reading its attempts")
 
 
-def run_isolated(ctx: WorkerContext, job_id: int) -> JobResult:
+def run_isolated(ctx: UpdateContext, job_id: int) -> JobResult:
     """Run one job in a child process and account for however it ended."""
     if _shutting_down.is_set():
         return JobResult(

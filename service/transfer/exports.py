@@ -25,7 +25,7 @@ from torch import nn
 
 from lure_core.blobs import BlobStore
 from lure_core.checkpoints import load_state
-from lure_core.lineage import version_row
+from lure_core.model_store import version_row
 from lure_core.recipe import Recipe
 from lure_core.records import (
     METRIC_FIELDS,
@@ -35,9 +35,9 @@ from lure_core.records import (
     ModelRow,
     VersionRow,
 )
-from lure_core.samples import SampleReader
 from lure_engine.models import build_model
 from lure_engine.preprocess import Preprocessing
+from lure_update.samples import SampleReader
 from service.serving.engines import onnx_bytes, packaged
 
 FORMATS = {"safetensors": "safetensors", "torchscript": "pt", "onnx": "onnx"}

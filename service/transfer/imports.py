@@ -22,10 +22,10 @@ from lure_core.blobs import BlobStore
 from lure_core.checkpoints import save_state
 from lure_core.live_pointer import first_version
 from lure_core.records import ModelRow, Origin, Release, VersionRow, metrics_row
-from lure_core.samples import SampleReader
 from lure_engine.metrics import measure_model
 from lure_engine.models import build_model
 from lure_engine.replay import make_replay
+from lure_update.samples import SampleReader
 from service.transfer.safetensors_header import TensorEntry
 
 SAFETENSORS_DTYPES = {

@@ -17,10 +17,10 @@ from lure_core.api_keys import create_key
 from lure_core.blob_backend import open_blob_store
 from lure_core.database import make_engine, make_session_factory
 from lure_core.records import JobRow
+from lure_update.job import UpdateContext, execute_job
 from service.app import create_app
 from service.settings import ServerSettings
 from tests.s3 import s3_environment
-from worker.update_job import WorkerContext, execute_job
 
 KINDS = ["sqlite", "postgres"]
 
@@ -37,7 +37,7 @@ class InProcess:
 
     def run_jobs(self) -> list[str]:
         """Every queued job, oldest first, through the worker's own update function."""
-        context = WorkerContext(
+        context = UpdateContext(
             self.settings,
             make_session_factory(make_engine(self.settings.resolved_database_url)),
             open_blob_store(self.settings),

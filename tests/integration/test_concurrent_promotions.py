@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from lure_core.blob_backend import open_blob_store
 from lure_core.records import JobRow, ModelRow
+from lure_update.job import UpdateContext, execute_job
 from service.app import create_app
 from service.settings import ServerSettings
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
 from tests.server.conftest import new_key
-from worker.update_job import WorkerContext, execute_job
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_every_concurrent_promotion_counts(kind, request, tmp_path, digits):
         client.headers["Authorization"] = f"Bearer {new_key(client, 'admin', ['admin'])}"
         client.post("/v1/models", json={**DIGITS_MODEL, "epochs": 1}).raise_for_status()
         res = client.app.state.resources
-        ctx = WorkerContext(settings, res.sessions, open_blob_store(settings))
+        ctx = UpdateContext(settings, res.sessions, open_blob_store(settings))
         for start in (0, 300):
             client.post(
                 "/v1/models/digits/chunks?split=train",

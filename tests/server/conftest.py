@@ -10,11 +10,11 @@ from lure_core.api_keys import create_key
 from lure_core.blob_backend import open_blob_store
 from lure_core.database import make_engine, make_session_factory
 from lure_core.records import ChunkRow, JobRow
+from lure_update.job import UpdateContext, execute_job
 from service.app import create_app
 from service.settings import ServerSettings
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body
 from tests.s3 import s3_environment
-from worker.update_job import WorkerContext, execute_job
 
 
 @pytest.fixture()
@@ -79,10 +79,10 @@ def model(client) -> dict:
 
 
 @pytest.fixture()
-def worker_ctx(settings, client) -> WorkerContext:
+def worker_ctx(settings, client) -> UpdateContext:
     """The real update function with its real storage, called in-process instead of via Celery."""
     sessions = make_session_factory(make_engine(settings.resolved_database_url))
-    return WorkerContext(settings, sessions, open_blob_store(settings))
+    return UpdateContext(settings, sessions, open_blob_store(settings))
 
 
 @pytest.fixture()

@@ -8,10 +8,10 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
 from lure_core.records import ModelRow, VersionRow
+from lure_update.job import Outcome, execute_job
 from service.api.key_cache import KeyCache
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.server.conftest import post_train as _post_train
-from worker.update_job import Outcome, execute_job
 
 
 def test_versions_have_lineage_metrics_and_checkpoint_hashes(

@@ -239,11 +239,11 @@ def test_registry_models_default_to_imagenet_statistics(client):
 def test_an_imported_version_is_not_auditable_and_says_so_without_an_audit_process(
     client, imported, monkeypatch
 ):
-    import lure_core.audit
+    import lure_update.audit
 
     def no_process(*_args):
         raise AssertionError("an audit process was started for imported weights")
 
-    monkeypatch.setattr(lure_core.audit, "run_audit_process", no_process)
+    monkeypatch.setattr(lure_update.audit, "run_audit_process", no_process)
     report = client.post("/v1/models/mnv3/versions/0/audit").json()
     assert report["result"] == "not_auditable" and "imported weights" in report["reason"]

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from lure_core.records import JobRow, VersionRow
 from lure_engine.gate import GateEvaluation
 from lure_engine.lineage_evidence import Discordance, behind_in_a_row, significantly_behind
+from lure_update.lineup import Lineup, offered
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.server.conftest import post_train
-from worker.lineup import Lineup, offered
 
 
 def _post_test_set(client, digits) -> None:

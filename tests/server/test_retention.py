@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from lure_core.backup import referenced_blobs
 from lure_core.records import ChunkRow, MegaBatchRow, VersionRow
-from lure_core.samples import SampleReader, SamplesDeleted, sample_ids
 from lure_engine.splits import split_megabatch
+from lure_update.samples import SampleReader, SamplesDeleted, sample_ids
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 
 

@@ -12,14 +12,14 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ObjectStoreUnavailable
-from lure_core.candidates import strategy_summary
 from lure_core.model_removal import (
     ModelBusy,
     delete_model_rows,
     remove_orphan_blobs,
 )
 from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
-from lure_core.retention import apply_retention
+from lure_update.candidates import strategy_summary
+from lure_update.retention import apply_retention
 from service.api.auth import READ, may_touch, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import model_out, models_out

@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from lure_core.lineage import newest_intact
 from lure_core.live_pointer import retreat as retreat_live
 from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
+from lure_update.damaged_versions import newest_intact
 from service.api.auth import require
 from service.api.deps import (
     MAX_ID,

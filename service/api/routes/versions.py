@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.blobs import ChecksumMismatch
-from lure_core.lineage import clear_damage, record_damage
 from lure_core.live_pointer import promote as promote_version
 from lure_core.records import ExportRow, GateVerdict, ModelRow, VersionRow
+from lure_update.damaged_versions import clear_damage, record_damage
 from service.api.auth import READ, require
 from service.api.deps import (
     Resources,
@@ -246,9 +246,9 @@ async def export_card(
 @router.post("/{number}/audit", dependencies=[require("admin")])
 async def audit(name: str, number: VersionNumber, res: Resources = Depends(resources)) -> dict:
     """Rebuild version ``number`` from its records (parent, replay source, mega-batch, seeds) and
-    compare the rebuilt weights' sha256 with the recorded one (``lure_core/audit.py``). Runs a
+    compare the rebuilt weights' sha256 with the recorded one (``lure_update/audit.py``). Runs a
     whole update in a separate process: as long as that version's update took."""
-    from lure_core.audit import not_auditable_reason, run_audit_process
+    from lure_update.audit import not_auditable_reason, run_audit_process
 
     with res.sessions() as session:
         model = model_or_404(session, name)

@@ -22,7 +22,7 @@ from lure_core.records import (
     metrics_row,
 )
 from lure_engine.metrics_record import UpdateMetrics
-from worker.attempts import WorkerContext
+from lure_update.context import UpdateContext
 
 
 @dataclass
@@ -34,9 +34,10 @@ class Published:
 def _release_winner(model: ModelRow, job: JobRow, version: VersionRow) -> None:
     """Make the winning candidate live when it passed the gate, unless a promotion happened
     while it trained: the promotion wins."""
-    if version.gate["verdict"] != GateVerdict.PASSED:
+    gate = version.gate or {}
+    if gate.get("verdict") != GateVerdict.PASSED:
         version.release = Release.HELD
-        version.release_note = "held by the promotion gate: " + "; ".join(version.gate["reasons"])
+        version.release_note = "held by the promotion gate: " + "; ".join(gate.get("reasons", []))
         return
     if release_if_unchanged(model, job, version.number):
         version.release = Release.LIVE
@@ -76,7 +77,7 @@ def _insert(session: Session, job: JobRow, published: list[Published], best: int
         select(func.max(VersionRow.number)).where(VersionRow.model_id == job.model_id)
     )
     number = 0 if number is None else number
-    model = session.get(ModelRow, job.model_id)
+    model = session.get_one(ModelRow, job.model_id)
     rows = [_fresh_copy(item.version) for item in published]
     winner = rows[best]
     for offset, row in enumerate(rows, start=1):
@@ -87,7 +88,7 @@ def _insert(session: Session, job: JobRow, published: list[Published], best: int
             row.release = Release.NOT_CHOSEN
             row.release_note = (
                 f"version {winner.number} ({winner.strategy}) ranked higher on "
-                f"{winner.gate['rank_by']}"
+                f"{(winner.gate or {}).get('rank_by')}"
             )
         session.add(row)
         session.flush()
@@ -97,12 +98,12 @@ def _insert(session: Session, job: JobRow, published: list[Published], best: int
 
 
 def publish(
-    ctx: WorkerContext, job_id: int, published: list[Published], best: int, timings: dict
+    ctx: UpdateContext, job_id: int, published: list[Published], best: int, timings: dict
 ) -> int:
     """Versions + metrics + live pointer + job state; a duplicate delivery publishes nothing."""
     try:
         with ctx.sessions.begin() as session:
-            job = session.get(JobRow, job_id)
+            job = session.get_one(JobRow, job_id)
             number = _existing_winner(session, job)
             if number is None:
                 number = _insert(session, job, published, best)
@@ -110,6 +111,8 @@ def publish(
             return number
     except IntegrityError:  # a concurrent duplicate won the race: it is published, exactly once
         with ctx.sessions.begin() as session:
-            job = session.get(JobRow, job_id)
-            succeed(job, _existing_winner(session, job))
-            return job.version
+            job = session.get_one(JobRow, job_id)
+            number = _existing_winner(session, job)
+            assert number is not None  # the duplicate that won published it
+            succeed(job, number)
+            return number

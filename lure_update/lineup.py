@@ -3,7 +3,7 @@ version is offered to go live.
 
 Without lineages (one strategy, or ``lineages: false``) every candidate starts from the live
 version and the best on this mega-batch's gate rows is offered. With lineages each starts from its
-own lineage's head (``lure_core.lineages``), and the live lineage's candidate is offered unless a
+own lineage's head (``lure_update.lineages``), and the live lineage's candidate is offered unless a
 challenger's lineage is significantly ahead on the newest evidence: the two candidates (the
 models that would go live) on the gate rows, and their heads on the new mega-batch's rows, scored
 before training on them (``lure_engine.lineage_evidence``).
@@ -17,21 +17,21 @@ from functools import partial
 import torch
 from sqlalchemy.orm import Session
 
-from lure_core.lineage import newest_intact
-from lure_core.lineages import incumbent, lineage_heads
 from lure_core.records import ModelRow, VersionRow
-from lure_core.update_inputs import (
+from lure_engine.gate import GateEvaluation, evaluate_on_gate
+from lure_engine.lineage_evidence import Discordance, LineageChoice, choose_lineage, discordance
+from lure_engine.lineage_race import Standing, cut
+from lure_engine.pipeline import as_tensors
+from lure_update.context import UpdateContext
+from lure_update.damaged_versions import newest_intact
+from lure_update.inputs import (
     StartingPoint,
     UpdateInputs,
     read_starting_point,
     starting_from,
     starting_model,
 )
-from lure_engine.gate import GateEvaluation, evaluate_on_gate
-from lure_engine.lineage_evidence import Discordance, LineageChoice, choose_lineage, discordance
-from lure_engine.lineage_race import Standing, cut
-from lure_engine.pipeline import as_tensors
-from worker.attempts import WorkerContext
+from lure_update.lineages import incumbent, lineage_heads
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Lineup:
     incumbent: str | None = None
 
 
-def _lineage_start(ctx: WorkerContext, head: VersionRow, live: StartingPoint) -> StartingPoint:
+def _lineage_start(ctx: UpdateContext, head: VersionRow, live: StartingPoint) -> StartingPoint:
     """The head's weights, or its newest intact ancestor's; none intact: live."""
     if live.version is not None and head.number == live.version.number:
         return live
@@ -55,7 +55,7 @@ def _lineage_start(ctx: WorkerContext, head: VersionRow, live: StartingPoint) ->
 
 
 def line_up(
-    ctx: WorkerContext,
+    ctx: UpdateContext,
     session: Session,
     model: ModelRow,
     inputs: UpdateInputs,
@@ -91,7 +91,8 @@ def score_heads(lineup: Lineup, device: torch.device) -> dict[str, GateEvaluatio
     if not lineup.own_lineages:
         return {}
     starts = {s: inputs.start.version for s, inputs in lineup.inputs.items()}
-    if any(v is None for v in starts.values()) or len({v.number for v in starts.values()}) < 2:
+    numbers = {v.number for v in starts.values() if v is not None}
+    if any(v is None for v in starts.values()) or len(numbers) < 2:
         return {}
     inputs = lineup.live
     x, y = as_tensors(inputs.data.megabatch, device, inputs.recipe.preprocessing)

@@ -1,7 +1,7 @@
 """Rebuild a published version from its records and compare it with what was published.
 
 The audit reads the version's recorded parent, replay source, mega-batch and seeds, re-runs the
-same update (``lure_core.update_inputs.train_candidate``, the code the worker ran) and compares
+same update (``lure_update.inputs.train_candidate``, the code the worker ran) and compares
 the sha256 of the rebuilt weights with the recorded one. On the CPU with the recorded thread count
 the rebuild is bit for bit; on CUDA only updates trained with ``LURE_DETERMINISTIC=true`` are
 (docs/SERVER.md, "Audit").
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from lure_core.settings import SharedSettings
 
 if TYPE_CHECKING:  # torch and the engine load only in the audit process
-    from lure_core.update_inputs import UpdateInputs
     from lure_engine.update import UpdateConfig, UpdateSeeds
+    from lure_update.inputs import UpdateInputs
 
 
 def _first_difference(rebuilt: dict, stored: dict) -> dict:
@@ -75,10 +75,10 @@ def plan_from_version(
     from sqlalchemy import select
 
     from lure_core.blobs import ChecksumMismatch
-    from lure_core.lineage import version_row
+    from lure_core.model_store import version_row
     from lure_core.records import MegaBatchRow, ModelRow
-    from lure_core.update_inputs import LostData, StartingPoint, gather_inputs, read_starting_point
     from lure_engine.update import UpdateSeeds, update_config_from_dict
+    from lure_update.inputs import LostData, StartingPoint, gather_inputs, read_starting_point
 
     model = session.scalar(select(ModelRow).where(ModelRow.name == model_name))
     version = version_row(session, model.id, number) if model else None
@@ -128,7 +128,7 @@ def _rebuild(plan: AuditPlan) -> dict:
     """Train the recorded update again, on the CPU with the recorded thread count."""
     import torch
 
-    from lure_core.update_inputs import train_candidate
+    from lure_update.inputs import train_candidate
 
     torch.set_num_threads(plan.record["torch_threads"])
     torch.use_deterministic_algorithms(bool(plan.record.get("deterministic")))
@@ -171,7 +171,7 @@ def audit_version(settings: SharedSettings, model_name: str, number: int) -> dic
     audits, lost inputs), with the reasons and the numbers."""
     from lure_core.blob_backend import open_blob_store
     from lure_core.database import make_engine, make_session_factory
-    from lure_core.update_inputs import train_ids_digest
+    from lure_update.inputs import train_ids_digest
 
     engine = make_engine(settings.resolved_database_url)
     sessions, blobs = make_session_factory(engine), open_blob_store(settings)

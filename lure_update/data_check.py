@@ -15,10 +15,9 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.lineage import model_name
 from lure_core.megabatch_store import quarantine
+from lure_core.model_store import model_name
 from lure_core.records import MegaBatchRow, MegaBatchState, MetricsRow, VersionRow
-from lure_core.update_inputs import UpdateInputs, starting_model
 from lure_engine.data_gate import (
     AgreementEvidence,
     DataVerdict,
@@ -31,7 +30,8 @@ from lure_engine.data_gate import (
 from lure_engine.label_agreement import Agreement, best_mapping
 from lure_engine.metrics import predict_logits
 from lure_engine.pipeline import as_tensors
-from worker.attempts import WorkerContext
+from lure_update.context import UpdateContext
+from lure_update.inputs import UpdateInputs, starting_model
 
 log = logging.getLogger("lure.worker")
 RECENT = 3  # mega-batches the new one is compared with
@@ -78,7 +78,8 @@ def recent_agreement(session: Session, inputs: UpdateInputs) -> Agreement | None
     )
     pooled, count = None, 0
     for megabatch in judged:
-        agreement = Agreement.from_dict((megabatch.data_gate.get("numbers") or {}).get("agreement"))
+        numbers = (megabatch.data_gate or {}).get("numbers") or {}
+        agreement = Agreement.from_dict(numbers.get("agreement") or {})
         if agreement is None:
             continue
         pooled, count = agreement if pooled is None else pooled + agreement, count + 1
@@ -131,7 +132,7 @@ def _megabatch(session: Session, inputs: UpdateInputs) -> MegaBatchRow:
     return row
 
 
-def check_data(ctx: WorkerContext, job_id: int, inputs: UpdateInputs, device) -> bool:
+def check_data(ctx: UpdateContext, job_id: int, inputs: UpdateInputs, device) -> bool:
     """Judge (reads, then the live model's pass with no transaction open) and record in one
     short transaction; True: the mega-batch is quarantined and must not be trained on."""
     policy = inputs.recipe.data_policy

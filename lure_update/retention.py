@@ -5,7 +5,7 @@ A pruned version keeps its row (lineage, metrics, gate record, replay state), so
 stays whole; its checkpoint, mask and exports are deleted from the blob store. The version is
 marked pruned *before* its files are deleted, so a crash in between leaves unreferenced files,
 never a version that looks damaged. Versions a pending job started from are never pruned. Then the
-chunks: samples no kept version can reach any more are deleted (``lure_core.chunk_retention``).
+chunks: samples no kept version can reach any more are deleted (``lure_update.chunk_retention``).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
-from lure_core.chunk_retention import compact_chunks
-from lure_core.lineage import model_name
-from lure_core.lineages import lineage_heads
+from lure_core.model_store import model_name
 from lure_core.records import PENDING, ExportRow, JobRow, ModelRow, VersionRow
+from lure_update.chunk_retention import compact_chunks
+from lure_update.lineages import lineage_heads
 
 log = logging.getLogger("lure.retention")
 

@@ -13,31 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import ChecksumMismatch
 from lure_core.database import rows_changed
-from lure_core.records import ModelRow, VersionRow
+from lure_core.model_store import version_row
+from lure_core.records import VersionRow
 
 log = logging.getLogger("lure.lineage")
-
-
-def model_name(sessions: sessionmaker[Session], model_id: int) -> str:
-    """The model's name for a log line (its id when it is gone): people read names."""
-    try:
-        with sessions() as session:
-            return session.scalar(select(ModelRow.name).where(ModelRow.id == model_id)) or str(
-                model_id
-            )
-    except Exception:  # a log line never fails the work it reports
-        return str(model_id)
-
-
-def version_row(session: Session, model_id: int, number: int) -> VersionRow | None:
-    return session.scalar(
-        select(VersionRow).where(VersionRow.model_id == model_id, VersionRow.number == number)
-    )
 
 
 def record_damage(sessions: sessionmaker[Session], version: VersionRow, error: str) -> None:

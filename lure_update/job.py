@@ -1,14 +1,15 @@
 """One update job, claim to publish: the function an update process runs (``worker/isolation.py``).
 
-An update is plan → run → publish: ``worker/update_plan.py:plan_update`` reads it from the
-database, ``worker/update_run.py:run_plan`` trains and judges the candidates without one,
-``worker/version_records.py:version_rows`` stores their checkpoints and rows, and
-``worker/publish.py:publish`` writes them, the live pointer and the job's end in one transaction.
+An update is plan → run → publish: ``lure_update/plan.py:plan_update`` reads it from the
+database, ``lure_update/run.py:run_plan`` trains and judges the candidates without one,
+``lure_update/version_records.py:version_rows`` stores their checkpoints and rows, and
+``lure_update/publish.py:publish`` writes them, the live pointer and the job's end in one
+transaction.
 
 Order and idempotency are enforced against the database, so they hold whichever worker runs the
 job and however often the broker delivers it: a job runs only after every earlier mega-batch of
-its model is done, only one worker can claim it (``worker/attempts.py``), and the version row is
-unique per mega-batch.
+its model is done, only one worker can claim it (a compare-and-set in ``lure_core/job_store.py``),
+and the version row is unique per mega-batch.
 """
 
 from __future__ import annotations
@@ -23,23 +24,23 @@ from lure_core.infrastructure import is_infrastructure_fault, ride_out
 from lure_core.job_store import Outcome, record_failure, release_interrupted
 from lure_core.job_store import claim as claim_job
 from lure_core.records import ModelRow, Release
-from lure_core.retention import apply_retention
 from lure_core.settings import SharedSettings
 from lure_engine.devices import choose_device
-from worker.attempts import WorkerContext, runner_name
-from worker.data_check import check_data
-from worker.progress import ProgressWriter
-from worker.publish import Published, publish
-from worker.update_plan import plan_update
-from worker.update_run import UpdateResult, run_plan
-from worker.version_records import version_rows
+from lure_update.context import UpdateContext, runner_name
+from lure_update.data_check import check_data
+from lure_update.plan import plan_update
+from lure_update.progress import ProgressWriter
+from lure_update.publish import Published, publish
+from lure_update.retention import apply_retention
+from lure_update.run import AttemptResult, run_plan
+from lure_update.version_records import version_rows
 
-__all__ = ["Outcome", "WorkerContext", "execute_job", "training_device"]
+__all__ = ["Outcome", "UpdateContext", "execute_job", "training_device"]
 
 log = logging.getLogger("lure.worker")
 
 
-def execute_job(ctx: WorkerContext, job_id: int, runner: str | None = None) -> Outcome:
+def execute_job(ctx: UpdateContext, job_id: int, runner: str | None = None) -> Outcome:
     """Claim, update and publish one job; an exception is recorded as a failed attempt, unless
     it was the database or broker failing (then the attempt is handed back, uncounted)."""
     runner = runner or runner_name()
@@ -70,7 +71,7 @@ def training_device(settings: SharedSettings) -> torch.device:
     return choose_device(settings.device)
 
 
-def _run_claimed(ctx: WorkerContext, job_id: int, progress: ProgressWriter) -> int | None:
+def _run_claimed(ctx: UpdateContext, job_id: int, progress: ProgressWriter) -> int | None:
     """Plan → data gate → run → store the versions → publish, timing each step."""
     started = time.perf_counter()
     torch.use_deterministic_algorithms(ctx.settings.deterministic)
@@ -99,7 +100,7 @@ def _run_claimed(ctx: WorkerContext, job_id: int, progress: ProgressWriter) -> i
     return number
 
 
-def _timings(result: UpdateResult, started: float) -> dict:
+def _timings(result: AttemptResult, started: float) -> dict:
     """Where the attempt's time went: the winner's steps, each candidate, the whole."""
     metrics = result.winner.update.metrics
     return {
@@ -121,11 +122,11 @@ NOT_LIVE = {
 
 
 def _log_published(
-    ctx: WorkerContext, job_id: int, number: int, megabatch: int, winner: Published
+    ctx: UpdateContext, job_id: int, number: int, megabatch: int, winner: Published
 ) -> None:
     """One line a person watching the console reads: which version, live or not, how good."""
     with ctx.sessions() as session:
-        model = session.get(ModelRow, winner.version.model_id)
+        model = session.get_one(ModelRow, winner.version.model_id)
         name, live = model.name, model.live_version
     m = winner.metrics
     quality = (
@@ -136,7 +137,8 @@ def _log_published(
         if m.val_accuracy is not None
         else "no held-out data to measure it on"
     )
-    status = "live" if live == number else NOT_LIVE.get(winner.version.release, "not live")
+    release = Release(winner.version.release)
+    status = "live" if live == number else NOT_LIVE.get(release, "not live")
     if winner.version.release == Release.HELD:
         reasons = "; ".join((winner.version.gate or {}).get("reasons", [])) or "see its record"
         status = (

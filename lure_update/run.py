@@ -1,7 +1,7 @@
 """Step 2 of an update: train every candidate of a plan and judge it (the promotion gate, which
 lineage is ahead). No database and no blob store: all it reads is in the plan
-(``worker/update_plan.py``), all it decides is in the result, which
-``worker/version_records.py`` stores and ``worker/publish.py`` publishes.
+(``lure_update/plan.py``), all it decides is in the result, which
+``lure_update/version_records.py`` stores and ``lure_update/publish.py`` publishes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Protocol
 import torch
 
 from lure_core.records import VersionRow
-from lure_core.update_inputs import UpdateInputs, starting_model, train_candidate
 from lure_engine.gate import (
     GateEvaluation,
     GateSplit,
@@ -30,12 +29,13 @@ from lure_engine.update import (
     trains_alike_without_parent,
     update_config_to_dict,
 )
-from worker.lineup import Lineup, RaceRound, offered, pairs, race_round, score_heads
-from worker.update_plan import UpdatePlan
+from lure_update.inputs import UpdateInputs, starting_model, train_candidate
+from lure_update.lineup import Lineup, RaceRound, offered, pairs, race_round, score_heads
+from lure_update.plan import UpdatePlan
 
 
 class ProgressSink(Protocol):
-    """Where a run reports its phase and training steps (``worker/progress.py`` writes them to
+    """Where a run reports its phase and training steps (``lure_update/progress.py`` writes them to
     the job; a test may keep them)."""
 
     candidate: dict
@@ -61,7 +61,7 @@ class Candidate:
 
 
 @dataclass
-class UpdateResult:
+class AttemptResult:
     """What an attempt decided, before anything is stored: every candidate, the one offered to go
     live, the live version's gate scores, the lineage evidence and the choice made on it."""
 
@@ -78,7 +78,7 @@ class UpdateResult:
         return self.candidates[self.best]
 
 
-def run_plan(plan: UpdatePlan, progress: ProgressSink) -> UpdateResult:
+def run_plan(plan: UpdatePlan, progress: ProgressSink) -> AttemptResult:
     """Train and judge every candidate; choose the one offered to go live."""
     heads = score_heads(plan.lineup, plan.device)  # before anything trains
     fresh = pairs(heads)
@@ -87,7 +87,7 @@ def run_plan(plan: UpdatePlan, progress: ProgressSink) -> UpdateResult:
     evaluations = {c.strategy: c.evaluation for c in candidates}
     race = race_round(plan.lineup, evaluations, heads)
     best, choice = _winner(plan.lineup, candidates, fresh, plan.inputs.recipe.policy, race)
-    return UpdateResult(plan, candidates, best, live, fresh, choice, race)
+    return AttemptResult(plan, candidates, best, live, fresh, choice, race)
 
 
 @dataclass
@@ -134,7 +134,7 @@ def _train_candidates(
     plan: UpdatePlan, progress: ProgressSink
 ) -> tuple[list[Candidate], GateEvaluation | None]:
     """Each candidate from its starting point, on the same data and seeds
-    (``lure_core.update_inputs.train_candidate``), judged on the gate split against live."""
+    (``lure_update.inputs.train_candidate``), judged on the gate split against live."""
     lineup = plan.lineup
     context = _gate_context(lineup.live, plan.device)
     candidates: list[Candidate] = []
@@ -199,7 +199,7 @@ def _lineage_verdict(
     own = verdict
     if not context.is_live(parent):
         own = judge(evaluation, context.parent(inputs), inputs.recipe.policy)
-    record = {"parent": parent.number if parent else None, "extends": own.passed}
+    record: dict = {"parent": parent.number if parent else None, "extends": own.passed}
     if own is not verdict:
         record["reasons_against_parent"] = own.reasons
     return record

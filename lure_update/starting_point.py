@@ -2,7 +2,7 @@
 
 A damaged live version (its files fail the sha256 check) is recorded, the model's live pointer
 moves back to the newest intact ancestor, and the update starts from that one
-(``lure_core/lineage.py`` states the rule).
+(``lure_update/damaged_versions.py`` states the rule).
 """
 
 from __future__ import annotations
@@ -11,18 +11,19 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
-from lure_core.lineage import newest_intact, version_row
 from lure_core.live_pointer import retreat as retreat_live
+from lure_core.model_store import version_row
 from lure_core.records import ModelRow
-from lure_core.update_inputs import StartingPoint, read_starting_point
-from worker.attempts import WorkerContext
+from lure_update.context import UpdateContext
+from lure_update.damaged_versions import newest_intact
+from lure_update.inputs import StartingPoint, read_starting_point
 
 
 class NoIntactCheckpoint(RuntimeError):
     """Every version in the live version's lineage failed its integrity check."""
 
 
-def load_starting_point(ctx: WorkerContext, session: Session, model: ModelRow) -> StartingPoint:
+def load_starting_point(ctx: UpdateContext, session: Session, model: ModelRow) -> StartingPoint:
     """The live version, or its newest intact ancestor when it is damaged; none: the first."""
     if model.live_version is None:
         return StartingPoint(None, None, None)

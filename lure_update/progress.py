@@ -8,13 +8,13 @@ import time
 from lure_core.infrastructure import is_infrastructure_fault
 from lure_core.job_store import heartbeat
 from lure_engine.trainer import Progress
-from worker.attempts import WorkerContext
+from lure_update.context import UpdateContext
 
 
 class ProgressWriter:
     """Writes job progress (and the heartbeat) at most once a second: cheap enough for any loop."""
 
-    def __init__(self, ctx: WorkerContext, job_id: int, runner: str) -> None:
+    def __init__(self, ctx: UpdateContext, job_id: int, runner: str) -> None:
         self.ctx, self.job_id, self.runner, self.last = ctx, job_id, runner, 0.0
         self.candidate: dict = {}  # which candidate strategy is training, of how many
 

@@ -114,7 +114,7 @@ def retired_on_evidence(session: Session, model: ModelRow, recipe: Recipe) -> se
 
 def raced_out(session: Session, model: ModelRow, recipe: Recipe) -> set[str]:
     """The lineages ``auto``'s race has left behind: every candidate not alive after the newest
-    mega-batch of the epoch that recorded a race (``worker/lineup.py:race_round``)."""
+    mega-batch of the epoch that recorded a race (``lure_update/lineup.py:race_round``)."""
     alive: list[str] | None = None
     for version in epoch_versions(session, model):  # oldest first: the newest record stays
         race = lineage_record(version).get("race")

@@ -14,9 +14,9 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.lineages import lineage_summary, raced_out, retired_on_evidence
 from lure_core.recipe import Recipe
 from lure_core.records import MegaBatchRow, ModelRow, VersionRow
+from lure_update.lineages import lineage_summary, raced_out, retired_on_evidence
 
 
 def results_by_megabatch(
@@ -49,7 +49,7 @@ def losses_in_a_row(results: dict[int, dict[str, bool]], strategy: str) -> int:
 
 def retired_strategies(session: Session, model_id: int, recipe: Recipe) -> set[str]:
     """Strategies ``auto`` no longer trains; never all of them. With lineages: those whose
-    lineage is significantly behind the live one (``lure_core.lineages``); without: those that
+    lineage is significantly behind the live one (``lure_update.lineages``); without: those that
     lost ``retire_after`` mega-batches in a row. Racing by halving: those the newest mega-batch's
     race left out."""
     model = session.get(ModelRow, model_id)

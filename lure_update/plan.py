@@ -1,6 +1,6 @@
 """Step 1 of an update: its plan, read from the database once. From the plan on, an update is
-plain data (``worker/update_run.py`` trains it without a database), and an audit rebuilds a
-version from the same kind of record (``lure_core/audit.py``).
+plain data (``lure_update/run.py`` trains it without a database), and an audit rebuilds a
+version from the same kind of record (``lure_update/audit.py``).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import torch
 from sqlalchemy import update
 
-from lure_core.candidates import retired_strategies
 from lure_core.job_store import now, record_start
 from lure_core.records import ChunkRow, JobRow, MegaBatchRow, ModelRow
-from lure_core.update_inputs import UpdateInputs, gather_inputs, replay_source
 from lure_engine.update import UpdateConfig
-from worker.attempts import WorkerContext
-from worker.learner import load_starting_point
-from worker.lineup import Lineup, line_up
+from lure_update.candidates import retired_strategies
+from lure_update.context import UpdateContext
+from lure_update.inputs import UpdateInputs, gather_inputs, replay_source
+from lure_update.lineup import Lineup, line_up
+from lure_update.starting_point import load_starting_point
 
 log = logging.getLogger("lure.worker")
 
@@ -42,7 +42,7 @@ class UpdatePlan:
         return self.lineup.live
 
 
-def plan_update(ctx: WorkerContext, job_id: int, device: torch.device) -> UpdatePlan:
+def plan_update(ctx: UpdateContext, job_id: int, device: torch.device) -> UpdatePlan:
     """Read the job's inputs and resolve each candidate's configuration."""
     started = time.perf_counter()
     lineup = _line_up(ctx, job_id)
@@ -50,13 +50,13 @@ def plan_update(ctx: WorkerContext, job_id: int, device: torch.device) -> Update
     return UpdatePlan(job_id, lineup, configs, device, time.perf_counter() - started)
 
 
-def _line_up(ctx: WorkerContext, job_id: int) -> Lineup:
+def _line_up(ctx: UpdateContext, job_id: int) -> Lineup:
     """The live starting point, the stream's replay memory, the mega-batch, validation and test
     data; the candidate strategies still in the running and where each starts."""
     with ctx.sessions() as session:
-        job = session.get(JobRow, job_id)
-        model = session.get(ModelRow, job.model_id)
-        megabatch = session.get(MegaBatchRow, job.megabatch_id)
+        job = session.get_one(JobRow, job_id)
+        model = session.get_one(ModelRow, job.model_id)
+        megabatch = session.get_one(MegaBatchRow, job.megabatch_id)
         recipe = model.recipe
         start = load_starting_point(ctx, session, model)
         inputs = gather_inputs(

@@ -24,12 +24,12 @@ from lure_core.blobs import BlobStore
 from lure_core.checkpoints import load_state
 from lure_core.recipe import Recipe
 from lure_core.records import JobRow, MegaBatchRow, MetricsRow, ModelRow, VersionRow
-from lure_core.samples import SampleReader, sample_ids
 from lure_engine.models import build_model
 from lure_engine.pipeline import MegaBatchData, MegaBatchUpdate, update_on_megabatch
 from lure_engine.replay import Replay, make_replay
 from lure_engine.trainer import ProgressCallback
 from lure_engine.update import UpdateConfig, UpdateSeeds
+from lure_update.samples import SampleReader, sample_ids
 
 
 @dataclass

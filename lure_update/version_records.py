@@ -1,6 +1,6 @@
 """Step 3 of an update: each candidate's weights and forget-mask as safetensors (written
 atomically, sha256 recorded) and its version row: the gate verdict, the lineage evidence, the
-resolved configuration and what an audit needs to rebuild it. ``worker/publish.py`` then writes
+resolved configuration and what an audit needs to rebuild it. ``lure_update/publish.py`` then writes
 the rows in one transaction.
 """
 
@@ -17,12 +17,12 @@ from lure_core.records import VersionRow
 from lure_engine.data_gate import json_safe
 from lure_engine.gate import GateEvaluation, margin
 from lure_engine.lineage_evidence import Discordance, LineageChoice
-from worker.lineup import pairs
-from worker.publish import Published
-from worker.update_run import Candidate, UpdateResult
+from lure_update.lineup import pairs
+from lure_update.publish import Published
+from lure_update.run import AttemptResult, Candidate
 
 
-def version_rows(blobs: BlobStore, result: UpdateResult) -> list[Published]:
+def version_rows(blobs: BlobStore, result: AttemptResult) -> list[Published]:
     """Every candidate saved as a version, in the order trained (``result.best`` indexes it)."""
     policy = result.plan.inputs.recipe.policy
     lineages = _lineage_records(result.candidates, result.fresh, result.choice)

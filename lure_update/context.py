@@ -1,4 +1,5 @@
-"""What a worker process carries through an attempt: where records and blobs are, and its name.
+"""What an update carries through an attempt: its settings, where records and blobs are, and
+who runs it.
 
 No torch here: the Celery process that supervises update processes imports this module.
 """
@@ -17,7 +18,7 @@ from lure_core.settings import SharedSettings
 
 
 @dataclass
-class WorkerContext:
+class UpdateContext:
     settings: SharedSettings
     sessions: sessionmaker[Session]
     blobs: BlobStore

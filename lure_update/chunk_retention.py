@@ -25,11 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore
-from lure_core.lineage import model_name
+from lure_core.model_store import model_name
 from lure_core.records import PENDING, ChunkRow, JobRow, MegaBatchRow, ModelRow, VersionRow
-from lure_core.samples import ROW_BITS
 from lure_engine.replay import make_replay
 from lure_engine.splits import split_megabatch
+from lure_update.samples import ROW_BITS
 
 log = logging.getLogger("lure.retention")
 

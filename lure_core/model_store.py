@@ -1,0 +1,36 @@
+"""Reading a model's versions: its name, one version, and the one answer to "which version is
+live" (every place that serves, trains, reports or checks the live version asks here).
+
+Writes of the live pointer are ``lure_core/live_pointer.py``'s, each with its rule.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from lure_core.records import ModelRow, VersionRow
+
+
+def model_name(sessions: sessionmaker[Session], model_id: int) -> str:
+    """The model's name for a log line (its id when it is gone): people read names."""
+    try:
+        with sessions() as session:
+            return session.scalar(select(ModelRow.name).where(ModelRow.id == model_id)) or str(
+                model_id
+            )
+    except Exception:  # a log line never fails the work it reports
+        return str(model_id)
+
+
+def version_row(session: Session, model_id: int, number: int) -> VersionRow | None:
+    return session.scalar(
+        select(VersionRow).where(VersionRow.model_id == model_id, VersionRow.number == number)
+    )
+
+
+def live_version(session: Session, model: ModelRow) -> VersionRow | None:
+    """The version the model serves and the next update starts from (None: none yet)."""
+    if model.live_version is None:
+        return None
+    return version_row(session, model.id, model.live_version)
