@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.markdown import row
-from lure_engine.lineage_evidence import Discordance, choose_lineage
+from lure_engine.lineage_evidence import Discordance
+from lure_update.selection import choose_lineage
 
 
 @dataclass(frozen=True)

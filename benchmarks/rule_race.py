@@ -7,11 +7,11 @@ parent), so one run per rule (``benchmarks.rule_budgets``, which records every m
 class on every row after each mega-batch) holds everything a race needs: each mega-batch's
 candidates on the gate rows (the validation rows of the mega-batches so far) and each lineage's
 head on the new mega-batch's rows before training on it. Each race rule is replayed with
-``lure_engine.lineage_race`` (which lineages go on training) and
-``lure_engine.lineage_evidence.choose_lineage`` (which one is live, at the switch level), exactly
-as the worker calls them; ``auto``'s result is the live lineage's test accuracy after the last
-mega-batch, its cost the optimiser steps of every lineage it trained (the first update once:
-every rule trains it identically). Writes ``docs/benchmarks/rule_race.md`` and ``.json``.
+``lure_update/selection.py`` (``cut``: which lineages go on training; ``choose_lineage``: which
+one is live, at the switch level), exactly as an update calls them; ``auto``'s result is the live
+lineage's test accuracy after the last mega-batch, its cost the optimiser steps of every lineage
+it trained (the first update once: every rule trains it identically). Writes
+``docs/benchmarks/rule_race.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,9 @@ import numpy as np
 from benchmarks.markdown import mean_std
 from benchmarks.quality_tables import RUNS, decode_classes
 from lure_engine.alma.stream import MegaBatch, make_stream
-from lure_engine.lineage_evidence import (
-    DEFAULT_SWITCH_SIGNIFICANCE,
-    Discordance,
-    behind_in_a_row,
-    choose_lineage,
-)
-from lure_engine.lineage_race import Standing, cut
+from lure_engine.lineage_evidence import DEFAULT_SWITCH_SIGNIFICANCE, Discordance
 from lure_engine.seeding import derive_seed
+from lure_update.selection import Standing, behind_in_a_row, choose_lineage, cut
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 TABLES = {"t43_short": "6 epochs", "t43_long": "30 epochs", "t43_short_buffer": "6 epochs, buffer"}
@@ -109,7 +104,7 @@ class Race:
 
 
 def replay(runs, stream, labels, rule: str, significance: float, first_cut: int) -> Race:
-    """``rule``: ``halving`` (lure_engine.lineage_race) or ``retire_after_3`` (the rule before
+    """``rule``: ``halving`` (``lure_update.selection.cut``) or ``retire_after_3`` (the rule before
     this issue: train every lineage, retire one significantly behind 3 times in a row)."""
     alive = [s for s in RACERS if s in runs]
     race, live = Race(), alive[0]

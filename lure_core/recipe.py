@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the engine's torch modules load only where a model is built
 
 
 AUTO = "auto"  # train several strategies per mega-batch, retire the ones that keep losing
-# every warm-family rule races (lure_engine/lineage_race.py): which one wins flips with the
+# every warm-family rule races (lure_update/selection.py): which one wins flips with the
 # training budget (DASH 7 points behind warm at 6 epochs an update, 6-9 ahead at long budgets;
 # docs/BENCHMARKS.md), so the race finds it; warm first: the first update and ties go to it
 AUTO_DEFAULT = ("warm", "dash", "lure", "shrink_perturb", "fire")
@@ -81,7 +81,7 @@ class Recipe:
     # the learning-rate schedule: ×gamma at these fractions of the epochs; None: the engine's
     lr_milestones: tuple[float, ...] | None = None
     lr_gamma: float | None = None
-    # each candidate strategy continues its own versions (lure_update/lineages.py); None: on
+    # each candidate strategy continues its own versions (lure_update/lineage_records.py); None: on
     lineages: bool | None = None
     # the level at which the live pointer moves to another lineage; None: the engine's default
     switch_significance: float | None = None
@@ -179,7 +179,7 @@ class Recipe:
 
     @property
     def races(self) -> bool:
-        """Does ``auto`` race its lineages by successive halving (``lure_engine.lineage_race``)?"""
+        """Does ``auto`` race its lineages by successive halving (``lure_update.selection.cut``)?"""
         return self.strategy == AUTO and self.own_lineages and self.race != "evidence"
 
     @property

@@ -1,4 +1,5 @@
-"""Which lineage should be live: the newest evidence, judged by a test, not one gate score.
+"""The statistics of lineage evidence: which rows two models disagree on, and whether one is
+ahead beyond noise (the decisions made on them are ``lure_update/selection.py``'s).
 
 With challenger lineages every strategy continues its own versions. On each mega-batch two kinds
 of rows say which lineage is ahead now: the gate rows, on which the two candidates (the models
@@ -66,68 +67,6 @@ def ahead_test(evidence: Discordance) -> TestResult:
     )
 
 
-@dataclass(frozen=True)
-class LineageChoice:
-    """The lineage to serve, and why: the pooled evidence of each challenger against the
-    incumbent, with its test."""
-
-    leader: str
-    incumbent: str | None
-    switched: bool
-    evidence: dict[str, dict]
-    significance: float | None = None  # the level a challenger had to pass
-
-    def to_dict(self) -> dict:
-        return {
-            "leader": self.leader,
-            "incumbent": self.incumbent,
-            "switched": self.switched,
-            "evidence": self.evidence,
-            "significance": self.significance,
-        }
-
-
-def choose_lineage(
-    incumbent: str | None,
-    evidence_vs_incumbent: dict[str, Discordance],
-    significance: float,
-    fallback: str,
-) -> LineageChoice:
-    """Keep the incumbent unless a challenger is significantly ahead of it on the pooled
-    evidence (the most significant one wins); no incumbent (nothing of these lineages is live
-    yet): ``fallback``, the best candidate of this mega-batch."""
-    if incumbent is None:
-        return LineageChoice(fallback, None, False, {}, significance)
-    tests = {name: ahead_test(evidence) for name, evidence in evidence_vs_incumbent.items()}
-    record = {
-        name: {**evidence_vs_incumbent[name].to_dict(), **test.to_dict()}
-        for name, test in tests.items()
-    }
-    ahead = [
-        name
-        for name, test in tests.items()
-        if test.significant(significance)
-        and evidence_vs_incumbent[name].only_this > evidence_vs_incumbent[name].only_other
-    ]
-    if not ahead:
-        return LineageChoice(incumbent, incumbent, False, record, significance)
-    leader = min(ahead, key=lambda name: tests[name].p_value)
-    return LineageChoice(leader, incumbent, True, record, significance)
-
-
 def significantly_behind(evidence: Discordance, significance: float) -> bool:
     """Is this lineage behind the other beyond noise on this evidence?"""
     return ahead_test(evidence.swapped()).significant(significance)
-
-
-def behind_in_a_row(newest: list[Discordance], significance: float) -> int:
-    """On how many of the latest mega-batches in a row (``newest``: each one's evidence, oldest
-    first) this lineage was significantly behind: the rule that retires it. Evidence summed over
-    the stream retired warm-starting on one CIFAR-10 seed while it was 2 points behind after
-    mega-batch 6; alone it ended 1.55 points ahead (docs/BENCHMARKS.md)."""
-    count = 0
-    for evidence in reversed(newest):
-        if not significantly_behind(evidence, significance):
-            break
-        count += 1
-    return count

@@ -15,10 +15,10 @@ from sqlalchemy import update
 from lure_core.job_store import now, record_start
 from lure_core.records import ChunkRow, JobRow, MegaBatchRow, ModelRow
 from lure_engine.update import UpdateConfig
-from lure_update.candidates import retired_strategies
 from lure_update.context import UpdateContext
 from lure_update.inputs import UpdateInputs, gather_inputs, replay_source
 from lure_update.lineup import Lineup, line_up
+from lure_update.selection import retired_strategies
 from lure_update.starting_point import load_starting_point
 
 log = logging.getLogger("lure.worker")
@@ -68,7 +68,7 @@ def _line_up(ctx: UpdateContext, job_id: int) -> Lineup:
             start,
             replay_source(session, model, megabatch.index, start.version),
         )
-        retired = retired_strategies(session, model.id, recipe)
+        retired = retired_strategies(session, model, recipe)
         strategies = tuple(s for s in recipe.candidates if s not in retired)
         lineup = line_up(ctx, session, model, inputs, strategies)
         promotion_epoch = model.promotion_epoch

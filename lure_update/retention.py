@@ -20,7 +20,7 @@ from lure_core.blobs import BlobStore
 from lure_core.model_store import model_name
 from lure_core.records import PENDING, ExportRow, JobRow, ModelRow, VersionRow
 from lure_update.chunk_retention import compact_chunks
-from lure_update.lineages import lineage_heads
+from lure_update.lineage_records import lineage_heads
 
 log = logging.getLogger("lure.retention")
 

@@ -22,7 +22,7 @@ from lure_engine.gate import (
     judge,
     split_gate,
 )
-from lure_engine.lineage_evidence import Discordance, LineageChoice
+from lure_engine.lineage_evidence import Discordance
 from lure_engine.pipeline import MegaBatchUpdate, as_tensors
 from lure_engine.trainer import Progress
 from lure_engine.update import (
@@ -30,8 +30,9 @@ from lure_engine.update import (
     update_config_to_dict,
 )
 from lure_update.inputs import UpdateInputs, starting_model, train_candidate
-from lure_update.lineup import Lineup, RaceRound, offered, pairs, race_round, score_heads
+from lure_update.lineup import Lineup, score_heads
 from lure_update.plan import UpdatePlan
+from lure_update.selection import LineageChoice, RaceRound, offered, pairs, race_round
 
 
 class ProgressSink(Protocol):

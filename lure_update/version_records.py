@@ -16,10 +16,10 @@ from lure_core.drift import Answers
 from lure_core.records import VersionRow
 from lure_engine.data_gate import json_safe
 from lure_engine.gate import GateEvaluation, margin
-from lure_engine.lineage_evidence import Discordance, LineageChoice
-from lure_update.lineup import pairs
+from lure_engine.lineage_evidence import Discordance
 from lure_update.publish import Published
 from lure_update.run import AttemptResult, Candidate
+from lure_update.selection import LineageChoice, pairs
 
 
 def version_rows(blobs: BlobStore, result: AttemptResult) -> list[Published]:

@@ -8,10 +8,10 @@ from lure_engine.gate import GateEvaluation
 from lure_engine.lineage_evidence import (
     Discordance,
     ahead_test,
-    choose_lineage,
     discordance,
     significantly_behind,
 )
+from lure_update.selection import choose_lineage
 
 
 def _evaluation(correct: list[bool]) -> GateEvaluation:

@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from lure_core.records import JobRow, VersionRow
 from lure_engine.gate import GateEvaluation
-from lure_engine.lineage_evidence import Discordance, behind_in_a_row, significantly_behind
-from lure_update.lineup import Lineup, offered
+from lure_engine.lineage_evidence import Discordance, significantly_behind
+from lure_update.lineup import Lineup
+from lure_update.selection import behind_in_a_row, offered
 from tests.helpers import DIGITS_MODEL, NPZ, npz_body, png_images
 from tests.server.conftest import post_train
 

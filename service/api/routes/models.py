@@ -18,8 +18,8 @@ from lure_core.model_removal import (
     remove_orphan_blobs,
 )
 from lure_core.records import METRIC_FIELDS, MetricsRow, ModelRow, VersionRow
-from lure_update.candidates import strategy_summary
 from lure_update.retention import apply_retention
+from lure_update.standings import strategy_summary
 from service.api.auth import READ, may_touch, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.api.presenters import model_out, models_out

@@ -1,5 +1,5 @@
-"""Challenger lineages, read from the versions' records: where each strategy's next update starts,
-which lineage is live, and the evidence pooled between lineages.
+"""What the versions' records say about the candidates and lineages of a model: read here,
+decided on in ``lure_update/selection.py``.
 
 With ``lineages`` on (the default whenever more than one strategy trains), each strategy continues
 its *own* versions: its next candidate starts from its lineage's head, the newest version of that
@@ -7,20 +7,20 @@ strategy since the last manual promotion that passed the gate against its own pa
 with no such version yet starts from the live version (after an import or a promotion every
 lineage restarts there). The replay memory is the stream's, shared by every lineage, so lineages
 differ only in where they start. Each version's gate record carries ``lineage``: its parent,
-whether it extends its lineage, its discordant gate rows against each sibling, and its parent's
+whether it extends its lineage, its discordant gate rows against each sibling, its parent's
 discordant rows against each sibling's parent on the new mega-batch (scored before training on
-it: fresh rows every time), from which the evidence between two lineages is summed
-(``lure_engine.lineage_evidence``).
+it: fresh rows every time), and ``auto``'s race after that mega-batch.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lure_core.recipe import Recipe
 from lure_core.records import JobRow, MegaBatchRow, ModelRow, VersionRow
-from lure_engine.lineage_evidence import Discordance, ahead_test, behind_in_a_row
+from lure_engine.lineage_evidence import Discordance
 
 
 def epoch_versions(session: Session, model: ModelRow) -> list[VersionRow]:
@@ -95,68 +95,39 @@ def newest_evidence(session: Session, model: ModelRow, this: str, other: str) ->
     return out
 
 
-def retired_on_evidence(session: Session, model: ModelRow, recipe: Recipe) -> set[str]:
-    """Lineages significantly behind the live one on each of the last ``retire_after``
-    mega-batches' newest evidence: ``auto`` stops training them. Never the live lineage."""
-    limit = recipe.retire_losers_after
-    leader = incumbent(session, model, recipe.candidates)
-    if limit is None or leader is None:
-        return set()
-    significance = recipe.lineage_significance
-    return {
-        strategy
-        for strategy in recipe.candidates
-        if strategy != leader
-        and behind_in_a_row(newest_evidence(session, model, strategy, leader), significance)
-        >= limit
-    }
-
-
-def raced_out(session: Session, model: ModelRow, recipe: Recipe) -> set[str]:
-    """The lineages ``auto``'s race has left behind: every candidate not alive after the newest
-    mega-batch of the epoch that recorded a race (``lure_update/lineup.py:race_round``)."""
+def newest_race(session: Session, model: ModelRow) -> list[str] | None:
+    """The lineages ``auto``'s race kept after the newest mega-batch of the epoch that ran one."""
     alive: list[str] | None = None
     for version in epoch_versions(session, model):  # oldest first: the newest record stays
         race = lineage_record(version).get("race")
         if race:
             alive = race["alive"]
-    if alive is None:
-        return set()
-    return {s for s in recipe.candidates if s not in alive}
+    return alive
 
 
-def lineage_summary(session: Session, model: ModelRow, recipe: Recipe) -> dict:
-    """What the dashboard and ``GET /v1/models/{name}/strategies`` show of the lineages: the
-    live one, each head, and each challenger's pooled evidence against the live one."""
-    if not recipe.own_lineages:
-        return {"on": False}
-    strategies = recipe.candidates
-    live = incumbent(session, model, strategies)
-    evidence = {}
-    for strategy in strategies:
-        if live is None or strategy == live:
+def results_by_megabatch(
+    session: Session, model_id: int, ties_win: bool = False
+) -> dict[int, dict[str, bool]]:
+    """Mega-batch index → {strategy: won} for every mega-batch trained with candidates;
+    ``ties_win``: a tie with the winner counts too (for retirement: it lost nothing)."""
+    rows = session.execute(
+        select(MegaBatchRow.index, VersionRow.strategy, VersionRow.gate)
+        .join(MegaBatchRow, MegaBatchRow.id == VersionRow.megabatch_id)
+        .where(VersionRow.model_id == model_id, VersionRow.gate.is_not(None))
+    ).all()
+    results: dict[int, dict[str, bool]] = defaultdict(dict)
+    for index, strategy, gate in rows:
+        results[index][strategy] = bool(gate.get("winner") or (ties_win and gate.get("tied")))
+    return dict(results)
+
+
+def losses_in_a_row(results: dict[int, dict[str, bool]], strategy: str) -> int:
+    """Losses since the strategy last won, counting only mega-batches it ran on."""
+    count = 0
+    for index in sorted(results, reverse=True):
+        if strategy not in results[index]:
             continue
-        pooled, megabatches = pooled_evidence(session, model, strategy, live)
-        test = ahead_test(pooled).to_dict()
-        behind = ahead_test(pooled.swapped()).p_value
-        newest = newest_evidence(session, model, strategy, live)
-        evidence[strategy] = {
-            **pooled.to_dict(),
-            "megabatches": megabatches,
-            "p_ahead": test["p_value"],
-            "p_behind": behind,
-            "behind_in_a_row": behind_in_a_row(newest, recipe.lineage_significance),
-        }
-    heads = lineage_heads(session, model, strategies)
-    return {
-        "on": True,
-        "race": "halving" if recipe.races else "evidence",
-        "racing": [s for s in strategies if s not in raced_out(session, model, recipe)]
-        if recipe.races
-        else None,
-        "live_lineage": live,
-        "heads": {s: v.number for s, v in heads.items()},
-        "evidence_against_live": evidence,
-        "significance": recipe.lineage_significance,
-        "switch_significance": recipe.lineage_switch_significance,
-    }
+        if results[index][strategy]:
+            break
+        count += 1
+    return count
