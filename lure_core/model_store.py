@@ -6,7 +6,7 @@ Writes of the live pointer are ``lure_core/live_pointer.py``'s, each with its ru
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.records import ModelRow, VersionRow
@@ -34,3 +34,9 @@ def live_version(session: Session, model: ModelRow) -> VersionRow | None:
     if model.live_version is None:
         return None
     return version_row(session, model.id, model.live_version)
+
+
+def is_live() -> ColumnElement[bool]:
+    """The same answer for queries over many models: joins ``VersionRow`` to its model's live
+    version (``select(ModelRow, VersionRow).join(VersionRow, is_live())``)."""
+    return (VersionRow.model_id == ModelRow.id) & (VersionRow.number == ModelRow.live_version)

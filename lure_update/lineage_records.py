@@ -19,6 +19,7 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lure_core.model_store import live_version
 from lure_core.records import JobRow, MegaBatchRow, ModelRow, VersionRow
 from lure_engine.lineage_evidence import Discordance
 
@@ -55,14 +56,8 @@ def lineage_heads(session: Session, model: ModelRow, strategies: tuple[str, ...]
 def incumbent(session: Session, model: ModelRow, strategies: tuple[str, ...]) -> str | None:
     """The strategy whose lineage is live (None: imported weights, or a strategy no longer
     trained, are live: the next mega-batch's best candidate is chosen)."""
-    if model.live_version is None:
-        return None
-    live = session.scalar(
-        select(VersionRow.strategy).where(
-            VersionRow.model_id == model.id, VersionRow.number == model.live_version
-        )
-    )
-    return live if live in strategies else None
+    live = live_version(session, model)
+    return live.strategy if live is not None and live.strategy in strategies else None
 
 
 def pooled_evidence(

@@ -12,7 +12,7 @@ from functools import partial
 from sqlalchemy.orm import Session
 
 from lure_core.live_pointer import retreat as retreat_live
-from lure_core.model_store import version_row
+from lure_core.model_store import live_version
 from lure_core.records import ModelRow
 from lure_update.context import UpdateContext
 from lure_update.damaged_versions import newest_intact
@@ -27,7 +27,7 @@ def load_starting_point(ctx: UpdateContext, session: Session, model: ModelRow) -
     """The live version, or its newest intact ancestor when it is damaged; none: the first."""
     if model.live_version is None:
         return StartingPoint(None, None, None)
-    live = version_row(session, model.id, model.live_version)
+    live = live_version(session, model)
     if live is None:
         raise NoIntactCheckpoint(f"live version {model.live_version} has no record")
     found = newest_intact(ctx.sessions, live, partial(read_starting_point, ctx.blobs))

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import BlobStore, ChecksumMismatch, ObjectStoreUnavailable
+from lure_core.model_store import is_live
 from lure_core.records import (
     ChunkRow,
     JobRow,
@@ -163,12 +164,7 @@ def _retreated(session: Session, names: dict[int, str], verifier: FileVerifier) 
 
 def _damaged_live(session: Session, verifier: FileVerifier) -> dict[str, str]:
     damaged = {}
-    rows = session.execute(
-        select(ModelRow.name, VersionRow).join(
-            VersionRow,
-            (VersionRow.model_id == ModelRow.id) & (VersionRow.number == ModelRow.live_version),
-        )
-    ).all()
+    rows = session.execute(select(ModelRow.name, VersionRow).join(VersionRow, is_live())).all()
     for name, version in rows:
         if version.damaged or (
             verifier.intact(version.checkpoint_key, version.checkpoint_sha256) is False

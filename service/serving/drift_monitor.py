@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.drift import Answers, DriftPolicy, DriftResult, compare
-from lure_core.records import DriftCheckRow, ModelRow, PredictionRow, VersionRow
+from lure_core.model_store import live_version
+from lure_core.records import DriftCheckRow, ModelRow, PredictionRow
 from service.ingest.chunks import Ingestor
 from service.serving.ttl_cache import TtlCache
 
@@ -79,11 +80,7 @@ def check_model(
         model = session.scalar(select(ModelRow).where(ModelRow.name == name))
         if model is None or model.live_version is None:
             return None
-        version = session.scalar(
-            select(VersionRow).where(
-                VersionRow.model_id == model.id, VersionRow.number == model.live_version
-            )
-        )
+        version = live_version(session, model)
         if version is None or not version.drift_reference:
             return None
         window = recent_answers(session, model.id, version.number, policy.window)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.blobs import ChecksumMismatch
+from lure_core.model_store import is_live
 from lure_core.records import ModelRow, VersionRow
 from service.serving.inference import ModelCache
 
@@ -48,13 +49,7 @@ class LiveWarmer:
         with self.sessions() as session:
             rows = session.execute(
                 select(ModelRow, VersionRow)
-                .join(
-                    VersionRow,
-                    and_(
-                        VersionRow.model_id == ModelRow.id,
-                        VersionRow.number == ModelRow.live_version,
-                    ),
-                )
+                .join(VersionRow, is_live())
                 .where(VersionRow.pruned_at.is_(None), VersionRow.damaged.is_(None))
                 .order_by(VersionRow.id.desc())
                 .limit(self.models.size)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.drift import adjusted_p_value
-from lure_core.records import DriftCheckRow, VersionRow
+from lure_core.model_store import live_version
+from lure_core.records import DriftCheckRow
 from service.api.auth import READ, require
 from service.api.deps import Resources, db_session, model_or_404, resources
 from service.serving.drift_monitor import check_model, drift_policy, latest_drift
@@ -64,11 +65,8 @@ def get_drift(
 ) -> DriftOut:
     model = model_or_404(session, name)
     policy = drift_policy(model)
-    reference = session.scalar(
-        select(VersionRow.drift_reference).where(
-            VersionRow.model_id == model.id, VersionRow.number == model.live_version
-        )
-    )
+    live = live_version(session, model)
+    reference = live.drift_reference if live is not None else None
     rows = session.scalars(
         select(DriftCheckRow)
         .where(DriftCheckRow.model_id == model.id)

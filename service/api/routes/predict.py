@@ -18,6 +18,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from lure_core.live_pointer import retreat as retreat_live
+from lure_core.model_store import is_live
 from lure_core.recipe import Recipe
 from lure_core.records import ModelRow, VersionRow
 from lure_update.damaged_versions import newest_intact
@@ -84,12 +85,14 @@ async def _images(request: Request, res: Resources, recipe: Recipe) -> np.ndarra
 def _resolve(res: Resources, name: str, version: int | None) -> tuple[ModelRow, VersionRow]:
     """The model and the version to answer with, the pinned one or the live one, in one query
     (this runs on every prediction)."""
-    number = VersionRow.number == (version if version is not None else ModelRow.live_version)
+    chosen = (
+        is_live()
+        if version is None
+        else (VersionRow.model_id == ModelRow.id) & (VersionRow.number == version)
+    )
     with res.sessions() as session:
         found = session.execute(
-            select(ModelRow, VersionRow)
-            .outerjoin(VersionRow, (VersionRow.model_id == ModelRow.id) & number)
-            .where(ModelRow.name == name)
+            select(ModelRow, VersionRow).outerjoin(VersionRow, chosen).where(ModelRow.name == name)
         ).first()
         if found is None:
             raise HTTPException(404, f"model {name!r} not found")
