@@ -81,14 +81,16 @@ def corruptions(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.nd
 
 
 def live_states(doc: dict, labels: np.ndarray, seed: int):
-    """Per mega-batch i ≥ 3 of a recorded run: the live model's test accuracy, its predictions
-    on mega-batch i + 1, the recent (predictions, labels) and the stream's labels so far."""
+    """Per mega-batch i ≥ 2 of a recorded run (the server judges from the third mega-batch on
+    with a reference: the second, scored by the first version): the live model's test accuracy,
+    its predictions on mega-batch i + 1, the recent (predictions, labels) and the stream's labels
+    so far."""
     run = doc["runs"][0]
     rows = doc["row_predictions"]["megabatches"]
     megabatches = len(run["megabatches"])
     stream = make_stream(len(labels), megabatches, derive_seed(seed, "stream"), split_seed=seed)
     predicted = [decode_classes(rows[str(i)]["train"]) for i in range(1, megabatches + 1)]
-    for i in range(3, megabatches):
+    for i in range(2, megabatches):
         new: MegaBatch = stream[i]  # 0-based: mega-batch i + 1
         recent = [
             (predicted[j - 2][stream[j - 1].ids], labels[stream[j - 1].ids])
@@ -109,6 +111,7 @@ def main() -> None:
     labels = load_dataset(args.dataset).train.y.astype(np.int64)
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     examples: dict[str, list] = defaultdict(list)
+    accuracies: dict[str, list[float]] = defaultdict(list)
     for table in (*CLEAN_TABLES, "t43_gate_weak"):
         for path in sorted((args.runs_dir / table).glob("*/*.json")):
             doc = json.loads(path.read_text())
@@ -118,6 +121,8 @@ def main() -> None:
             rng = np.random.default_rng(derive_seed(seed, "corruption"))
             for accuracy, predicted, new, recent, seen in live_states(doc, labels, seed):
                 band = "~20 %" if accuracy < 0.3 else "~60 %" if 0.5 <= accuracy < 0.7 else None
+                if band is not None:
+                    accuracies[band].append(accuracy)
                 cases = corruptions(labels[new.ids], rng)
                 for name, given in cases.items():
                     if name != "clean" and band is None:
@@ -136,11 +141,17 @@ def main() -> None:
                     flagged = counts[band, "class-skewed (flagged)"]
                     flagged[0] += bool(judged.flags)
                     flagged[1] += 1
-    write_report(counts, examples, DOCS / "data_gate_chance")
+    write_report(counts, examples, accuracies, DOCS / "data_gate_chance")
 
 
-def write_report(counts, examples, out: Path) -> None:
+def write_report(counts, examples, accuracies, out: Path) -> None:
     lines = [
+        *(
+            f"- live models {band}: {len(values)} states, test accuracy {min(values):.1%} to "
+            f"{max(values):.1%} (mean {np.mean(values):.1%})"
+            for band, values in sorted(accuracies.items())
+        ),
+        "",
         "| live model | mega-batch | quarantined | of |",
         "|---|---|---|---|",
         *(f"| {band} | {name} | {q} | {n} |" for (band, name), (q, n) in sorted(counts.items())),

@@ -57,9 +57,12 @@ class DataGatePolicy:
     max_conflict_rate: float = 0.05
     label_skew_significance: float = 0.001
     # agreement beyond chance: the live model must be above chance on the recent mega-batches at
-    # ``skill_significance``; a new one whose kappa is below theirs at ``significance`` is out of
-    # line when it is consistent with chance (above chance only at p >= ``chance_level``) or a
-    # label mapping brings it back (mapped kappa not below the recent at ``chance_level``)
+    # ``skill_significance``; a new one whose kappa is below theirs at ``chance_level`` is out of
+    # line when it is also consistent with chance (above chance only at p >= ``chance_level``) or
+    # a label mapping brings it back (mapped kappa not below the recent at ``chance_level``, the
+    # mapping better than the labels on held-out rows at ``significance``). Two conditions at
+    # 0.01 together: a clean mega-batch would need the model to lose all its skill on it and
+    # fall 2.3 standard errors below its reference (0 of every clean stream measured)
     skill_significance: float = 0.001
     chance_level: float = 0.01
 
@@ -157,7 +160,7 @@ def _chance_or_mixup(evidence: AgreementEvidence, policy: DataGatePolicy) -> tup
     skill, drop = above_chance_p(recent), kappa_drop_p(new, recent)
     numbers |= {"recent_agreement": recent.to_dict(), "recent_above_chance_p": skill}
     numbers |= {"kappa_drop_p": drop, "above_chance_p": above_chance_p(new)}
-    if skill >= policy.skill_significance or drop >= policy.significance:
+    if skill >= policy.skill_significance or drop >= policy.chance_level:
         return [], numbers
     mapping = evidence.mapping
     if mapping is not None:
