@@ -78,7 +78,8 @@ def plan_from_version(
     from lure_core.model_store import version_row
     from lure_core.records import MegaBatchRow, ModelRow
     from lure_engine.update import UpdateSeeds, update_config_from_dict
-    from lure_update.inputs import LostData, StartingPoint, gather_inputs, read_starting_point
+    from lure_update.inputs import LostData, gather_inputs
+    from lure_update.starting_point import StartingPoint, read_starting_point
 
     model = session.scalar(select(ModelRow).where(ModelRow.name == model_name))
     version = version_row(session, model.id, number) if model else None
@@ -128,7 +129,7 @@ def _rebuild(plan: AuditPlan) -> dict:
     """Train the recorded update again, on the CPU with the recorded thread count."""
     import torch
 
-    from lure_update.inputs import train_candidate
+    from lure_update.training import train_candidate
 
     torch.set_num_threads(plan.record["torch_threads"])
     torch.use_deterministic_algorithms(bool(plan.record.get("deterministic")))

@@ -31,7 +31,8 @@ from lure_engine.label_agreement import Agreement, best_mapping
 from lure_engine.metrics import predict_logits
 from lure_engine.pipeline import as_tensors
 from lure_update.context import UpdateContext
-from lure_update.inputs import UpdateInputs, starting_model
+from lure_update.inputs import UpdateInputs
+from lure_update.training import starting_model
 
 log = logging.getLogger("lure.worker")
 RECENT = 3  # mega-batches the new one is compared with

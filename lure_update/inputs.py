@@ -1,7 +1,9 @@
-"""What one update reads from the records and blobs, and the training of one candidate on it.
+"""What one update reads from the records and blobs: its starting point, data, replay memory and
+seeds (``UpdateInputs``).
 
-Shared by the worker (which trains the candidates of a mega-batch) and the audit (which rebuilds a
-published version from its record), so an audit re-runs exactly the code that produced the version.
+Shared by the update (which trains the candidates of a mega-batch) and the audit (which rebuilds a
+published version from its record), so an audit re-runs exactly the code that produced the version
+(``lure_update/training.py`` trains on it).
 
 Weights and forget-mask come from the version the update starts from (the live one); the replay
 memory comes from the *stream* (``replay_source``): the newest version published since the last
@@ -21,39 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lure_core.blobs import BlobStore
-from lure_core.checkpoints import load_state
 from lure_core.recipe import Recipe
 from lure_core.records import JobRow, MegaBatchRow, MetricsRow, ModelRow, VersionRow
-from lure_engine.models import build_model
-from lure_engine.pipeline import MegaBatchData, MegaBatchUpdate, update_on_megabatch
+from lure_engine.pipeline import MegaBatchData
 from lure_engine.replay import Replay, make_replay
-from lure_engine.trainer import ProgressCallback
-from lure_engine.update import UpdateConfig, UpdateSeeds
+from lure_engine.update import UpdateSeeds
 from lure_update.samples import SampleReader, sample_ids
-
-
-@dataclass
-class StartingPoint:
-    """The version an update starts from: its weights and forget-mask (None: the first update),
-    and its SGD momentum when its recipe carried momentum."""
-
-    version: VersionRow | None
-    state: dict[str, torch.Tensor] | None
-    mask: dict[str, torch.Tensor] | None
-    momentum: dict[str, torch.Tensor] | None = None
-
-
-def read_starting_point(blobs: BlobStore, version: VersionRow) -> StartingPoint:
-    """Weights, mask and momentum of ``version``; ChecksumMismatch when a file fails its sha256."""
-    state = load_state(blobs, version.checkpoint_key, version.checkpoint_sha256)
-    mask = momentum = None
-    if version.mask_key and version.mask_sha256:
-        mask = {
-            k: v.bool() for k, v in load_state(blobs, version.mask_key, version.mask_sha256).items()
-        }
-    if version.momentum_key and version.momentum_sha256:
-        momentum = load_state(blobs, version.momentum_key, version.momentum_sha256)
-    return StartingPoint(version, state, mask, momentum)
+from lure_update.starting_point import StartingPoint
 
 
 def replay_source(
@@ -191,41 +167,3 @@ def starting_from(session: Session, inputs: UpdateInputs, start: StartingPoint) 
 class LostData(RuntimeError):
     """A mega-batch has no readable training rows left (every one of its chunks' blobs is
     lost)."""
-
-
-def starting_model(inputs: UpdateInputs) -> torch.nn.Module:
-    """The model the update starts from, on the CPU."""
-    model = build_model(inputs.recipe.model_spec, seed=inputs.recipe.init_seed)
-    if inputs.start.state is not None:
-        model.load_state_dict(inputs.start.state)
-    return model
-
-
-def train_candidate(
-    inputs: UpdateInputs,
-    strategy: str,
-    device: torch.device,
-    progress: ProgressCallback | None = None,
-    seeds: UpdateSeeds | None = None,
-    config: UpdateConfig | None = None,
-) -> MegaBatchUpdate:
-    """Unlearn and relearn one candidate strategy from the starting point (the engine's pipeline);
-    every candidate of a mega-batch gets the same data and the same seeds. An audit passes the
-    ``seeds`` and ``config`` the version recorded; otherwise they come from the recipe."""
-    recipe, start = inputs.recipe, inputs.start
-    mask = {k: v.to(device) for k, v in start.mask.items()} if start.mask is not None else None
-    momentum = {k: v.to(device) for k, v in (start.momentum or {}).items()} or None
-    return update_on_megabatch(
-        starting_model(inputs).to(device),
-        recipe.model_spec,
-        mask,
-        inputs.data,
-        has_parent=start.version is not None,
-        parent_cer=inputs.parent_cer,
-        config=config or recipe.update_config_for(strategy),
-        seeds=seeds or inputs.seeds,
-        device=device,
-        preprocessing=recipe.preprocessing,
-        progress=progress,
-        momentum=momentum,
-    )

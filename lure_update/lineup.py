@@ -20,14 +20,10 @@ from lure_engine.gate import GateEvaluation, evaluate_on_gate
 from lure_engine.pipeline import as_tensors
 from lure_update.context import UpdateContext
 from lure_update.damaged_versions import newest_intact
-from lure_update.inputs import (
-    StartingPoint,
-    UpdateInputs,
-    read_starting_point,
-    starting_from,
-    starting_model,
-)
+from lure_update.inputs import UpdateInputs, starting_from
 from lure_update.lineage_records import incumbent, lineage_heads
+from lure_update.starting_point import StartingPoint, read_starting_point
+from lure_update.training import starting_model
 
 
 @dataclass

@@ -29,10 +29,11 @@ from lure_engine.update import (
     trains_alike_without_parent,
     update_config_to_dict,
 )
-from lure_update.inputs import UpdateInputs, starting_model, train_candidate
+from lure_update.inputs import UpdateInputs
 from lure_update.lineup import Lineup, score_heads
 from lure_update.plan import UpdatePlan
 from lure_update.selection import LineageChoice, RaceRound, offered, pairs, race_round
+from lure_update.training import starting_model, train_candidate
 
 
 class ProgressSink(Protocol):

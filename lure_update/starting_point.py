@@ -7,16 +7,43 @@ moves back to the newest intact ancestor, and the update starts from that one
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
+import torch
 from sqlalchemy.orm import Session
 
+from lure_core.blobs import BlobStore
+from lure_core.checkpoints import load_state
 from lure_core.live_pointer import retreat as retreat_live
 from lure_core.model_store import live_version
-from lure_core.records import ModelRow
+from lure_core.records import ModelRow, VersionRow
 from lure_update.context import UpdateContext
 from lure_update.damaged_versions import newest_intact
-from lure_update.inputs import StartingPoint, read_starting_point
+
+
+@dataclass
+class StartingPoint:
+    """The version an update starts from: its weights and forget-mask (None: the first update),
+    and its SGD momentum when its recipe carried momentum."""
+
+    version: VersionRow | None
+    state: dict[str, torch.Tensor] | None
+    mask: dict[str, torch.Tensor] | None
+    momentum: dict[str, torch.Tensor] | None = None
+
+
+def read_starting_point(blobs: BlobStore, version: VersionRow) -> StartingPoint:
+    """Weights, mask and momentum of ``version``; ChecksumMismatch when a file fails its sha256."""
+    state = load_state(blobs, version.checkpoint_key, version.checkpoint_sha256)
+    mask = momentum = None
+    if version.mask_key and version.mask_sha256:
+        mask = {
+            k: v.bool() for k, v in load_state(blobs, version.mask_key, version.mask_sha256).items()
+        }
+    if version.momentum_key and version.momentum_sha256:
+        momentum = load_state(blobs, version.momentum_key, version.momentum_sha256)
+    return StartingPoint(version, state, mask, momentum)
 
 
 class NoIntactCheckpoint(RuntimeError):
