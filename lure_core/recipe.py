@@ -6,7 +6,7 @@ trains, splits or rebuilds a model reads it through :class:`Recipe`, never by st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
 from lure_engine.seeding import derive_seed
@@ -32,7 +32,16 @@ RACES = ("halving", "evidence")  # auto's retirement: successive halving, or ret
 
 @dataclass(frozen=True)
 class Recipe:
-    """Every field is stored with each model (the API's ``ModelCreate`` holds the defaults)."""
+    """A model's recipe as the server reads it, from the config stored with the model (the API's
+    ``ModelCreate`` validated it and filled its defaults).
+
+    Its sections: the model and its data (architecture to seed, preprocessing), the server's
+    choices (strategy and selection: challengers, race, lineages, gates; retention; serving: the
+    prediction log, shadows), and the engine's training and unlearning options, which are not
+    listed here: ``update_config_for`` reads every option ``lure_engine/configs.py`` declares
+    from the stored config under its recipe name (``options``), the engine's default where a
+    config stored before the option has none.
+    """
 
     architecture: str
     num_classes: int
@@ -43,14 +52,6 @@ class Recipe:
     replay: str  # full | buffer | none
     buffer_size: int | None
     megabatch_size: int
-    epochs: int
-    keep_fraction: float
-    importance: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    hflip: bool
     seed: int
     # added with bring-your-own models; configs stored before them take these defaults
     resize: str = "squash"
@@ -67,20 +68,7 @@ class Recipe:
     train_until: dict | None = None
     # added with the data gate; None: its defaults (quarantine)
     data_gate: dict | None = None
-    # engine options reachable from a recipe; None (configs stored before them): the engine's
-    scope: str | None = None
-    reset_source: str | None = None
-    importance_timing: str | None = None
-    importance_sample_fraction: float | None = None
-    importance_sample_size: int | None = None
     strategy_options: dict | None = None  # strategy → its rule's keyword options
-    # BatchNorm statistics recomputed after each update's training; None: the engine's default
-    recalibrate_norm: bool | None = None
-    # start each update from the parent's SGD momentum buffers; None: the engine's default
-    carry_momentum: bool | None = None
-    # the learning-rate schedule: ×gamma at these fractions of the epochs; None: the engine's
-    lr_milestones: tuple[float, ...] | None = None
-    lr_gamma: float | None = None
     # each candidate strategy continues its own versions (lure_update/lineage_records.py); None: on
     lineages: bool | None = None
     # the level at which the live pointer moves to another lineage; None: the engine's default
@@ -92,11 +80,14 @@ class Recipe:
     # auto's race: "halving" (None) keeps the better half after each mega-batch until one is
     # left; "evidence" retires a lineage behind the live one ``retire_after`` times in a row
     race: str | None = None
+    # the stored config as it is: the engine's options are read from it (``update_config_for``)
+    options: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, config: dict) -> Recipe:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"options"}
         values = {key: value for key, value in config.items() if key in known}
+        values["options"] = dict(config)
         for key in (
             "mean",
             "std",
@@ -104,7 +95,6 @@ class Recipe:
             "later_blocks",
             "challengers",
             "shadow",
-            "lr_milestones",
         ):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
@@ -194,46 +184,38 @@ class Recipe:
         return self.update_config_for(self.candidates[0])
 
     def update_config_for(self, strategy: str) -> UpdateConfig:
-        """The update of one candidate; with siblings every candidate also scores the importance
-        mask, so a LURE sibling of a winning warm-start still finds one to unlearn with."""
+        """The update of one candidate: every engine option the recipe holds, the engine's
+        default for the rest; with siblings every candidate also scores the importance mask, so a
+        LURE sibling of a winning warm-start still finds one to unlearn with."""
         from lure_engine.augment import default_crop_padding
-        from lure_engine.trainer import TrainConfig
-        from lure_engine.update import UpdateConfig
+        from lure_engine.configs import TrainConfig, UpdateConfig, options_of
 
         until = self.train_until or {}
         train = TrainConfig(
-            epochs=until.get("max_epochs", self.epochs),
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            hflip=self.hflip,
+            **self._engine_options(options_of(TrainConfig)),
             crop_padding=default_crop_padding(self.image_size),
-            until_train_accuracy=until.get("train_accuracy"),
         )
-        optional = {
-            "recalibrate_norm": self.recalibrate_norm,
-            "carry_momentum": self.carry_momentum,
-            "milestones": self.lr_milestones,
-            "gamma": self.lr_gamma,
-        }
-        train = replace(train, **_or_engine_default(optional, train))
-        config = UpdateConfig(
+        if until:  # train to a target: the cap replaces the epochs
+            train = replace(
+                train, epochs=until["max_epochs"], until_train_accuracy=until["train_accuracy"]
+            )
+        return UpdateConfig(
+            **self._engine_options(options_of(UpdateConfig)),
             strategy=strategy,
-            importance=self.importance,
-            keep_fraction=self.keep_fraction,
-            train=train,
+            strategy_options=(self.options.get("strategy_options") or {}).get(strategy) or {},
             always_estimate_mask=len(self.candidates) > 1,
+            train=train,
         )
-        unlearn = {
-            "scope": self.scope,
-            "reset_source": self.reset_source,
-            "importance_timing": self.importance_timing,
-            "importance_sample_fraction": self.importance_sample_fraction,
-            "importance_sample_size": self.importance_sample_size,
-            "strategy_options": (self.strategy_options or {}).get(strategy),
-        }
-        return replace(config, **_or_engine_default(unlearn, config))
+
+    def _engine_options(self, declared: list) -> dict:
+        """Each declared option the stored config holds under its recipe name (a stored list is
+        the tuple the engine keeps); absent or None: the engine's default."""
+        chosen = {}
+        for option in declared:
+            value = self.options.get(option.recipe) if option.recipe else None
+            if value is not None:
+                chosen[option.name] = tuple(value) if isinstance(value, list) else value
+        return chosen
 
     @property
     def replay_spec(self) -> str:
@@ -250,9 +232,3 @@ class Recipe:
 
     def split_seed(self, megabatch_index: int) -> int:
         return megabatch_split_seed(self.seed, megabatch_index)
-
-
-def _or_engine_default(chosen: dict, engine: object) -> dict:
-    """Each recipe option as chosen, or the engine's default where the stored config predates
-    the option (None)."""
-    return {k: getattr(engine, k) if v is None else v for k, v in chosen.items()}

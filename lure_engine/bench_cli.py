@@ -7,10 +7,11 @@ second, not an hour.
 
 from __future__ import annotations
 
+import inspect
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.console import Console
@@ -23,18 +24,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from lure_engine.configs import TrainConfig, UpdateConfig
+from lure_engine.configs import (
+    Option,
+    TrainConfig,
+    UpdateConfig,
+    describe_bounds,
+    options_of,
+    out_of_bounds,
+)
 
 if TYPE_CHECKING:  # the engine (torch, torchmetrics: ~5 s) loads only when a benchmark runs
     from lure_engine.alma import AlmaConfig
     from lure_engine.data import Dataset
 
 app = typer.Typer(help="Benchmarks of the LURE method.", no_args_is_help=True)
-# the engine's defaults (torch-free to read: lure_engine/configs.py), not a copy of them
-_TRAIN = TrainConfig()
-# read from the fields: building an UpdateConfig checks its strategy, which loads torch
-_UPDATE: dict[str, Any] = {f.name: f.default for f in fields(UpdateConfig)}
 AUGMENTS = ("auto", "flip+crop", "crop", "none")
+# the engine's options this command offers, by their bench names (lure_engine/configs.py)
+ENGINE_OPTIONS: dict[str, Option] = {
+    o.bench: o for o in (*options_of(TrainConfig), *options_of(UpdateConfig)) if o.bench
+}
+_TYPES: dict[str, Any] = {"int": int, "float": float, "bool": bool, "str": str}
 
 
 def _split_list(text: str, what: str) -> list[str]:
@@ -58,84 +67,83 @@ class BenchArgs:
     config: AlmaConfig
 
 
-@dataclass(frozen=True)
-class BenchOptions:
-    """The arguments of ``lure bench alma`` as given, before any check. Training and forgetting
-    defaults are the engine's; ``epochs`` (20) and the stream's are the benchmark's own."""
+# The benchmark's own arguments, with their defaults (``epochs``, 20, overrides the engine's 50);
+# every other argument is one of the engine's options, with the engine's default.
+OWN_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("dataset", str, "digits"),
+    ("model", str, "mlp"),
+    ("width", float, 1.0),
+    ("strategies", str, "warm,lure,shrink_perturb,llf,cold"),
+    ("replay", str, "full"),
+    ("megabatches", int, 8),
+    ("epochs", int, 20),
+    ("seeds", str, "0"),
+    ("label_noise", float, 0.0),
+    ("augment", str, "auto"),
+    ("train_samples", int, 0),  # > 0: a class-balanced subset of this many training images
+)
 
-    dataset: str = "digits"
-    model: str = "mlp"
-    width: float = 1.0
-    strategies: str = "warm,lure,shrink_perturb,llf,cold"
-    replay: str = "full"
-    megabatches: int = 8
-    epochs: int = 20
-    seeds: str = "0"
-    importance: str = _UPDATE["importance"]
-    keep: float = _UPDATE["keep_fraction"]
-    label_noise: float = 0.0
-    batch_size: int = _TRAIN.batch_size
-    lr: float = _TRAIN.lr
-    augment: str = "auto"
-    scope: str = _UPDATE["scope"]
-    reset_source: str = _UPDATE["reset_source"]
-    keep_best: bool = _TRAIN.keep_best_on_validation
-    importance_timing: str = _UPDATE["importance_timing"]
-    importance_sample_size: int = _UPDATE["importance_sample_size"]
-    carry_momentum: bool = _TRAIN.carry_momentum
-    lr_decay: float = _TRAIN.gamma
-    weight_decay: float = _TRAIN.weight_decay
-    until_train_accuracy: float = 0.0  # > 0: train each update until this (epochs: the cap)
-    train_samples: int = 0  # > 0: a class-balanced subset of this many training images
-    recalibrate_norm: bool = _TRAIN.recalibrate_norm
+_OWN = {name for name, *_ in OWN_OPTIONS}
 
 
+def _type(option: Option) -> Any:
+    """The option's Python type (an engine annotation is a string: postponed evaluation)."""
+    text = str(option.type)
+    base = _TYPES[text.removesuffix(" | None")]
+    return Optional[base] if text.endswith("| None") else base  # noqa: UP045 - typer reads it
+
+
+BenchOptions = make_dataclass(
+    "BenchOptions",
+    [(name, kind, field(default=default)) for name, kind, default in OWN_OPTIONS]
+    + [
+        (name, _type(o), field(default=o.default))
+        for name, o in ENGINE_OPTIONS.items()
+        if name not in _OWN
+    ],
+    frozen=True,
+)
+BenchOptions.__doc__ = (
+    "The arguments of ``lure bench alma`` as given, before any check: the benchmark's own and "
+    "every engine option it offers (``ENGINE_OPTIONS``), with the engine's defaults."
+)
 _DEFAULT = BenchOptions()
 
 
-def _check_names(options: BenchOptions) -> list[str]:
+def _check_names(options) -> list[str]:
     """The names that must come from a registry; returns the strategies."""
-    from lure_engine.configs import IMPORTANCE_TIMINGS
-    from lure_engine.forgetting import RESET_SOURCES, STRATEGIES
-    from lure_engine.importance import ESTIMATORS, SCOPES
+    from lure_engine.forgetting import STRATEGIES
     from lure_engine.models import available_models
     from lure_engine.replay import parse_replay
 
     strategies = _split_list(options.strategies, "--strategies")
     _check_choice(strategies, list(STRATEGIES), "strategy")
     _check_choice([options.model], available_models(), "model")
-    _check_choice([options.importance], list(ESTIMATORS), "importance estimator")
-    _check_choice([options.scope], list(SCOPES), "parameter scope")
-    _check_choice([options.reset_source], list(RESET_SOURCES), "reset source")
-    _check_choice([options.importance_timing], list(IMPORTANCE_TIMINGS), "importance timing")
+    for name, option in ENGINE_OPTIONS.items():
+        values = option.choice_values()
+        if values:
+            _check_choice([getattr(options, name)], values, name.replace("_", " "))
     _check_choice([options.augment], list(AUGMENTS), "augmentation")
     parse_replay(options.replay)
     return strategies
 
 
-def _check_numbers(options: BenchOptions) -> tuple[int, ...]:
-    """Ranges of the numeric options; returns the seeds."""
-    if not 0.0 < options.keep < 1.0:
-        raise ValueError(f"--keep must lie strictly between 0 and 1, got {options.keep}")
+def _check_numbers(options) -> tuple[int, ...]:
+    """Ranges of the numeric options (the engine's from their declarations); returns the
+    seeds."""
+    for name, option in ENGINE_OPTIONS.items():
+        value = getattr(options, name)
+        if out_of_bounds(value, option.bounds):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} {describe_bounds(option.bounds)}, got {value}")
     if not 0.0 <= options.label_noise < 1.0:
         raise ValueError(f"--label-noise must lie in [0, 1), got {options.label_noise}")
-    if min(options.megabatches, options.epochs, options.batch_size) < 1:
-        raise ValueError("--megabatches, --epochs and --batch-size must be at least 1")
+    if min(options.megabatches, options.epochs) < 1:
+        raise ValueError("--megabatches and --epochs must be at least 1")
     if options.width <= 0:
         raise ValueError(f"--width must be positive, got {options.width}")
-    if options.importance_sample_size < 0:
-        raise ValueError("--importance-sample-size must be >= 0 (0: use 20 % of the mega-batch)")
-    if not 0.0 < options.lr_decay <= 1.0:
-        raise ValueError(f"--lr-decay must lie in (0, 1], got {options.lr_decay}")
-    if not 0.0 <= options.until_train_accuracy <= 1.0:
-        raise ValueError(
-            "--until-train-accuracy must lie in [0, 1] (0: off), "
-            f"got {options.until_train_accuracy}"
-        )
     if options.train_samples < 0:
         raise ValueError(f"--train-samples must be >= 0 (0: all), got {options.train_samples}")
-    if options.weight_decay < 0:
-        raise ValueError(f"--weight-decay must be >= 0, got {options.weight_decay}")
     try:
         return tuple(int(s) for s in _split_list(options.seeds, "--seeds"))
     except ValueError as error:
@@ -144,7 +152,14 @@ def _check_numbers(options: BenchOptions) -> tuple[int, ...]:
         ) from error
 
 
-def build_config(options: BenchOptions) -> BenchArgs:
+def _engine_values(options, owner: str) -> dict:
+    """The engine options given for TrainConfig (``owner="train"``) or UpdateConfig."""
+    return {
+        o.name: getattr(options, name) for name, o in ENGINE_OPTIONS.items() if o.owner == owner
+    }
+
+
+def build_config(options) -> BenchArgs:
     """Validate every option and load the data; raises ValueError naming the first problem."""
     from lure_engine.alma import AlmaConfig
     from lure_engine.augment import default_crop_padding
@@ -162,28 +177,8 @@ def build_config(options: BenchOptions) -> BenchArgs:
         )
     hflip = data.hflip if options.augment == "auto" else options.augment == "flip+crop"
     padding = 0 if options.augment == "none" else default_crop_padding(data.image_size)
-    train = TrainConfig(
-        epochs=options.epochs,
-        batch_size=options.batch_size,
-        lr=options.lr,
-        hflip=hflip,
-        crop_padding=padding,
-        keep_best_on_validation=options.keep_best,
-        carry_momentum=options.carry_momentum,
-        gamma=options.lr_decay,
-        weight_decay=options.weight_decay,
-        until_train_accuracy=options.until_train_accuracy or None,
-        recalibrate_norm=options.recalibrate_norm,
-    )
-    update = UpdateConfig(
-        importance=options.importance,
-        keep_fraction=options.keep,
-        scope=options.scope,
-        reset_source=options.reset_source,
-        importance_timing=options.importance_timing,
-        importance_sample_size=options.importance_sample_size,
-        train=train,
-    )
+    train = TrainConfig(**_engine_values(options, "train"), hflip=hflip, crop_padding=padding)
+    update = UpdateConfig(**_engine_values(options, "update"), train=train)
     config = AlmaConfig(
         model=options.model,
         width=options.width,
@@ -239,116 +234,28 @@ def _run_with_progress(args: BenchArgs, device: str) -> dict:
         return run_alma(args.dataset, config, device=device, on_step=on_step)
 
 
-_MODEL = typer.Option(
-    _DEFAULT.model, help="Architecture, e.g. resnet18 or small_cnn (a wrong name lists them)."
-)
-
-_WIDTH = typer.Option(
-    _DEFAULT.width, help="Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU)."
-)
-
-_STRATEGIES = typer.Option(
-    _DEFAULT.strategies,
-    help="Comma-separated: warm, lure, shrink_perturb, llf, cold, dash, l2_init, fire.",
-)
-
-_LABEL_NOISE = typer.Option(
-    _DEFAULT.label_noise, help="Symmetric label-noise rate on the training stream."
-)
-
-_AUGMENT = typer.Option(
-    _DEFAULT.augment, help="auto | flip+crop | crop | none (auto: no flips for digits)"
-)
-
-_SCOPE = typer.Option(
-    _DEFAULT.scope,
-    help="Which parameters are scored and may be reset: conv_linear_weights | weights | all "
-    "| all_scored_conv_reset (the paper's code).",
-)
-
-_IMPORTANCE_TIMING = typer.Option(
-    _DEFAULT.importance_timing,
-    help="after_training | before_reset (score the parent on the head of the training set "
-    "just before resetting, as the paper's code does).",
-)
-
-_IMPORTANCE_SAMPLE_SIZE = typer.Option(
-    _DEFAULT.importance_sample_size,
-    help="Rows to score importance on (0: 20 % of the mega-batch; the paper's code: 100).",
-)
-
-_CARRY_MOMENTUM = typer.Option(
-    _DEFAULT.carry_momentum,
-    help="Carry SGD momentum across mega-batches (one optimiser for the stream).",
-)
-
-_LR_DECAY = typer.Option(
-    _DEFAULT.lr_decay, help="Learning-rate factor at 40 % and 80 % of the epochs (1.0: constant)."
-)
-
-_UNTIL_TRAIN_ACCURACY = typer.Option(
-    _DEFAULT.until_train_accuracy,
-    help="Train each update until an epoch's running training accuracy reaches this "
-    "(e.g. 0.99); --epochs is then the cap. 0: train exactly --epochs.",
-)
-
-_TRAIN_SAMPLES = typer.Option(
-    _DEFAULT.train_samples,
-    help="Use a class-balanced subset of this many training images (0: all).",
-)
-
-_RECALIBRATE_NORM = typer.Option(
-    _DEFAULT.recalibrate_norm,
-    help="Recompute BatchNorm statistics with the final weights after each update.",
-)
-
-_OUT = typer.Option(Path("runs/alma"), help="Folder for results.json, results.md and alma.png.")
+_OWN_HELP = {
+    "dataset": "digits | npz:PATH | cifar10:DIR",
+    "model": "Architecture, e.g. resnet18 or small_cnn (a wrong name lists them).",
+    "width": "Width multiplier (e.g. 0.25 for a narrow ResNet18 on CPU).",
+    "strategies": "Comma-separated: warm, lure, shrink_perturb, llf, cold, dash, l2_init, fire.",
+    "replay": "full | none | buffer:K[:reservoir|class_balanced]",
+    "megabatches": "Number of mega-batches in the stream.",
+    "epochs": "Epochs per mega-batch.",
+    "seeds": "Comma-separated seeds.",
+    "label_noise": "Symmetric label-noise rate on the training stream.",
+    "augment": "auto | flip+crop | crop | none (auto: no flips for digits)",
+    "train_samples": "Use a class-balanced subset of this many training images (0: all).",
+}
 
 
-@app.command("alma")
-def alma(
-    dataset: str = typer.Option(_DEFAULT.dataset, help="digits | npz:PATH | cifar10:DIR"),
-    model: str = _MODEL,
-    width: float = _WIDTH,
-    strategies: str = _STRATEGIES,
-    replay: str = typer.Option(
-        _DEFAULT.replay, help="full | none | buffer:K[:reservoir|class_balanced]"
-    ),
-    megabatches: int = typer.Option(
-        _DEFAULT.megabatches, help="Number of mega-batches in the stream."
-    ),
-    epochs: int = typer.Option(_DEFAULT.epochs, help="Epochs per mega-batch."),
-    seeds: str = typer.Option(_DEFAULT.seeds, help="Comma-separated seeds."),
-    importance: str = typer.Option(_DEFAULT.importance, help="snip | fisher | magnitude | random"),
-    keep: float = typer.Option(
-        _DEFAULT.keep, help="Fraction of scored weights LURE keeps (0 < k < 1)."
-    ),
-    label_noise: float = _LABEL_NOISE,
-    batch_size: int = typer.Option(_DEFAULT.batch_size),
-    lr: float = typer.Option(_DEFAULT.lr),
-    augment: str = _AUGMENT,
-    scope: str = _SCOPE,
-    reset_source: str = typer.Option(_DEFAULT.reset_source, help="fresh_model | kaiming_uniform"),
-    keep_best: bool = typer.Option(
-        _DEFAULT.keep_best, help="Keep the best epoch on the validation splits."
-    ),
-    importance_timing: str = _IMPORTANCE_TIMING,
-    importance_sample_size: int = _IMPORTANCE_SAMPLE_SIZE,
-    carry_momentum: bool = _CARRY_MOMENTUM,
-    lr_decay: float = _LR_DECAY,
-    weight_decay: float = typer.Option(_DEFAULT.weight_decay, help="SGD weight decay."),
-    until_train_accuracy: float = _UNTIL_TRAIN_ACCURACY,
-    train_samples: int = _TRAIN_SAMPLES,
-    recalibrate_norm: bool = _RECALIBRATE_NORM,
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    out: Path = _OUT,
-) -> None:
+def _alma(**given: Any) -> None:
     """Run forgetting strategies through an ALMA stream; write results.json, a table and a plot."""
     from lure_engine.alma import markdown_table
 
-    given = locals()
+    device, out = given.pop("device"), given.pop("out")
     try:
-        args = build_config(BenchOptions(**{f.name: given[f.name] for f in fields(BenchOptions)}))
+        args = build_config(BenchOptions(**given))
     except ValueError as error:  # one line, as every lure command reports bad input
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -358,3 +265,33 @@ def alma(
     typer.echo(f"wall time {results['wall_seconds']:.1f} s on {results['device']}")
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
+
+
+def _parameter(name: str, kind: Any, default: Any, help: str) -> inspect.Parameter:
+    flag = name.replace("_", "-")
+    names = f"--{flag}/--no-{flag}" if kind is bool else f"--{flag}"  # a switch, as typer's own
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(default, names, help=help),
+        annotation=kind,
+    )
+
+
+def _signature() -> inspect.Signature:
+    """Every argument of ``alma``: the benchmark's own, then the engine's options."""
+    own = [_parameter(n, k, d, _OWN_HELP[n]) for n, k, d in OWN_OPTIONS]
+    engine = [
+        _parameter(f.name, f.type, f.default, ENGINE_OPTIONS[f.name].help)
+        for f in fields(BenchOptions)
+        if f.name not in _OWN
+    ]
+    tail = [
+        _parameter("device", str, "auto", "auto | cpu | cuda"),
+        _parameter("out", Path, Path("runs/alma"), "Folder for results.json, results.md, plot."),
+    ]
+    return inspect.Signature([*own, *engine, *tail])
+
+
+_alma.__signature__ = _signature()  # type: ignore[attr-defined]
+alma = app.command("alma")(_alma)

@@ -16,6 +16,7 @@ from lure_engine.gate import PromotionPolicy
 from lure_engine.importance import ESTIMATORS
 from lure_engine.importance.scope import SCOPES
 from lure_engine.lineage_evidence import DEFAULT_SWITCH_SIGNIFICANCE
+from service.api.engine_options import change_fields, creation_fields, mutable_options
 
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 StrategyOrAuto = Literal[(*STRATEGIES, "auto")]  # type: ignore[valid-type]
@@ -237,8 +238,10 @@ class _Candidates(BaseModel):
         return self
 
 
-class ModelCreate(_Candidates):
-    """A model and its update recipe; the optimiser defaults are the paper's."""
+class ModelCreate(_Candidates, creation_fields()):  # type: ignore[misc]
+    """A model and its update recipe. The engine's training and unlearning options (epochs, lr,
+    lr_milestones, keep_fraction, importance, ...) come from their one declaration, with the
+    engine's defaults (the paper's) and bounds (``service/api/engine_options.py``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -257,63 +260,11 @@ class ModelCreate(_Candidates):
     replay: Literal["full", "buffer", "none"] = "full"
     buffer_size: int | None = Field(None, ge=1)
     megabatch_size: int = Field(1000, ge=10, le=10_000_000)
-    epochs: int = Field(_TRAIN.epochs, ge=1, le=1000)
-    keep_fraction: float = Field(_UPDATE.keep_fraction, gt=0, lt=1)
-    importance: Importance = _UPDATE.importance
-    scope: Scope = Field(
-        _UPDATE.scope, description="which parameters importance scores and forgetting resets"
-    )
-    reset_source: ResetSource = Field(
-        _UPDATE.reset_source,
-        description="where reset weights come from: a freshly initialised model, or Kaiming",
-    )
-    importance_timing: ImportanceTiming = Field(
-        _UPDATE.importance_timing,
-        description="when the keep-mask is scored: after training, on a sample of the mega-batch "
-        "(kept for the next update), or before the reset, on the parent (the paper's code)",
-    )
-    importance_sample_fraction: float = Field(
-        _UPDATE.importance_sample_fraction,
-        gt=0,
-        le=1,
-        description="share of the rows importance is scored on",
-    )
-    importance_sample_size: int = Field(
-        _UPDATE.importance_sample_size,
-        ge=0,
-        le=1_000_000,
-        description="exactly this many rows instead of the fraction (0: use the fraction)",
-    )
     strategy_options: dict[Strategy, dict[str, float]] = Field(
         default_factory=dict,
         description='per strategy, its rule\'s own settings, e.g. {"dash": {"shrink": 0.3, '
         '"alpha": 0.3}}, {"l2_init": {"weight": 0.01}}, '
         '{"shrink_perturb": {"shrink": 0.4, "noise": 0.001}}; unnamed: the rule\'s defaults',
-    )
-    lr: float = Field(_TRAIN.lr, gt=0, le=10)
-    momentum: float = Field(_TRAIN.momentum, ge=0, lt=1)
-    weight_decay: float = Field(_TRAIN.weight_decay, ge=0, le=1)
-    batch_size: int = Field(_TRAIN.batch_size, ge=2, le=4096)
-    hflip: bool = Field(
-        _TRAIN.hflip, description="flip augmentation; turn off where a mirror changes the label"
-    )
-    recalibrate_norm: bool = Field(
-        _TRAIN.recalibrate_norm,
-        description="after each update's training, recompute BatchNorm running statistics with "
-        "the final weights on the training rows (an imported model's first update keeps its "
-        "calibration)",
-    )
-    lr_milestones: list[float] = Field(
-        list(_TRAIN.milestones),
-        max_length=10,
-        description="fractions of each update's epochs at which the learning rate is multiplied "
-        "by lr_gamma (the paper's: 40 % and 80 %); [] keeps it constant",
-    )
-    lr_gamma: float = Field(_TRAIN.gamma, gt=0, le=1)
-    carry_momentum: bool = Field(
-        _TRAIN.carry_momentum,
-        description="start each update from its parent's SGD momentum buffers (stored with each "
-        "version, as the paper's code keeps one optimiser for the whole stream) instead of zero",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     resize: Literal["squash", "resize_crop"] = Field(
@@ -397,13 +348,13 @@ MUTABLE_FIELDS = (
     "class_names",
     "keep_versions",
     "train_until",
-    "recalibrate_norm",
+    *mutable_options(),  # the engine's options declared mutable (recalibrate_norm, ...)
     "log_predictions",
     "shadow",
 )
 
 
-class ModelPatch(BaseModel):
+class ModelPatch(change_fields()):  # type: ignore[misc]
     """The recipe fields that may change while a model learns; the others are fixed at creation
     because stored data, weight shapes or the stream's splits depend on them."""
 
@@ -420,7 +371,6 @@ class ModelPatch(BaseModel):
     class_names: list[str] | None = None
     keep_versions: int | None = Field(None, ge=1, le=1_000_000)
     train_until: TrainUntilIn | None = None
-    recalibrate_norm: bool | None = None
     log_predictions: LogPredictionsIn | None = None
     shadow: list[int] | None = Field(None, max_length=3)
 
