@@ -197,6 +197,15 @@ class TrainConfig:
     # (1×1 maps in its last stages) the first update lost 3 points and doubled its ECE without
     # this; on the CIFAR ResNets it changes test accuracy by less than a point
     # (docs/BENCHMARKS.md, "Imported models and BatchNorm statistics").
+    # Label smoothing (Szegedy et al. 2016): each target puts this mass on the other classes
+    # evenly, which tempers over-confident logits; 0: plain cross-entropy, bit for bit
+    label_smoothing: float = option(
+        0.0,
+        ge=0,
+        lt=1,
+        mutable=True,
+        help="share of each training target spread evenly over the classes (0: off)",
+    )
     recalibrate_norm: bool = option(
         True,
         mutable=True,

@@ -115,7 +115,7 @@ def _step_batch(
         device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and config.amp
     ):
         logits = model(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if run.anchor is not None:

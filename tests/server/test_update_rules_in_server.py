@@ -159,3 +159,23 @@ def test_the_learning_rate_schedule_is_a_recipe_option(client, digits, run_jobs)
     for bad in ([0.8, 0.4], [1.5]):
         refused = client.post("/v1/models", json={**model, "name": "bad", "lr_milestones": bad})
         assert refused.status_code == 422 and "lr_milestones" in refused.text
+
+
+def test_label_smoothing_is_a_recipe_option_a_model_may_change(client, digits, run_jobs):
+    """The option added to measure issue 44 (two files: its declaration and the trainer): the
+    API takes it and its bounds, PATCH changes it, each version records it, audits rebuild it."""
+    model = {**DIGITS_MODEL, "strategy": "warm", "label_smoothing": 0.1}
+    assert client.post("/v1/models", json=model).status_code == 201
+    (first,) = _stream(client, digits, run_jobs, 1)
+    assert first["config"]["train"]["label_smoothing"] == 0.1
+    changed = client.patch("/v1/models/digits", json={"label_smoothing": 0.0})
+    assert changed.status_code == 200 and changed.json()["config"]["label_smoothing"] == 0.0
+    post_train(client, digits.train.x[300:600], digits.train.y[300:600])
+    assert run_jobs() == ["published"]
+    second = client.get("/v1/models/digits/versions/2").json()
+    assert second["config"]["train"]["label_smoothing"] == 0.0
+    for number in (1, 2):
+        audit = client.post(f"/v1/models/digits/versions/{number}/audit").json()
+        assert audit["result"] == "match", audit
+    refused = client.post("/v1/models", json={**model, "name": "bad", "label_smoothing": 1.0})
+    assert refused.status_code == 422 and "label_smoothing" in refused.text
