@@ -79,7 +79,10 @@ class Option:
 
 
 def options_of(cls: type) -> list[Option]:
-    """Every declared option of a config dataclass (fields made with :func:`option`)."""
+    """Every declared option of a config dataclass (fields made with :func:`option`); none for a
+    class that declares none (a rule without options)."""
+    if not dataclasses.is_dataclass(cls):
+        return []
     owner = "train" if cls is TrainConfig else "update"
     out = []
     for f in dataclasses.fields(cls):
@@ -137,7 +140,8 @@ def check_options(config: Any) -> None:
     the API states the same bounds in its schema, derived from here)."""
     for opt in options_of(type(config)):
         value = getattr(config, opt.name)
-        label = opt.name.replace("_", " ")
+        words = opt.name.replace("_", " ")
+        label = words if words == opt.name else f"{words} ({opt.name})"  # read, and searched for
         if out_of_bounds(value, opt.bounds):
             raise ValueError(f"{label} {describe_bounds(opt.bounds)}, got {value}")
         if isinstance(opt.choices, tuple) and value not in opt.choices:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lure_engine.configs import check_options, option
 from lure_engine.data import for_backward
 from lure_engine.forgetting.base import ForgetContext
 
@@ -66,13 +67,21 @@ def direction_scale(weight: torch.Tensor, direction: torch.Tensor, shrink: float
 
 @dataclass
 class DirectionAwareShrinking:
-    shrink: float = 0.3  # λ: the least a weight group keeps of itself
-    alpha: float = 0.3  # the EMA weight of each newer batch's gradient
+    shrink: float = option(
+        0.3, ge=0, le=1, recipe=None, bench=None, help="λ: the least a weight group keeps of itself"
+    )
+    alpha: float = option(
+        0.3,
+        gt=0,
+        le=1,
+        recipe=None,
+        bench=None,
+        help="the EMA weight of each newer batch's gradient",
+    )
     name: str = "dash"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.shrink <= 1.0 or not 0.0 < self.alpha <= 1.0:
-            raise ValueError("dash needs 0 <= shrink <= 1 and 0 < alpha <= 1")
+        check_options(self)
 
     def apply(self, model: nn.Module, context: ForgetContext) -> nn.Module:
         if context.train_set is None or not len(context.train_set[0]):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lure_engine.configs import check_options, option
 from lure_engine.forgetting.base import ForgetContext
 
 _ORTHOGONALISED = (nn.Conv2d, nn.Linear)
@@ -48,12 +49,13 @@ def fire_weight(weight: torch.Tensor, iterations: int) -> torch.Tensor:
 
 @dataclass
 class FrobeniusIsometryReinit:
-    iterations: int = 10  # Newton–Schulz steps (the authors' default)
+    iterations: int = option(
+        10, ge=1, le=100, recipe=None, bench=None, help="Newton–Schulz steps (the authors' 10)"
+    )
     name: str = "fire"
 
     def __post_init__(self) -> None:
-        if not 1 <= self.iterations <= 100:
-            raise ValueError("fire needs 1 <= iterations <= 100")
+        check_options(self)
 
     def apply(self, model: nn.Module, context: ForgetContext) -> nn.Module:
         with torch.no_grad():

@@ -15,18 +15,20 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from lure_engine.configs import check_options, option
 from lure_engine.forgetting.base import ForgetContext, initial_state
 from lure_engine.trainer import Anchor
 
 
 @dataclass
 class L2Init:
-    weight: float = 0.01  # λ
+    weight: float = option(
+        0.01, ge=0, recipe=None, bench=None, help="λ: the pull toward the initial weights"
+    )
     name: str = "l2_init"
 
     def __post_init__(self) -> None:
-        if self.weight < 0:
-            raise ValueError(f"l2_init's weight must be >= 0, got {self.weight}")
+        check_options(self)
 
     def apply(self, model: nn.Module, context: ForgetContext) -> nn.Module:
         return model  # nothing is forgotten at once; the anchor pulls during relearning

@@ -4,11 +4,12 @@ stats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from lure_engine.configs import option
 from lure_engine.forgetting.base import ForgetContext, fresh_state
 from lure_engine.models import ModelSpec
 from lure_engine.models.sources import default_later_blocks
@@ -32,7 +33,12 @@ def later_blocks_for(model: nn.Module, spec: ModelSpec) -> tuple[str, ...]:
 class LaterLayerForgetting:
     """``blocks`` empty means the architecture's default (ResNet: layer3, layer4)."""
 
-    blocks: tuple[str, ...] = field(default_factory=tuple)
+    blocks: tuple[str, ...] = option(
+        default_factory=tuple,
+        recipe=None,
+        bench=None,
+        help="the blocks to re-initialise (none: the architecture's later blocks)",
+    )
     name: str = "llf"
 
     def block_names(self, model: nn.Module, context: ForgetContext) -> tuple[str, ...]:

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lure_engine.configs import check_options, option
 from lure_engine.forgetting.base import ForgetContext, fresh_state
 
 
 @dataclass
 class ShrinkPerturb:
-    shrink: float = 0.4
-    noise: float = 0.001
+    shrink: float = option(0.4, ge=0, le=1, recipe=None, bench=None, help="λ: θ's share kept")
+    noise: float = option(0.001, ge=0, recipe=None, bench=None, help="σ: the fresh draw's share")
     name: str = "shrink_perturb"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.shrink <= 1.0 or self.noise < 0:
-            raise ValueError("shrink_perturb needs 0 <= shrink <= 1 and noise >= 0")
+        check_options(self)
 
     def apply(self, model: nn.Module, context: ForgetContext) -> nn.Module:
         fresh = fresh_state(model, context)

@@ -2,6 +2,8 @@
 declaration (``lure_engine/configs.py``): the name each has in a recipe, its type, default,
 bounds, allowed values and meaning. ``ModelCreate`` takes every recipe option, ``ModelPatch`` the
 mutable ones, so a new option reaches the API (and its PATCH, when declared mutable) unwritten.
+Each forgetting rule's own options (``strategy_options``) are checked by their declared types and
+bounds the same way, not by building the rule.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ _TYPES: dict[str, Any] = {
     "bool": bool,
     "str": str,
     "tuple[float, ...]": list[float],
+    "tuple[str, ...]": list[str],
 }
 
 
@@ -54,6 +57,33 @@ def change_fields() -> type[BaseModel]:
         o.recipe: (_annotation(o) | None, _field(o, None)) for o in recipe_options() if o.mutable
     }
     return create_model("EngineChanges", **fields)  # type: ignore[call-overload]
+
+
+def _rule_model(strategy: str) -> type[BaseModel]:
+    from lure_engine.forgetting import STRATEGIES
+
+    fields = {
+        o.name: (_annotation(o), _field(o, o.default)) for o in options_of(STRATEGIES[strategy])
+    }
+    return create_model(  # type: ignore[call-overload]
+        f"{strategy}_options", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+def check_strategy_options(chosen: dict[str, dict]) -> dict[str, dict]:
+    """Each rule's options by their declared types and bounds; ValueError naming the rule and
+    the option (``strategy_options.dash: shrink: ...``). Stored as given."""
+    from pydantic import ValidationError
+
+    for strategy, options in chosen.items():
+        try:
+            _rule_model(strategy).model_validate(options)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(f"strategy_options.{strategy}: {problems}") from None
+    return chosen
 
 
 def mutable_options() -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
@@ -16,7 +16,12 @@ from lure_engine.gate import PromotionPolicy
 from lure_engine.importance import ESTIMATORS
 from lure_engine.importance.scope import SCOPES
 from lure_engine.lineage_evidence import DEFAULT_SWITCH_SIGNIFICANCE
-from service.api.engine_options import change_fields, creation_fields, mutable_options
+from service.api.engine_options import (
+    change_fields,
+    check_strategy_options,
+    creation_fields,
+    mutable_options,
+)
 
 Strategy = Literal[tuple(STRATEGIES)]  # type: ignore[valid-type]
 StrategyOrAuto = Literal[(*STRATEGIES, "auto")]  # type: ignore[valid-type]
@@ -260,7 +265,7 @@ class ModelCreate(_Candidates, creation_fields()):  # type: ignore[misc]
     replay: Literal["full", "buffer", "none"] = "full"
     buffer_size: int | None = Field(None, ge=1)
     megabatch_size: int = Field(1000, ge=10, le=10_000_000)
-    strategy_options: dict[Strategy, dict[str, float]] = Field(
+    strategy_options: dict[Strategy, dict[str, Any]] = Field(
         default_factory=dict,
         description='per strategy, its rule\'s own settings, e.g. {"dash": {"shrink": 0.3, '
         '"alpha": 0.3}}, {"l2_init": {"weight": 0.01}}, '
@@ -307,17 +312,9 @@ class ModelCreate(_Candidates, creation_fields()):  # type: ignore[misc]
 
     @model_validator(mode="after")
     def _strategy_options_fit_their_rules(self) -> ModelCreate:
-        """Each rule is built once with its options: an unknown name or a value out of its range
-        is a 422 naming the strategy, not a failed update later."""
-        from lure_engine.forgetting import make_strategy
-
-        for strategy, options in self.strategy_options.items():
-            if "name" in options:
-                raise ValueError(f"strategy_options.{strategy}: 'name' is not an option")
-            try:
-                make_strategy(strategy, **options)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"strategy_options.{strategy}: {error}") from None
+        """Each rule's options by its declared types and bounds: an unknown option or a value
+        out of its range is a 422 naming the strategy, not a failed update later."""
+        check_strategy_options(self.strategy_options)
         return self
 
     @model_validator(mode="after")
