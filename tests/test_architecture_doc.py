@@ -9,9 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-PACKAGES = ("lure_engine", "lure_core", "service", "worker", "client/lure_client")
+PACKAGES = ("lure_engine", "lure_core", "lure_update", "service", "worker", "client/lure_client")
 REFERENCE = re.compile(
-    r"`((?:lure_engine|lure_core|service|worker|client/lure_client)/[\w/]+\.py):([\w.]+)`"
+    r"`((?:lure_engine|lure_core|lure_update|service|worker|client/lure_client)/[\w/]+\.py):([\w.]+)`"
 )
 
 
