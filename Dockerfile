@@ -5,6 +5,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
 COPY lure_engine lure_engine
 COPY lure_core lure_core
+COPY lure_update lure_update
 COPY service service
 COPY worker worker
 COPY client client
