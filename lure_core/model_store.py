@@ -6,10 +6,28 @@ Writes of the live pointer are ``lure_core/live_pointer.py``'s, each with its ru
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from lure_core.records import ModelRow, VersionRow
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A version as an update carries it past the database: which one it is, not its row (the
+    run step trains and judges on plain data)."""
+
+    id: int
+    model_id: int
+    number: int
+    strategy: str
+    parent_number: int | None
+
+    @classmethod
+    def of(cls, row: VersionRow) -> VersionRef:
+        return cls(row.id, row.model_id, row.number, row.strategy, row.parent_number)
 
 
 def model_name(sessions: sessionmaker[Session], model_id: int) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lure_core.blobs import BlobStore
+from lure_core.model_store import VersionRef, version_row
 from lure_core.recipe import Recipe
 from lure_core.records import JobRow, MegaBatchRow, MetricsRow, ModelRow, VersionRow
 from lure_engine.pipeline import MegaBatchData
@@ -33,7 +34,7 @@ from lure_update.starting_point import StartingPoint
 
 
 def replay_source(
-    session: Session, model: ModelRow, megabatch_index: int, start: VersionRow | None
+    session: Session, model: ModelRow, megabatch_index: int, start: VersionRef | None
 ) -> VersionRow | None:
     """The version whose replay memory an update of ``megabatch_index`` continues.
 
@@ -54,7 +55,9 @@ def replay_source(
         .order_by(MegaBatchRow.index.desc(), VersionRow.number.desc())
         .limit(1)
     )
-    return newest if newest is not None else start
+    if newest is not None or start is None:
+        return newest
+    return version_row(session, model.id, start.number)
 
 
 def train_ids_digest(ids: np.ndarray) -> str:
@@ -149,7 +152,7 @@ def gather_inputs(
     )
 
 
-def cumulative_errors(session: Session, version: VersionRow | None) -> int:
+def cumulative_errors(session: Session, version: VersionRef | None) -> int:
     """The CER a version ended with: its child's count continues from it."""
     if version is None:
         return 0
@@ -159,7 +162,7 @@ def cumulative_errors(session: Session, version: VersionRow | None) -> int:
 def starting_from(session: Session, inputs: UpdateInputs, start: StartingPoint) -> UpdateInputs:
     """The same update (data, replay, seeds) from another starting point: a challenger
     lineage's own head instead of the live version."""
-    if start.version is inputs.start.version:
+    if start.version == inputs.start.version:
         return inputs
     return replace(inputs, start=start, parent_cer=cumulative_errors(session, start.version))
 

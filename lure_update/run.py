@@ -12,7 +12,7 @@ from typing import Protocol
 
 import torch
 
-from lure_core.records import VersionRow
+from lure_core.model_store import VersionRef
 from lure_engine.gate import (
     GateEvaluation,
     GateSplit,
@@ -101,10 +101,10 @@ class _GateContext:
     live: GateEvaluation | None
     live_own: float | None
     device: torch.device
-    live_version: VersionRow | None = None
+    live_version: VersionRef | None = None
     parents: dict[int, GateEvaluation] = field(default_factory=dict)
 
-    def is_live(self, version: VersionRow | None) -> bool:
+    def is_live(self, version: VersionRef | None) -> bool:
         live = self.live_version
         return version is None or (live is not None and version.number == live.number)
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from lure_core.blobs import BlobStore
 from lure_core.checkpoints import load_state
 from lure_core.live_pointer import retreat as retreat_live
-from lure_core.model_store import live_version
+from lure_core.model_store import VersionRef, live_version
 from lure_core.records import ModelRow, VersionRow
 from lure_update.context import UpdateContext
 from lure_update.damaged_versions import newest_intact
@@ -27,7 +27,7 @@ class StartingPoint:
     """The version an update starts from: its weights and forget-mask (None: the first update),
     and its SGD momentum when its recipe carried momentum."""
 
-    version: VersionRow | None
+    version: VersionRef | None
     state: dict[str, torch.Tensor] | None
     mask: dict[str, torch.Tensor] | None
     momentum: dict[str, torch.Tensor] | None = None
@@ -43,7 +43,7 @@ def read_starting_point(blobs: BlobStore, version: VersionRow) -> StartingPoint:
         }
     if version.momentum_key and version.momentum_sha256:
         momentum = load_state(blobs, version.momentum_key, version.momentum_sha256)
-    return StartingPoint(version, state, mask, momentum)
+    return StartingPoint(VersionRef.of(version), state, mask, momentum)
 
 
 class NoIntactCheckpoint(RuntimeError):
