@@ -7,6 +7,9 @@ attempt; a stale one is taken over) → :func:`heartbeat` while it trains, :func
 remain, else failed) or :func:`release_interrupted` (a shutdown or an infrastructure fault:
 handed back, uncounted) → :func:`retry_failed` (an admin gives a failed job a fresh budget).
 Routes, the dispatcher and the worker call these instead of writing ``JobRow`` state columns.
+One convention for their first argument: a :class:`JobStore` where the function owns its
+transaction, the caller's ``Session`` where it joins one (enqueue with the chunk, succeed with the
+publication, quarantine with the data gate's verdict).
 
 No torch here: the Celery process that supervises update processes imports this module, and it
 starts in a second instead of the five that importing torch and the engine takes.
@@ -313,20 +316,17 @@ def pending_sends(session: Session, stale_after: float, resend_after: float) -> 
     )
 
 
-def mark_sent(sessions: sessionmaker[Session], job_id: int) -> None:
-    with sessions.begin() as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id).values(dispatched_at=now()))
+def mark_sent(session: Session, job_id: int) -> None:
+    session.execute(update(JobRow).where(JobRow.id == job_id).values(dispatched_at=now()))
 
 
-def heartbeat(
-    sessions: sessionmaker[Session], job_id: int, runner: str, progress: dict | None = None
-) -> None:
+def heartbeat(store: JobStore, job_id: int, runner: str, progress: dict | None = None) -> None:
     """The attempt held by ``runner`` is alive (and how far it got); a taken-over attempt
     writes nothing."""
     values: dict = {"heartbeat_at": now()}
     if progress is not None:
         values["progress"] = progress
-    with sessions.begin() as session:
+    with store.sessions.begin() as session:
         session.execute(
             update(JobRow).where(JobRow.id == job_id, JobRow.runner == runner).values(**values)
         )
@@ -343,12 +343,15 @@ def record_start(
     )
 
 
-def succeed(job: JobRow, version: int | None, timings: dict | None = None) -> None:
+def succeed(
+    session: Session, job_id: int, version: int | None, timings: dict | None = None
+) -> None:
     """The job published ``version`` (in the publishing transaction); a duplicate delivery that
     lost the race records the winner without its timings."""
-    job.state, job.version, job.finished_at = JobState.SUCCEEDED, version, now()
+    values: dict = {"state": JobState.SUCCEEDED, "version": version, "finished_at": now()}
     if timings is not None:
-        job.runner, job.timings, job.progress, job.error = None, timings, {"phase": "done"}, None
+        values |= {"runner": None, "timings": timings, "progress": {"phase": "done"}, "error": None}
+    session.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
 
 
 def _requeue(session: Session, job_id: int, finished: JobState, phase: str) -> bool:

@@ -38,7 +38,7 @@ class ProgressWriter:
         progress = {**progress, **self.candidate}
         self.last = time.monotonic()
         try:
-            heartbeat(self.ctx.sessions, self.job_id, self.runner, progress)
+            heartbeat(self.ctx.jobs, self.job_id, self.runner, progress)
         except Exception as error:  # the database is away: training goes on, progress waits
             if not is_infrastructure_fault(error):
                 raise

@@ -107,12 +107,12 @@ def publish(
             number = _existing_winner(session, job)
             if number is None:
                 number = _insert(session, job, published, best)
-            succeed(job, number, timings)
+            succeed(session, job_id, number, timings)
             return number
     except IntegrityError:  # a concurrent duplicate won the race: it is published, exactly once
         with ctx.sessions.begin() as session:
             job = session.get_one(JobRow, job_id)
             number = _existing_winner(session, job)
             assert number is not None  # the duplicate that won published it
-            succeed(job, number)
+            succeed(session, job_id, number)
             return number

@@ -186,7 +186,7 @@ def _supervise(ctx: UpdateContext, job_id: int, child) -> bool:
             child.join()
             return True
         try:
-            heartbeat(ctx.sessions, job_id, runner)
+            heartbeat(ctx.jobs, job_id, runner)
         except Exception:  # the database is briefly unreachable: the next beat tries again
             log.warning("job %s: heartbeat failed", job_id, exc_info=True, extra={"job_id": job_id})
     return False

@@ -70,7 +70,8 @@ class Dispatcher:
                 )
                 break
             log.info("job %d sent to the queue", job_id, extra={"job_id": job_id})
-            mark_sent(self.sessions, job_id)
+            with self.sessions.begin() as session:
+                mark_sent(session, job_id)
             sent += 1
         return sent
 
