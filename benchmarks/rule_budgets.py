@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.markdown import mean_std
 from benchmarks.plotting import pyplot, save
 from benchmarks.quality_tables import RUNS, Job, Variant
-from benchmarks.warm_start_penalty import run
+from benchmarks.warm_start_penalty import add_run_parser, run
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 
@@ -167,13 +167,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run_parser = sub.add_parser("run")
-    run_parser.add_argument("--dataset", required=True, help="npz:PATH of the CIFAR-10 subset")
-    run_parser.add_argument("--workers", type=int, default=2)
-    run_parser.add_argument("--tables", default=None, help="comma-separated (default: all)")
-    run_parser.add_argument("--seeds", default="0,1,2")
-    run_parser.add_argument("--strategies", default=None, help="comma-separated rules")
-    run_parser.add_argument("--runs-dir", type=Path, default=RUNS)
+    add_run_parser(sub)
     report_parser = sub.add_parser("report")
     report_parser.add_argument("--runs-dir", type=Path, default=RUNS)
     report_parser.add_argument("--out", type=Path, default=DOCS / "rule_budgets")

@@ -107,11 +107,8 @@ def run(dataset: str, runs_dir: Path, workers: int, pending: list[Job]) -> None:
             )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_run_parser(sub) -> argparse.ArgumentParser:
+    """The ``run`` command's arguments every job-table benchmark shares."""
     run_parser = sub.add_parser("run")
     run_parser.add_argument("--dataset", required=True, help="npz:PATH of the CIFAR-10 subset")
     run_parser.add_argument("--workers", type=int, default=2)
@@ -120,10 +117,19 @@ def main() -> None:
     run_parser.add_argument(
         "--strategies", default=None, help="comma-separated rules (default: each table's own)"
     )
+    run_parser.add_argument("--runs-dir", type=Path, default=RUNS)
+    return run_parser
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = add_run_parser(sub)
     run_parser.add_argument(
         "--labels", default=None, help="comma-separated variant labels, e.g. 'no augmentation'"
     )
-    run_parser.add_argument("--runs-dir", type=Path, default=RUNS)
     args = parser.parse_args()
     if args.command == "run":
         tables = set(args.tables.split(",")) if args.tables else None

@@ -60,18 +60,20 @@ def test_lure_up_refuses_a_damaged_database_in_words(settings, damaged, tmp_path
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def _post_chunks(client, digits, starts) -> None:
+    for start in starts:
+        rows = slice(start, start + 50)
+        body = npz_body(digits.train.x[rows], digits.train.y[rows])
+        client.post(
+            "/v1/models/digits/chunks?split=train", content=body, headers=NPZ
+        ).raise_for_status()
+
+
 def test_a_database_damaged_under_a_running_server_is_a_503_that_says_so(settings, digits):
     with TestClient(create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {new_key(client, 'admin', ['admin'])}"
         client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
-        for start in range(0, 200, 50):  # a few pages of rows, so cutting the file loses some
-            client.post(
-                "/v1/models/digits/chunks?split=train",
-                content=npz_body(
-                    digits.train.x[start : start + 50], digits.train.y[start : start + 50]
-                ),
-                headers=NPZ,
-            ).raise_for_status()
+        _post_chunks(client, digits, range(0, 200, 50))  # pages of rows, so a cut loses some
         engine = client.app.state.resources.sessions.kw["bind"]
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -93,14 +95,7 @@ def test_no_chunk_is_acknowledged_into_a_file_truncated_under_the_server(setting
     with TestClient(create_app(settings)) as client:
         client.headers["Authorization"] = f"Bearer {new_key(client, 'admin', ['admin'])}"
         client.post("/v1/models", json=DIGITS_MODEL).raise_for_status()
-        for start in range(0, 200, 50):
-            client.post(
-                "/v1/models/digits/chunks?split=train",
-                content=npz_body(
-                    digits.train.x[start : start + 50], digits.train.y[start : start + 50]
-                ),
-                headers=NPZ,
-            ).raise_for_status()
+        _post_chunks(client, digits, range(0, 200, 50))
         with client.app.state.resources.sessions() as session:  # the pages into the main file
             session.connection().exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         database = settings.data_dir / "lure.db"
